@@ -1,0 +1,68 @@
+"""authserver: passwordless authentication for the employer portal.
+
+``create_app`` builds the application: settings from the environment (validated
+once), then each package's ``init_app``. Nothing else happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from authserver.config import PROJECT_ROOT, Settings, load_settings
+
+
+def create_app(
+    env: Mapping[str, str] | None = None,
+    *,
+    settings: Settings | None = None,
+    test_config: Mapping[str, Any] | None = None,
+) -> Flask:
+    """Build the app from ``settings`` (or the environment ``env``); raise ConfigError if bad."""
+    if settings is None:
+        settings = load_settings(env)
+
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=str(settings.instance_path),
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        AUTHSERVER=settings,
+        SESSION_COOKIE_NAME="authserver_flask",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_TIME_LIMIT=settings.session_absolute,
+        WTF_CSRF_SSL_STRICT=False,
+        MAX_CONTENT_LENGTH=256 * 1024,
+        JSON_AS_ASCII=False,
+    )
+    if test_config:
+        app.config.update(test_config)
+
+    from authserver import db, errors, ops, web
+    from authserver.accounts import init_app as init_accounts
+    from authserver.alerts import init_app as init_alerts
+    from authserver.mail import init_app as init_mail
+    from authserver.sessions import init_app as init_sessions
+    from authserver.throttle import init_app as init_throttle
+
+    db.init_app(app, db.Database(settings.database_url))
+    web.init_app(app)
+    errors.init_app(app)
+    init_throttle(app)
+    init_mail(app)
+    init_sessions(app)
+    init_alerts(app)
+    init_accounts(app)
+    ops.init_app(app)
+    return app
+
+
+def settings_of(app: Flask) -> Settings:
+    return app.config["AUTHSERVER"]

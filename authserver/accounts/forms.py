@@ -1,0 +1,125 @@
+"""Forms: they check input shape and rules, never look anything up (services decide)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, RadioField, StringField
+from wtforms.validators import ValidationError
+
+from authserver.accounts import validation
+from authserver.accounts.passwords import MAX_LENGTH, policy_errors
+
+CIVILITIES = [("madame", "Madame"), ("monsieur", "Monsieur")]
+
+
+def _clean(field: Any, cleaner: Any, *args: Any) -> None:
+    try:
+        field.data = cleaner(field.data or "", *args)
+    except validation.InvalidField as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class PasswordPairMixin:
+    password = PasswordField()
+    password_confirm = PasswordField()
+
+    def check_password_pair(self, *, username: str, email: str) -> bool:
+        password = self.password.data or ""
+        if not password:
+            self.password.errors = ["Veuillez saisir un mot de passe."]
+            return False
+        errors = policy_errors(password, username=username, email=email)
+        if errors:
+            self.password.errors = errors
+            return False
+        if password != (self.password_confirm.data or ""):
+            self.password_confirm.errors = ["Les deux mots de passe ne sont pas identiques."]
+            return False
+        return True
+
+
+class SignupForm(PasswordPairMixin, FlaskForm):
+    username = StringField()
+    civility = RadioField(choices=CIVILITIES, validate_choice=False)
+    last_name = StringField()
+    first_name = StringField()
+    email = StringField()
+    phone = StringField()
+    cgu = BooleanField()
+
+    def validate_username(self, field: StringField) -> None:
+        _clean(field, validation.clean_username)
+
+    def validate_civility(self, field: RadioField) -> None:
+        if field.data not in dict(CIVILITIES):
+            raise ValidationError("Veuillez choisir votre civilité.")
+
+    def validate_last_name(self, field: StringField) -> None:
+        _clean(field, validation.clean_name, "nom")
+
+    def validate_first_name(self, field: StringField) -> None:
+        _clean(field, validation.clean_name, "prénom")
+
+    def validate_email(self, field: StringField) -> None:
+        _clean(field, validation.clean_email)
+
+    def validate_phone(self, field: StringField) -> None:
+        _clean(field, validation.clean_phone)
+
+    def validate_cgu(self, field: BooleanField) -> None:
+        if not field.data:
+            raise ValidationError(
+                "Vous devez accepter les conditions générales d'utilisation pour créer un compte."
+            )
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        username = self.username.data if not self.username.errors else ""
+        email = self.email.data if not self.email.errors else ""
+        return self.check_password_pair(username=username or "", email=email or "") and valid
+
+
+class LoginForm(FlaskForm):
+    username = StringField()
+    password = PasswordField()
+
+    def validate_username(self, field: StringField) -> None:
+        field.data = (field.data or "").strip()
+        if not field.data:
+            raise ValidationError("Veuillez saisir votre identifiant.")
+        if len(field.data) > 254:
+            raise ValidationError("Identifiant invalide.")
+
+    def validate_password(self, field: PasswordField) -> None:
+        if not field.data:
+            raise ValidationError("Veuillez saisir votre mot de passe.")
+        if len(field.data) > MAX_LENGTH * 4:
+            raise ValidationError("Mot de passe invalide.")
+
+
+class AccountLookupForm(FlaskForm):
+    """Identifiant or e-mail, for a reset or a new activation link."""
+
+    username = StringField()
+    email = StringField()
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        if not super().validate(extra_validators):
+            return False
+        self.username.data = (self.username.data or "").strip()[:254]
+        self.email.data = (self.email.data or "").strip()[:254]
+        if not self.username.data and not self.email.data:
+            self.username.errors = ["Veuillez saisir votre identifiant ou votre adresse e-mail."]
+            return False
+        return True
+
+
+class ResendForm(FlaskForm):
+    username = StringField()
+
+
+class ResetPasswordForm(PasswordPairMixin, FlaskForm):
+    def validate_for(self, *, username: str, email: str) -> bool:
+        return self.validate() and self.check_password_pair(username=username, email=email)

@@ -1,0 +1,231 @@
+"""Account operations: sign-up, activation, password login, password reset.
+
+Views call these and commit once; these only add to the session. Nothing here
+tells a caller whether an identifiant or e-mail exists beyond what the caller
+already proved (a correct password).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from flask import current_app, url_for
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from authserver import db
+from authserver.accounts import tokens
+from authserver.accounts.passwords import PasswordHashing
+from authserver.accounts.validation import email_key, username_key
+from authserver.mail.outbox import enqueue
+from authserver.models import User, utcnow
+from authserver.sessions import store
+from authserver.web import settings
+
+HASHING_KEY = "authserver.passwords"
+
+
+def hashing() -> PasswordHashing:
+    return current_app.extensions[HASHING_KEY]
+
+
+class UsernameTaken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class SignupData:
+    username: str
+    password: str
+    civility: str
+    last_name: str
+    first_name: str
+    email: str
+    phone: str
+
+
+def _link(endpoint: str, token: str) -> str:
+    path = url_for(endpoint, token=token)
+    return settings().base_url + path
+
+
+def register(data: SignupData) -> User:
+    """Create an inactive account and queue its activation e-mail; raise UsernameTaken."""
+    password_hash = hashing().hash(data.password)  # slow: before any write
+    now = utcnow()
+    user = User(
+        username=data.username,
+        username_key=username_key(data.username),
+        password_hash=password_hash,
+        password_changed_at=now,
+        civility=data.civility,
+        last_name=data.last_name,
+        first_name=data.first_name,
+        email=data.email,
+        email_key=email_key(data.email),
+        phone=data.phone,
+        cgu_version=settings().cgu_version,
+        cgu_accepted_at=now,
+        created_at=now,
+    )
+    session = db.session()
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise UsernameTaken() from None
+    send_activation(user)
+    return user
+
+
+def send_activation(user: User) -> None:
+    token = tokens.issue(
+        db.session(),
+        purpose=tokens.ACTIVATION,
+        user_id=user.id,
+        ttl=settings().activation_ttl,
+    )
+    enqueue(
+        kind="activation",
+        to=user.email,
+        subject="Activez votre compte France Travail",
+        template="activation",
+        user=user,
+        link=_link("accounts.activate", token),
+        hours=settings().activation_ttl // 3600,
+    )
+
+
+def activate(token: str) -> User:
+    """Consume an activation link; raise tokens.TokenInvalid / TokenExpired / TokenUsed."""
+    session = db.session()
+    consumed = tokens.consume(session, token, tokens.ACTIVATION)
+    user = session.get(User, consumed.user_id)
+    if user is None:
+        raise tokens.TokenInvalid()
+    if user.activated_at is None:
+        user.activated_at = utcnow()
+    return user
+
+
+def find_by_username(username: str) -> User | None:
+    return db.session().scalar(select(User).where(User.username_key == username_key(username)))
+
+
+def matching_accounts(username: str, email: str) -> list[User]:
+    conditions = []
+    if username.strip():
+        conditions.append(User.username_key == username_key(username))
+    if email.strip():
+        conditions.append(User.email_key == email_key(email))
+    if not conditions:
+        return []
+    return list(db.session().scalars(select(User).where(or_(*conditions)).limit(5)))
+
+
+def resend_activation(username: str, email: str) -> None:
+    """Send a new link to each matching account not yet activated; silent otherwise."""
+    for user in matching_accounts(username, email):
+        if user.activated_at is None:
+            send_activation(user)
+
+
+class LoginOutcome(Enum):
+    OK = "success"
+    BAD_CREDENTIALS = "bad_credentials"
+    NOT_ACTIVATED = "not_activated"
+    LOCKED = "locked"
+    RESET_REQUIRED = "reset_required"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    outcome: LoginOutcome
+    user: User | None
+
+
+def check_password(user: User | None, password: str) -> LoginResult:
+    """Verify a password login; an unknown identifiant (None) costs one dummy hash too."""
+    verification = hashing().verify(user.password_hash if user else None, password)
+    if user is None or not verification.ok:
+        return LoginResult(LoginOutcome.BAD_CREDENTIALS, user)
+    if verification.needs_rehash:
+        user.password_hash = hashing().hash(password)
+    if user.activated_at is None:
+        return LoginResult(LoginOutcome.NOT_ACTIVATED, user)
+    if user.locked_at is not None:
+        return LoginResult(LoginOutcome.LOCKED, user)
+    if user.password_reset_required:
+        return LoginResult(LoginOutcome.RESET_REQUIRED, user)
+    return LoginResult(LoginOutcome.OK, user)
+
+
+def request_password_reset(username: str, email: str) -> None:
+    """E-mail a reset link to each matching account; the caller answers the same either way."""
+    from authserver.throttle import throttle
+
+    for user in matching_accounts(username, email):
+        # At most a few reset e-mails per account and hour: no mail bombing.
+        if not throttle().hit("reset-mail", 5, 3600, str(user.id)).allowed:
+            continue
+        token = tokens.issue(
+            db.session(),
+            purpose=tokens.PASSWORD_RESET,
+            user_id=user.id,
+            ttl=settings().reset_ttl,
+            supersede=True,
+        )
+        enqueue(
+            kind="password_reset",
+            to=user.email,
+            subject="Réinitialisation de votre mot de passe France Travail",
+            template="password_reset",
+            user=user,
+            link=_link("accounts.reset_password", token),
+            minutes=settings().reset_ttl // 60,
+        )
+
+
+def reset_user_of(token: str) -> User:
+    """The account a reset link is for, without consuming it (to show the form)."""
+    session = db.session()
+    row = tokens.peek(session, token, tokens.PASSWORD_RESET)
+    user = session.get(User, row.user_id)
+    if user is None:
+        raise tokens.TokenInvalid()
+    return user
+
+
+def reset_password(token: str, new_password: str) -> User:
+    """Consume the link, set the password, revoke every session, notify the owner."""
+    password_hash = hashing().hash(new_password)
+    session = db.session()
+    consumed = tokens.consume(session, token, tokens.PASSWORD_RESET)
+    user = session.get(User, consumed.user_id)
+    if user is None:
+        raise tokens.TokenInvalid()
+    set_password_hash(user, password_hash, reason="password_reset")
+    if user.activated_at is None:
+        # The link reached the account's mailbox: that proves the address too.
+        user.activated_at = utcnow()
+    return user
+
+
+def set_password_hash(user: User, password_hash: str, *, reason: str) -> None:
+    session = db.session()
+    user.password_hash = password_hash
+    user.password_changed_at = utcnow()
+    user.password_reset_required = False
+    store.revoke_all(session, user.id, reason)
+    enqueue(
+        kind="password_changed",
+        to=user.email,
+        subject="Votre mot de passe France Travail a été modifié",
+        template="password_changed",
+        user=user,
+        when=utcnow(),
+        forgot_link=settings().base_url + url_for("accounts.forgot_password"),
+        security_link=settings().base_url + url_for("alerts.security_info"),
+    )

@@ -1,0 +1,76 @@
+"""Login events: one row per attempt, and one JSON line per event for a SIEM.
+
+The JSON line never carries a password, token or cookie value: only who, when,
+from where, how, and the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from flask import Flask
+
+from authserver import db
+from authserver.models import LoginEvent, User, utcnow
+from authserver.web import client_ip, user_agent
+
+security_log = logging.getLogger("authserver.security")
+
+
+def init_security_log(app: Flask) -> None:
+    """Security events go to stdout, or to the file named by AUTHSERVER_SECURITY_LOG."""
+    if security_log.handlers:
+        return
+    target = os.environ.get("AUTHSERVER_SECURITY_LOG", "stdout")
+    if target == "off":
+        security_log.addHandler(logging.NullHandler())
+    elif target == "stdout":
+        security_log.addHandler(logging.StreamHandler(sys.stdout))
+    else:
+        security_log.addHandler(logging.FileHandler(target, encoding="utf-8"))
+    security_log.setLevel(logging.INFO)
+    security_log.propagate = False
+
+
+def emit(event_type: str, **fields: Any) -> None:
+    record = {"event": event_type, "time": utcnow().isoformat(), **fields}
+    security_log.info(json.dumps(record, ensure_ascii=False, default=str))
+
+
+def record_login(
+    *,
+    method: str,
+    outcome: str,
+    reason: str = "",
+    user: User | None = None,
+    username_attempt: str = "",
+    device_id: int | None = None,
+) -> LoginEvent:
+    """Add a login event to the session (the caller commits) and write its log line."""
+    event = LoginEvent(
+        user_id=user.id if user else None,
+        username_attempt=username_attempt[:64],
+        ip=client_ip(),
+        user_agent=user_agent(),
+        method=method,
+        outcome=outcome,
+        reason=reason,
+        device_id=device_id,
+    )
+    db.session().add(event)
+    emit(
+        "login",
+        account=user.username if user else None,
+        username_attempt=username_attempt[:64] if user is None else None,
+        ip=event.ip,
+        user_agent=event.user_agent,
+        device=device_id,
+        method=method,
+        outcome=outcome,
+        reason=reason or None,
+    )
+    return event

@@ -1,0 +1,209 @@
+"""The ``authserver`` command: schema, users, mail delivery, production server.
+
+Configuration errors end the command with one line naming the variable and a
+non-zero status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from authserver.config import ConfigError, Settings, load_settings
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"authserver : {message}", err=True)
+    sys.exit(code)
+
+
+def _check_database(settings: Settings) -> None:
+    from authserver.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        _fail(
+            f"AUTHSERVER_DATABASE_URL : base de données injoignable ({type(exc).__name__})",
+        )
+    finally:
+        engine.dispose()
+
+
+@click.group()
+def cli() -> None:
+    """Serveur d'authentification de l'espace entreprise."""
+
+
+@cli.group()
+def db() -> None:
+    """Schéma de la base de données."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Créer ou migrer le schéma (Alembic)."""
+    from authserver.migrate import upgrade
+
+    settings = _settings()
+    _check_database(settings)
+    upgrade(settings.database_url)
+    click.echo("Schéma à jour.")
+
+
+@cli.group()
+def user() -> None:
+    """Comptes utilisateurs."""
+
+
+@user.command("create")
+@click.option("--username", required=True)
+@click.option("--email", required=True)
+@click.option(
+    "--role", type=click.Choice(["employer", "security", "counselor", "admin"]), default="employer"
+)
+@click.option("--activated", is_flag=True, help="Compte activé sans e-mail de validation.")
+@click.option("--password-stdin", is_flag=True, help="Lire le mot de passe sur l'entrée standard.")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+def user_create(
+    username: str,
+    email: str,
+    role: str,
+    activated: bool,
+    password_stdin: bool,
+    first_name: str,
+    last_name: str,
+) -> None:
+    """Créer un utilisateur."""
+    from authserver import create_app
+    from authserver.accounts import validation
+    from authserver.accounts.passwords import policy_errors
+    from authserver.accounts.service import hashing
+    from authserver.db import get_database
+    from authserver.models import User, utcnow
+
+    try:
+        username = validation.clean_username(username)
+        email = validation.clean_email(email)
+    except validation.InvalidField as exc:
+        _fail(str(exc))
+    password_hash = None
+    app = create_app(settings=_settings(), test_config={"MAIL_WORKER_DISABLED": True})
+    with app.app_context():
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+            errors = policy_errors(password, username=username, email=email)
+            if errors:
+                _fail(" ".join(errors))
+            password_hash = hashing().hash(password)
+        now = utcnow()
+        try:
+            with get_database(app).session_scope() as session:
+                account = User(
+                    username=username,
+                    username_key=validation.username_key(username),
+                    email=email,
+                    email_key=validation.email_key(email),
+                    password_hash=password_hash,
+                    password_changed_at=now if password_hash else None,
+                    role=role,
+                    first_name=first_name,
+                    last_name=last_name,
+                    activated_at=now if activated else None,
+                )
+                session.add(account)
+                session.flush()
+                public_id = account.public_id
+        except IntegrityError:
+            _fail("cet identifiant existe déjà")
+    click.echo(json.dumps({"username": username, "role": role, "sub": public_id}))
+
+
+@cli.group()
+def mail() -> None:
+    """Courriels en attente."""
+
+
+@mail.command("deliver")
+@click.option("--once", is_flag=True, help="Un seul passage puis sortie.")
+def mail_deliver(once: bool) -> None:
+    """Livrer les e-mails de la file d'attente (processus séparé)."""
+    from authserver import create_app
+    from authserver.mail import worker_of
+
+    app = create_app(settings=_settings(), test_config={"MAIL_WORKER_DISABLED": True})
+    worker = worker_of(app)
+    if once:
+        sent, failed = worker.run_once()
+        click.echo(f"{sent} envoyé(s), {failed} échec(s)")
+        return
+    worker.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        worker.stop()
+
+
+@cli.command("serve")
+@click.option("--workers", type=int, default=None, help="Processus (défaut : 2 × cœurs).")
+@click.option("--threads", type=int, default=4)
+def serve(workers: int | None, threads: int) -> None:
+    """Serveur de production (gunicorn, plusieurs processus)."""
+    import os
+
+    from gunicorn.app.base import BaseApplication
+
+    settings = _settings()
+    _check_database(settings)
+    workers = workers or max(2, (os.cpu_count() or 1) * 2)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"{settings.host}:{settings.port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "graceful_timeout": 20,
+                "timeout": 60,
+                "control_socket_disable": True,
+                "accesslog": None,
+            }
+            for key, value in options.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from authserver import create_app
+
+            return create_app(settings=settings)
+
+    click.echo(f"authserver : {settings.base_url} (écoute sur {settings.host}:{settings.port})")
+    Server().run()
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ConfigError as exc:
+        _fail(f"configuration invalide — {exc.variable} : {exc.reason}")
+    except OperationalError as exc:
+        _fail(f"AUTHSERVER_DATABASE_URL : base de données injoignable ({type(exc).__name__})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Deployment settings, read once from ``AUTHSERVER_*`` environment variables.
+
+Everything is validated here, at start-up, so that a bad value stops the server
+with one line naming the variable instead of failing later inside a request.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
+
+
+class ConfigError(Exception):
+    """A setting has a value the server cannot run with; the message names the variable."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class MailURL:
+    """Where e-mails go: the terminal (``console``) or an SMTP server."""
+
+    kind: str  # "console" or "smtp"
+    host: str = ""
+    port: int = 0
+    username: str | None = None
+    password: str | None = None
+    use_ssl: bool = False
+    use_starttls: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    base_url: str = "http://localhost:5000"
+    database_url: str = ""
+    redis_url: str | None = None
+    mail: MailURL = field(default_factory=lambda: MailURL("console"))
+    mail_sender: str = "France Travail Pro <no-reply@localhost>"
+    secret_key: str = ""
+    rp_id: str = "localhost"
+    origins: tuple[str, ...] = ("http://localhost:5000",)
+    instance_path: Path = DEFAULT_INSTANCE
+    # Lifetimes, in seconds.
+    activation_ttl: int = 72 * 3600
+    reset_ttl: int = 3600
+    session_idle: int = 30 * 60
+    session_absolute: int = 12 * 3600
+    # Argon2id parameters (OWASP minimum by default).
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    # Mail delivery.
+    mail_worker: bool = True
+    mail_retry_base: float = 2.0
+    mail_retry_max: float = 600.0
+    mail_max_attempts: int = 50
+    # Throttling of failed logins (per window of ``throttle_window`` seconds).
+    throttle_window: int = 15 * 60
+    throttle_account_failures: int = 5
+    throttle_ip_failures: int = 50
+    cgu_version: str = "2026-11"
+    passkey_offer_delay: int = 7 * 24 * 3600
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def console_mail(self) -> bool:
+        return self.mail.kind == "console"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def parse_mail_url(value: str) -> MailURL:
+    if value == "console":
+        return MailURL("console")
+    parts = urlsplit(value)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("attendu 'console', 'smtp://hôte:port' ou 'smtps://hôte:port'")
+    try:
+        port = parts.port or (465 if parts.scheme == "smtps" else 25)
+    except ValueError as exc:
+        raise ValueError("port invalide") from exc
+    query = parse_qs(parts.query)
+    starttls = query.get("starttls", ["0"])[0] in ("1", "true", "yes")
+    return MailURL(
+        kind="smtp",
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        use_ssl=parts.scheme == "smtps",
+        use_starttls=starttls,
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"nombre entier attendu, reçu {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"doit être au moins {minimum}, reçu {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"nombre attendu, reçu {raw!r}") from None
+    if value < 0:
+        raise ConfigError(name, "doit être positif")
+    return value
+
+
+def _http_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(name, f"URL http(s) attendue, reçu {value!r}")
+    return value.rstrip("/")
+
+
+def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
+    value = env.get("AUTHSERVER_SECRET_KEY")
+    if value:
+        if len(value) < 16:
+            raise ConfigError("AUTHSERVER_SECRET_KEY", "au moins 16 caractères")
+        return value
+    path = instance_path / "secret_key"
+    try:
+        if path.exists():
+            return path.read_text().strip()
+        instance_path.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        return key
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            "AUTHSERVER_SECRET_KEY", f"non définie et {path} illisible ({exc.strerror})"
+        ) from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from the environment; raise ConfigError on the first bad value."""
+    env = os.environ if env is None else env
+    instance_path = Path(env.get("AUTHSERVER_INSTANCE_PATH") or DEFAULT_INSTANCE)
+    host = env.get("AUTHSERVER_HOST") or "127.0.0.1"
+    port = _int(env, "AUTHSERVER_PORT", 5000, minimum=1)
+    if port > 65535:
+        raise ConfigError("AUTHSERVER_PORT", f"port entre 1 et 65535, reçu {port}")
+
+    base_url = _http_url(
+        "AUTHSERVER_BASE_URL", env.get("AUTHSERVER_BASE_URL") or f"http://localhost:{port}"
+    )
+
+    database_url = (
+        env.get("AUTHSERVER_DATABASE_URL") or f"sqlite:///{instance_path / 'authserver.db'}"
+    )
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed_db = make_url(database_url)
+    except ArgumentError:
+        raise ConfigError(
+            "AUTHSERVER_DATABASE_URL", f"URL SQLAlchemy invalide : {database_url!r}"
+        ) from None
+    if parsed_db.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            "AUTHSERVER_DATABASE_URL",
+            "seuls sqlite:/// et postgresql+psycopg:// sont pris en charge",
+        )
+
+    redis_url = env.get("AUTHSERVER_REDIS_URL") or None
+    if redis_url is not None:
+        parts = urlsplit(redis_url)
+        if parts.scheme not in ("redis", "rediss", "unix") or (
+            parts.scheme != "unix" and not parts.hostname
+        ):
+            raise ConfigError("AUTHSERVER_REDIS_URL", f"URL redis:// attendue, reçu {redis_url!r}")
+
+    try:
+        mail = parse_mail_url(env.get("AUTHSERVER_MAIL_URL") or "console")
+    except ValueError as exc:
+        raise ConfigError("AUTHSERVER_MAIL_URL", str(exc)) from None
+
+    mail_sender = env.get("AUTHSERVER_MAIL_SENDER") or "France Travail Pro <no-reply@localhost>"
+    if "@" not in mail_sender:
+        raise ConfigError("AUTHSERVER_MAIL_SENDER", "adresse e-mail attendue")
+
+    rp_id = env.get("AUTHSERVER_RP_ID") or (urlsplit(base_url).hostname or "localhost")
+    origins_raw = env.get("AUTHSERVER_ORIGINS")
+    if origins_raw:
+        origins = tuple(
+            _origin(_http_url("AUTHSERVER_ORIGINS", item.strip()))
+            for item in origins_raw.split(",")
+            if item.strip()
+        )
+        if not origins:
+            raise ConfigError("AUTHSERVER_ORIGINS", "au moins une origine attendue")
+    else:
+        origins = (_origin(base_url),)
+
+    return Settings(
+        host=host,
+        port=port,
+        base_url=base_url,
+        database_url=database_url,
+        redis_url=redis_url,
+        mail=mail,
+        mail_sender=mail_sender,
+        secret_key=_secret_key(env, instance_path),
+        rp_id=rp_id,
+        origins=origins,
+        instance_path=instance_path,
+        activation_ttl=_int(env, "AUTHSERVER_ACTIVATION_TTL_HOURS", 72, minimum=1) * 3600,
+        session_idle=_int(env, "AUTHSERVER_SESSION_IDLE_MINUTES", 30, minimum=1) * 60,
+        session_absolute=_int(env, "AUTHSERVER_SESSION_MAX_HOURS", 12, minimum=1) * 3600,
+        mail_worker=(env.get("AUTHSERVER_MAIL_WORKER") or "1") not in ("0", "false", "no"),
+        mail_retry_base=_float(env, "AUTHSERVER_MAIL_RETRY_BASE", 2.0),
+        mail_retry_max=_float(env, "AUTHSERVER_MAIL_RETRY_MAX", 600.0),
+        passkey_offer_delay=_int(env, "AUTHSERVER_PASSKEY_OFFER_DELAY_DAYS", 7) * 24 * 3600,
+    )

@@ -1,0 +1,86 @@
+"""Error answers: French pages for people, the contract's JSON form for programs.
+
+The choice is made by the URL (JSON API prefixes), never by sniffing headers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+JSON_PREFIXES = ("/webauthn/", "/api/", "/auth/", "/oauth/", "/.well-known/")
+
+MESSAGES = {
+    400: ("bad_request", "La requête est invalide."),
+    401: ("unauthorized", "Vous devez être connecté."),
+    403: ("forbidden", "Vous n'avez pas accès à cette page."),
+    404: ("not_found", "La page demandée n'existe pas."),
+    405: ("method_not_allowed", "Cette méthode n'est pas autorisée ici."),
+    413: ("too_large", "La requête est trop volumineuse."),
+    415: ("unsupported_media_type", "Le corps de la requête doit être du JSON."),
+    429: ("too_many_requests", "Trop de tentatives. Veuillez réessayer plus tard."),
+    500: ("server_error", "Une erreur inattendue est survenue. Veuillez réessayer."),
+    503: ("unavailable", "Le service est momentanément indisponible."),
+}
+
+
+class APIError(Exception):
+    """An error of the JSON API, carrying its machine code and French message."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+def json_error(status: int, error: str, message: str) -> Response:
+    response = jsonify({"error": error, "message": message})
+    response.status_code = status
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+def error_response(status: int, error: str | None = None, message: str | None = None) -> Response:
+    default_error, default_message = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
+    if wants_json():
+        return json_error(status, error or default_error, message or default_message)
+    body = render_template("errors/error.html", status=status, message=message or default_message)
+    return Response(body, status=status, mimetype="text/html")
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(APIError)
+    def _api_error(exc: APIError) -> Response:
+        return json_error(exc.status, exc.error, exc.message)
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(_exc: CSRFError) -> Response:
+        return error_response(
+            400,
+            "csrf_failed",
+            "Le formulaire a expiré ou n'est pas valide. Rechargez la page et réessayez.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        response = error_response(status)
+        if status == 405 and exc.get_response().headers.get("Allow"):
+            response.headers["Allow"] = exc.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(InternalServerError.code)

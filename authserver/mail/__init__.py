@@ -1,0 +1,34 @@
+"""E-mail: a durable outbox written in the caller's transaction, and its delivery.
+
+``outbox.enqueue`` adds the message to the current database session, so an
+e-mail exists exactly when what caused it was committed. A delivery worker (a
+thread in each server process, or ``authserver mail deliver``) sends due rows
+with retries and exponential backoff; SMTP being down delays mail, never loses it.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from authserver.mail.delivery import DeliveryWorker, make_transport
+from authserver.mail.outbox import install_wakeup
+
+EXTENSION_KEY = "authserver.mail"
+
+
+def init_app(app: Flask) -> None:
+    from authserver.db import get_database
+    from authserver.mail.views import bp
+
+    settings = app.config["AUTHSERVER"]
+    transport = make_transport(app, settings)
+    worker = DeliveryWorker(app, get_database(app), transport, settings)
+    app.extensions[EXTENSION_KEY] = worker
+    install_wakeup(get_database(app), worker.wakeup)
+    app.register_blueprint(bp)
+    if settings.mail_worker and not app.config.get("MAIL_WORKER_DISABLED"):
+        worker.start()
+
+
+def worker_of(app: Flask) -> DeliveryWorker:
+    return app.extensions[EXTENSION_KEY]

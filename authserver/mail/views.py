@@ -1,0 +1,32 @@
+"""The development mailbox: every e-mail of the outbox, shown only with ``console`` mail."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, render_template
+from sqlalchemy import select
+
+from authserver import db
+from authserver.models import OutboxMail
+
+bp = Blueprint("mail", __name__)
+
+
+def _require_dev() -> None:
+    if not current_app.config["AUTHSERVER"].console_mail:
+        abort(404)
+
+
+@bp.get("/dev/mailbox")
+def dev_mailbox() -> str:
+    _require_dev()
+    mails = db.session().scalars(select(OutboxMail).order_by(OutboxMail.id.desc()).limit(100))
+    return render_template("mail/mailbox.html", mails=list(mails))
+
+
+@bp.get("/dev/mailbox/<int:mail_id>")
+def dev_mail(mail_id: int) -> str:
+    _require_dev()
+    mail = db.session().get(OutboxMail, mail_id)
+    if mail is None:
+        abort(404)
+    return render_template("mail/mail.html", mail=mail)

@@ -1,0 +1,42 @@
+"""What every successful login does, whatever the method: device, session, event.
+
+Password and passkey logins both end here, so they yield the same session,
+the same login event and the same new-device handling.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import url_for
+
+from authserver.alerts import devices, events
+from authserver.models import User
+from authserver.sessions.login import start_session
+
+AMR = {"password": ["pwd"], "passkey": ["hwk", "user"]}
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only local paths: never send the user to another site after login."""
+    if not target or len(target) > 2000:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    if "\\" in target:
+        return None
+    return target
+
+
+def complete_login(user: User, *, method: str, next_url: str | None = None) -> str:
+    """Open the session and record the login; return where to send the browser.
+
+    The caller commits (one short write transaction for the whole login).
+    """
+    device_login = devices.remember(user)
+    start_session(user, method=method, amr=AMR[method], device_id=device_login.device.id)
+    events.record_login(
+        method=method, outcome="success", user=user, device_id=device_login.device.id
+    )
+    return safe_next(next_url) or url_for("accounts.espace")

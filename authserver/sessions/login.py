@@ -1,0 +1,111 @@
+"""Flask-Login glue: the current user comes from our session cookie, never from Flask's.
+
+``start_session`` is the single way any login method (password, passkey)
+becomes a session, so every method gets the same cookie, lifetimes and record.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Request, Response, current_app, g, request
+from flask import session as flask_session
+from flask_login import LoginManager
+
+from authserver import db
+from authserver.models import AuthSession, User
+from authserver.sessions import store
+from authserver.web import client_ip, settings, user_agent
+
+COOKIE_NAME = "authserver_session"
+
+login_manager = LoginManager()
+login_manager.login_view = "accounts.login"
+login_manager.login_message = "Veuillez vous connecter pour accéder à cette page."
+login_manager.login_message_category = "info"
+login_manager.session_protection = None
+
+
+def lifetimes() -> store.Lifetimes:
+    config = settings()
+    return store.Lifetimes(idle=config.session_idle, absolute=config.session_absolute)
+
+
+@login_manager.request_loader
+def _load_from_cookie(req: Request) -> User | None:
+    token = req.cookies.get(COOKIE_NAME)
+    if not token:
+        return None
+    session = db.session()
+    record = store.load_session(session, token, lifetimes())
+    if record is None:
+        g.clear_session_cookie = True
+        return None
+    if store.needs_touch(record):
+        store.touch(session, record)
+        session.commit()
+    g.auth_session = record
+    return record.user
+
+
+def current_auth_session() -> AuthSession | None:
+    from flask_login import current_user
+
+    _ = current_user.is_authenticated  # force the loader
+    return g.get("auth_session")
+
+
+def start_session(user: User, *, method: str, amr: list[str], device_id: int | None = None) -> str:
+    """Open a new session (fresh id: no fixation); the cookie is set on the response.
+
+    The caller commits. Any previous session of this browser is revoked.
+    """
+    session = db.session()
+    previous = g.get("auth_session")
+    if previous is not None:
+        store.revoke(session, previous.id_hash, "replaced")
+    token = store.open_session(
+        session,
+        user,
+        method=method,
+        amr=amr,
+        ip=client_ip(),
+        user_agent=user_agent(),
+        lifetimes=lifetimes(),
+        device_id=device_id,
+    )
+    # Drop whatever the anonymous browser carried (CSRF secret included).
+    flask_session.clear()
+    g.new_session_token = token
+    g._login_user = user
+    return token
+
+
+def end_session() -> None:
+    """Revoke this browser's session server-side; the caller commits."""
+    record = current_auth_session()
+    if record is not None:
+        store.revoke(db.session(), record.id_hash, "logout")
+    flask_session.clear()
+    g.clear_session_cookie = True
+    g.pop("auth_session", None)
+
+
+def _set_cookies(response: Response) -> Response:
+    config = current_app.config["AUTHSERVER"]
+    token = g.get("new_session_token")
+    if token:
+        response.set_cookie(
+            COOKIE_NAME,
+            token,
+            httponly=True,
+            secure=config.secure_cookies,
+            samesite="Lax",
+            path="/",
+        )
+    elif g.get("clear_session_cookie") and COOKIE_NAME in request.cookies:
+        response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Lax")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    app.after_request(_set_cookies)

@@ -1,0 +1,112 @@
+"""Session records: open, load, touch, revoke. Storage only; no Flask here.
+
+The cookie carries 32 random bytes; the table keeps their SHA-256, so reading
+the database does not give anyone a session. A session dies at the first of:
+its idle timeout, its absolute lifetime, or a revocation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from authserver.models import AuthSession, User, utcnow
+
+# last_seen_at is written at most this often: not a write per request.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    idle: int
+    absolute: int
+
+
+def open_session(
+    session: Session,
+    user: User,
+    *,
+    method: str,
+    amr: list[str],
+    ip: str,
+    user_agent: str,
+    lifetimes: Lifetimes,
+    device_id: int | None = None,
+) -> str:
+    """Add a new session row; return the cookie value (shown once, never stored)."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        AuthSession(
+            id_hash=hash_token(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=lifetimes.absolute),
+            method=method,
+            amr=" ".join(amr),
+            ip=ip,
+            user_agent=user_agent,
+            device_id=device_id,
+        )
+    )
+    return token
+
+
+def load_session(
+    session: Session, token: str, lifetimes: Lifetimes, now: datetime | None = None
+) -> AuthSession | None:
+    """The live session for this cookie value, or None (unknown, revoked, idle, expired)."""
+    if not token or len(token) > 100:
+        return None
+    now = now or utcnow()
+    record = session.scalar(select(AuthSession).where(AuthSession.id_hash == hash_token(token)))
+    if record is None or record.revoked_at is not None:
+        return None
+    if record.expires_at <= now:
+        return None
+    if record.last_seen_at + timedelta(seconds=lifetimes.idle) <= now:
+        return None
+    if record.user.locked_at is not None:
+        return None
+    return record
+
+
+def needs_touch(record: AuthSession, now: datetime | None = None) -> bool:
+    return (now or utcnow()) - record.last_seen_at >= TOUCH_EVERY
+
+
+def touch(session: Session, record: AuthSession, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    session.execute(
+        update(AuthSession).where(AuthSession.id_hash == record.id_hash).values(last_seen_at=now)
+    )
+    record.last_seen_at = now
+
+
+def revoke(session: Session, id_hash: bytes, reason: str) -> None:
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.id_hash == id_hash, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+
+
+def revoke_all(session: Session, user_id: int, reason: str, *, keep: bytes | None = None) -> int:
+    """Revoke every live session of the user (except ``keep``); return how many."""
+    statement = update(AuthSession).where(
+        AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+    )
+    if keep is not None:
+        statement = statement.where(AuthSession.id_hash != keep)
+    result = session.execute(statement.values(revoked_at=utcnow(), revoked_reason=reason))
+    return result.rowcount or 0

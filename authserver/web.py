@@ -1,0 +1,66 @@
+"""Web hygiene shared by every page: CSRF, security headers, client address, template globals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, Response, current_app, request
+from flask_wtf.csrf import CSRFProtect, generate_csrf
+
+from authserver.config import Settings
+
+csrf = CSRFProtect()
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'"
+)
+
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def paris_time(moment: datetime) -> str:
+    """A UTC time as people in France read it: 26/11/2026 à 17:45 (heure de Paris)."""
+    return moment.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M") + " (heure de Paris)"
+
+
+def settings() -> Settings:
+    return current_app.config["AUTHSERVER"]
+
+
+def client_ip() -> str:
+    """The peer address; a reverse proxy in front is trusted through ProxyFix only."""
+    return (request.remote_addr or "")[:45]
+
+
+def user_agent() -> str:
+    return (request.headers.get("User-Agent") or "")[:512]
+
+
+def init_app(app: Flask) -> None:
+    csrf.init_app(app)
+    is_https = app.config["AUTHSERVER"].secure_cookies
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if is_https:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if not request.path.startswith("/static/"):
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.add_template_filter(paris_time, "paris_time")
+
+    @app.context_processor
+    def _globals() -> dict[str, object]:
+        return {"csrf_token": generate_csrf, "dev_mailbox": app.config["AUTHSERVER"].console_mail}

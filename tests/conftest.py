@@ -1,0 +1,171 @@
+"""Fixtures: an app per test on a fresh database, a real SMTP server, helpers to act as a user."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from authserver import create_app
+from authserver.config import load_settings
+from authserver.db import get_database
+from authserver.mail import worker_of
+from authserver.migrate import upgrade
+from tests.fixtures_services import *  # noqa: F403
+from tests.services import PostgresServer, SMTPServer, text_of
+
+PASSWORD = "correct horse battery staple 42"
+
+CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once; each test copies the file (much faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: PostgresServer) -> str:
+    name = "authserver_template"
+    url = postgres.create_database(name)
+    upgrade(url)
+    return name
+
+
+def fresh_pg_url(postgres: PostgresServer, template: str) -> str:
+    return postgres.create_database(f"t_{uuid.uuid4().hex[:12]}", template=template)
+
+
+AppFactory = Callable[..., Flask]
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, sqlite_template: Path, smtp: SMTPServer) -> Iterator[AppFactory]:
+    """Build an app on a fresh copy of the migrated database, mail to the test SMTP server."""
+    apps: list[Flask] = []
+
+    def factory(database_url: str | None = None, **env: str) -> Flask:
+        if database_url is None:
+            db_path = tmp_path / f"app{len(apps)}.db"
+            shutil.copy(sqlite_template, db_path)
+            database_url = f"sqlite:///{db_path}"
+        values = {
+            "AUTHSERVER_INSTANCE_PATH": str(tmp_path / "instance"),
+            "AUTHSERVER_DATABASE_URL": database_url,
+            "AUTHSERVER_MAIL_URL": smtp.url,
+            "AUTHSERVER_SECRET_KEY": "test-secret-key-0123456789abcdef",
+            "AUTHSERVER_MAIL_RETRY_BASE": "0.2",
+            "AUTHSERVER_MAIL_RETRY_MAX": "1",
+            "AUTHSERVER_SECURITY_LOG": "stdout",
+            **env,
+        }
+        app = create_app(settings=load_settings(values), test_config={"TESTING": True})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        worker_of(app).stop()
+        get_database(app).dispose()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def backend_app(request: pytest.FixtureRequest, make_app: AppFactory) -> Flask:
+    """The same test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return make_app()
+    postgres = request.getfixturevalue("postgres")
+    template = request.getfixturevalue("pg_template")
+    return make_app(fresh_pg_url(postgres, template))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "page without csrf-token meta"
+    return match.group(1)
+
+
+def link_in(message: EmailMessage, path: str) -> str:
+    """The one URL of the mail's text part whose path starts with ``path``."""
+    urls = re.findall(r"https?://\S+", text_of(message))
+    matching = [url for url in urls if path in url]
+    assert len(matching) == 1, f"expected one {path} link, got {urls}"
+    return matching[0]
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+class Actions:
+    """What a user does, over HTTP (the test client), with the real SMTP server."""
+
+    def __init__(self, client: FlaskClient, smtp: SMTPServer) -> None:
+        self.client = client
+        self.smtp = smtp
+
+    def csrf(self, path: str = "/login") -> str:
+        return csrf_of(self.client.get(path).get_data(as_text=True))
+
+    def signup(self, username: str = "martin.dupont", **overrides: Any) -> Any:
+        data = {
+            "csrf_token": self.csrf("/signup"),
+            "username": username,
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+            "civility": "monsieur",
+            "last_name": "Dupont",
+            "first_name": "Martin",
+            "email": f"{username.split('@')[0]}@entreprise.fr",
+            "phone": "07 12 34 56 78",
+            "cgu": "y",
+        }
+        data.update(overrides)
+        return self.client.post("/signup", data=data)
+
+    def activation_link(self, count: int = 1) -> str:
+        messages = self.smtp.wait_for(count)
+        return link_in(messages[count - 1], "/activate/")
+
+    def activate(self, count: int = 1) -> Any:
+        return self.client.get(path_of(self.activation_link(count)))
+
+    def login(self, username: str = "martin.dupont", password: str = PASSWORD, **extra: str) -> Any:
+        data = {"csrf_token": self.csrf("/login"), "username": username, "password": password}
+        data.update(extra)
+        return self.client.post("/login", data=data)
+
+    def logout(self) -> Any:
+        return self.client.post("/logout", data={"csrf_token": self.csrf("/espace")})
+
+    def create_active_account(self, username: str = "martin.dupont", **overrides: Any) -> None:
+        before = len(self.smtp.messages)
+        response = self.signup(username, **overrides)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        assert self.activate(before + 1).status_code == 200
+
+
+@pytest.fixture
+def actions(client: FlaskClient, smtp: SMTPServer) -> Actions:
+    return Actions(client, smtp)
