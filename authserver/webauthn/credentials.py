@@ -1,0 +1,53 @@
+"""Passkey storage: small query functions; the caller commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from authserver.models import WebAuthnCredential
+from authserver.webauthn.registration import ExistingCredential
+
+
+def for_user(session: Session, user_id: int) -> list[WebAuthnCredential]:
+    return list(
+        session.scalars(
+            select(WebAuthnCredential)
+            .where(WebAuthnCredential.user_id == user_id)
+            .order_by(WebAuthnCredential.created_at)
+        )
+    )
+
+
+def descriptors_for(session: Session, user_id: int) -> list[ExistingCredential]:
+    rows = session.execute(
+        select(WebAuthnCredential.credential_id, WebAuthnCredential.transports).where(
+            WebAuthnCredential.user_id == user_id
+        )
+    )
+    return [
+        ExistingCredential(credential_id, tuple(filter(None, transports.split(","))))
+        for credential_id, transports in rows
+    ]
+
+
+def by_credential_id(session: Session, credential_id: bytes) -> WebAuthnCredential | None:
+    return session.scalar(
+        select(WebAuthnCredential).where(WebAuthnCredential.credential_id == credential_id)
+    )
+
+
+def count_for(session: Session, user_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(WebAuthnCredential)
+            .where(WebAuthnCredential.user_id == user_id)
+        )
+        or 0
+    )
+
+
+def owned(session: Session, user_id: int, credential_pk: int) -> WebAuthnCredential | None:
+    row = session.get(WebAuthnCredential, credential_pk)
+    return row if row is not None and row.user_id == user_id else None

@@ -1,0 +1,153 @@
+"""Passkey pages: the offer after a password login, and the user's passkeys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from webauthn.helpers import bytes_to_base64url
+from werkzeug.wrappers import Response
+
+from authserver import db
+from authserver.models import User, utcnow
+from authserver.sessions.completion import safe_next
+from authserver.sessions.login import current_auth_session
+from authserver.web import settings
+from authserver.webauthn import credentials
+from authserver.webauthn.notifications import passkey_removed
+from authserver.webauthn.providers import provider_name
+
+bp = Blueprint("passkeys", __name__)
+
+RECENT_AUTH = timedelta(minutes=5)
+
+
+def should_offer(user: User) -> bool:
+    """Offer a passkey after a password login: none yet, not refused, not postponed."""
+    if user.passkey_offer_refused:
+        return False
+    if user.passkey_offer_after is not None and user.passkey_offer_after > utcnow():
+        return False
+    return credentials.count_for(db.session(), user.id) == 0
+
+
+def _next() -> str:
+    return safe_next(request.values.get("next")) or url_for("accounts.espace")
+
+
+@bp.get("/passkeys/offer")
+@login_required
+def offer() -> object:
+    if credentials.count_for(db.session(), current_user.id) > 0:
+        return redirect(_next())
+    return render_template("webauthn/offer.html", next_url=_next())
+
+
+@bp.post("/passkeys/offer/later")
+@login_required
+def offer_later() -> Response:
+    current_user.passkey_offer_after = utcnow() + timedelta(seconds=settings().passkey_offer_delay)
+    db.session().commit()
+    return redirect(_next())
+
+
+@bp.post("/passkeys/offer/never")
+@login_required
+def offer_never() -> Response:
+    current_user.passkey_offer_refused = True
+    db.session().commit()
+    flash(
+        "C'est noté : nous ne vous proposerons plus la connexion sans mot de passe. "
+        "Vous pourrez toujours l'activer depuis la page « Mes clés d'accès ».",
+        "info",
+    )
+    return redirect(_next())
+
+
+def recently_authenticated() -> bool:
+    record = current_auth_session()
+    moment = record.authenticated_at if record else None
+    return moment is not None and utcnow() - moment <= RECENT_AUTH
+
+
+@bp.get("/account/passkeys")
+@login_required
+def manage() -> str:
+    rows = credentials.for_user(db.session(), current_user.id)
+    items = [
+        {
+            "row": row,
+            "provider": provider_name(row.aaguid),
+            "id_b64": bytes_to_base64url(row.credential_id),
+        }
+        for row in rows
+    ]
+    return render_template(
+        "webauthn/manage.html",
+        items=items,
+        rp_id=settings().rp_id,
+        user_handle_b64=bytes_to_base64url(current_user.user_handle),
+        removed_id=request.args.get("removed", ""),
+    )
+
+
+@bp.post("/account/passkeys/<int:passkey_id>/rename")
+@login_required
+def rename(passkey_id: int) -> Response:
+    row = credentials.owned(db.session(), current_user.id, passkey_id)
+    name = " ".join((request.form.get("name") or "").split())[:64]
+    if row is None:
+        flash("Cette clé d'accès n'existe pas.", "error")
+    elif not name:
+        flash("Veuillez saisir un nom pour la clé d'accès.", "error")
+    else:
+        row.name = name
+        db.session().commit()
+        flash("La clé d'accès a été renommée.", "success")
+    return redirect(url_for("passkeys.manage"))
+
+
+@bp.post("/account/passkeys/<int:passkey_id>/delete")
+@login_required
+def delete(passkey_id: int) -> Response:
+    session = db.session()
+    row = credentials.owned(session, current_user.id, passkey_id)
+    if row is None:
+        flash("Cette clé d'accès n'existe pas.", "error")
+        return redirect(url_for("passkeys.manage"))
+    if not recently_authenticated():
+        flash("Pour supprimer une clé d'accès, confirmez d'abord votre identité.", "info")
+        return redirect(url_for("passkeys.reauth", next=url_for("passkeys.manage")))
+    if current_user.password_hash is None and credentials.count_for(session, current_user.id) <= 1:
+        flash(
+            "Impossible de supprimer votre seule clé d'accès : votre compte n'aurait plus "
+            "aucun moyen de connexion. Définissez d'abord un mot de passe.",
+            "error",
+        )
+        return redirect(url_for("passkeys.manage"))
+    removed = bytes_to_base64url(row.credential_id)
+    passkey_removed(current_user, row)
+    session.delete(row)
+    session.commit()
+    flash("La clé d'accès a été supprimée.", "success")
+    return redirect(url_for("passkeys.manage", removed=removed))
+
+
+@bp.route("/account/reauth", methods=["GET", "POST"])
+@login_required
+def reauth() -> object:
+    from authserver.accounts.service import hashing
+
+    error = None
+    if request.method == "POST":
+        password = request.form.get("password") or ""
+        if password and hashing().verify(current_user.password_hash, password).ok:
+            record = current_auth_session()
+            if record is not None:
+                record.authenticated_at = utcnow()
+            db.session().commit()
+            return redirect(_next())
+        error = "Mot de passe incorrect."
+    status = 401 if error else 200
+    return render_template("webauthn/reauth.html", error=error, next_url=_next()), status

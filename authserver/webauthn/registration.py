@@ -1,0 +1,130 @@
+"""Registration ceremony: creation options and verification. Protocol only: no Flask, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from webauthn import generate_registration_options, verify_registration_response
+from webauthn.helpers import options_to_json_dict
+from webauthn.helpers.exceptions import WebAuthnException
+from webauthn.helpers.structs import (
+    AttestationConveyancePreference,
+    AuthenticatorSelectionCriteria,
+    AuthenticatorTransport,
+    CredentialDeviceType,
+    PublicKeyCredentialDescriptor,
+    PublicKeyCredentialHint,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from authserver.webauthn.client_data import check_origin, check_shape, parse_client_data
+from authserver.webauthn.errors import UserVerificationRequired, VerificationFailed
+from authserver.webauthn.rp import ALGORITHMS, RelyingParty
+
+KNOWN_TRANSPORTS = {item.value for item in AuthenticatorTransport}
+
+
+@dataclass(frozen=True)
+class ExistingCredential:
+    credential_id: bytes
+    transports: tuple[str, ...]
+
+
+def descriptors(existing: list[ExistingCredential]) -> list[PublicKeyCredentialDescriptor]:
+    return [
+        PublicKeyCredentialDescriptor(
+            id=item.credential_id,
+            transports=[
+                AuthenticatorTransport(t) for t in item.transports if t in KNOWN_TRANSPORTS
+            ],
+        )
+        for item in existing
+    ]
+
+
+def creation_options(
+    *,
+    rp: RelyingParty,
+    challenge: bytes,
+    user_handle: bytes,
+    user_name: str,
+    user_display_name: str,
+    exclude_credentials: list[ExistingCredential],
+    timeout_ms: int,
+) -> dict[str, Any]:
+    """PublicKeyCredentialCreationOptionsJSON: discoverable, UV required, no forced attachment."""
+    options = generate_registration_options(
+        rp_id=rp.id,
+        rp_name=rp.name,
+        user_id=user_handle,
+        user_name=user_name,
+        user_display_name=user_display_name,
+        challenge=challenge,
+        timeout=timeout_ms,
+        attestation=AttestationConveyancePreference.NONE,
+        authenticator_selection=AuthenticatorSelectionCriteria(
+            resident_key=ResidentKeyRequirement.REQUIRED,
+            require_resident_key=True,
+            user_verification=UserVerificationRequirement.REQUIRED,
+        ),
+        exclude_credentials=descriptors(exclude_credentials),
+        supported_pub_key_algs=list(ALGORITHMS),
+        hints=[PublicKeyCredentialHint.CLIENT_DEVICE, PublicKeyCredentialHint.HYBRID],
+    )
+    return options_to_json_dict(options)
+
+
+@dataclass(frozen=True)
+class NewCredential:
+    credential_id: bytes
+    public_key: bytes
+    sign_count: int
+    aaguid: str
+    attestation_format: str
+    backup_eligible: bool
+    backup_state: bool
+    transports: tuple[str, ...]
+
+
+def challenge_of(credential: Any) -> bytes:
+    """The challenge the browser signed, to find the pending ceremony (shape checked first)."""
+    return parse_client_data(check_shape(credential, "create"), "webauthn.create").challenge
+
+
+def verify_registration(
+    *, rp: RelyingParty, credential: dict[str, Any], expected_challenge: bytes
+) -> NewCredential:
+    """Every relying-party step of §7.1, the ones py_webauthn skips included."""
+    check_shape(credential, "create")
+    check_origin(parse_client_data(credential, "webauthn.create"), rp.origins)
+    try:
+        verified = verify_registration_response(
+            credential=credential,
+            expected_challenge=expected_challenge,
+            expected_rp_id=rp.id,
+            expected_origin=list(rp.origins),
+            require_user_verification=True,
+            supported_pub_key_algs=list(ALGORITHMS),
+        )
+    except WebAuthnException as exc:
+        if "user verification" in str(exc).lower():
+            raise UserVerificationRequired(str(exc)) from None
+        raise VerificationFailed(str(exc)) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise VerificationFailed(f"{type(exc).__name__}: {exc}") from None
+    transports = tuple(
+        t for t in credential["response"].get("transports", []) if t in KNOWN_TRANSPORTS
+    )
+    device_type = verified.credential_device_type
+    return NewCredential(
+        credential_id=verified.credential_id,
+        public_key=verified.credential_public_key,
+        sign_count=verified.sign_count,
+        aaguid=str(verified.aaguid),
+        attestation_format=str(getattr(verified.fmt, "value", verified.fmt)),
+        backup_eligible=device_type == CredentialDeviceType.MULTI_DEVICE,
+        backup_state=bool(verified.credential_backed_up),
+        transports=transports,
+    )

@@ -1,0 +1,121 @@
+"""The passkey JSON API of the contract: four calls, errors in the contract's form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify
+from flask_login import current_user
+
+from authserver import db
+from authserver.alerts import events
+from authserver.errors import APIError, json_error
+from authserver.jsonapi import optional_str, read_json
+from authserver.models import User
+from authserver.sessions.completion import complete_login
+from authserver.web import csrf
+from authserver.webauthn import service
+from authserver.webauthn.errors import CeremonyError
+from authserver.webauthn.notifications import passkey_added
+
+bp = Blueprint("webauthn", __name__, url_prefix="/webauthn")
+
+
+def _credential(body: dict[str, Any]) -> dict[str, Any]:
+    credential = body.get("credential")
+    if not isinstance(credential, dict):
+        raise APIError(
+            400, "malformed_credential", "Le champ « credential » est manquant ou invalide."
+        )
+    return credential
+
+
+def _require_login() -> Any:
+    if not current_user.is_authenticated:
+        raise APIError(401, "login_required", "Vous devez être connecté.")
+    return current_user
+
+
+def _ceremony_failed(exc: CeremonyError) -> Response:
+    return json_error(exc.status, exc.error, exc.message)
+
+
+@bp.post("/register/options")
+def register_options() -> Response:
+    user = _require_login()
+    read_json()
+    options = service.begin_registration(user)
+    db.session().commit()
+    return jsonify(options)
+
+
+@bp.post("/register/verify")
+def register_verify() -> Response:
+    user = _require_login()
+    body = read_json()
+    credential = _credential(body)
+    name = optional_str(body, "name", 64)
+    try:
+        row = service.finish_registration(user, credential, name)
+    except CeremonyError as exc:
+        db.session().commit()  # the ceremony is spent either way
+        current_app.logger.info("passkey registration refused: %s", exc.error)
+        return _ceremony_failed(exc)
+    passkey_added(user, row)
+    db.session().commit()
+    return jsonify({"id": _b64(row.credential_id), "name": row.name})
+
+
+@bp.post("/login/options")
+@csrf.exempt
+def login_options() -> Response:
+    body = read_json()
+    username = optional_str(body, "username", 254)
+    options = service.begin_login(username.strip() if username else None)
+    db.session().commit()
+    return jsonify(options)
+
+
+@bp.post("/login/verify")
+@csrf.exempt
+def login_verify() -> Response:
+    body = read_json()
+    credential = _credential(body)
+    next_url = optional_str(body, "next", 2000)
+    try:
+        user, _passkey = service.finish_login(credential)
+    except CeremonyError as exc:
+        events.record_login(
+            method="passkey",
+            outcome="failure",
+            reason=exc.error,
+            user=exc.user if isinstance(exc.user, User) else None,
+        )
+        db.session().commit()
+        return _ceremony_failed(exc)
+    target = complete_login(user, method="passkey", next_url=next_url)
+    db.session().commit()
+    return jsonify({"redirect": target})
+
+
+def _b64(raw: bytes) -> str:
+    from webauthn.helpers import bytes_to_base64url
+
+    return bytes_to_base64url(raw)
+
+
+def set_binding_cookie(response: Response) -> Response:
+    token = g.get("new_binding_cookie")
+    if token:
+        response.set_cookie(
+            service.BINDING_COOKIE,
+            token,
+            httponly=True,
+            secure=current_app.config["AUTHSERVER"].secure_cookies,
+            samesite="Strict",
+            path="/webauthn/",
+        )
+    return response
+
+
+bp.after_request(set_binding_cookie)

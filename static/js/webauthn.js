@@ -1,0 +1,175 @@
+// Passkey ceremonies in the browser: WebAuthn Level 3 JSON methods where the browser has
+// them, plain base64url conversion otherwise. Every request carries an AbortSignal.
+
+const TIMEOUT_MS = 5 * 60 * 1000;
+
+export function b64urlToBuffer(value) {
+  const base64 = value.replace(/-/g, "+").replace(/_/g, "/");
+  const padded = base64 + "=".repeat((4 - (base64.length % 4)) % 4);
+  const binary = atob(padded);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return bytes.buffer;
+}
+
+export function bufferToB64url(buffer) {
+  const bytes = new Uint8Array(buffer);
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 1) binary += String.fromCharCode(bytes[i]);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function supported() {
+  return typeof window.PublicKeyCredential === "function" && !!navigator.credentials;
+}
+
+export async function capabilities() {
+  if (!supported()) return {};
+  if (typeof PublicKeyCredential.getClientCapabilities === "function") {
+    try {
+      return await PublicKeyCredential.getClientCapabilities();
+    } catch (_) {
+      /* fall through to feature detection */
+    }
+  }
+  const caps = {};
+  if (typeof PublicKeyCredential.isConditionalMediationAvailable === "function") {
+    caps.conditionalGet = await PublicKeyCredential.isConditionalMediationAvailable();
+  }
+  return caps;
+}
+
+function descriptorsFromJSON(list) {
+  return (list || []).map((item) => ({ ...item, id: b64urlToBuffer(item.id) }));
+}
+
+export function creationOptionsFromJSON(json) {
+  if (typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function") {
+    return PublicKeyCredential.parseCreationOptionsFromJSON(json);
+  }
+  return {
+    ...json,
+    challenge: b64urlToBuffer(json.challenge),
+    user: { ...json.user, id: b64urlToBuffer(json.user.id) },
+    excludeCredentials: descriptorsFromJSON(json.excludeCredentials),
+  };
+}
+
+export function requestOptionsFromJSON(json) {
+  if (typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function") {
+    return PublicKeyCredential.parseRequestOptionsFromJSON(json);
+  }
+  return {
+    ...json,
+    challenge: b64urlToBuffer(json.challenge),
+    allowCredentials: descriptorsFromJSON(json.allowCredentials),
+  };
+}
+
+export function credentialToJSON(credential) {
+  if (typeof credential.toJSON === "function") {
+    try {
+      return credential.toJSON();
+    } catch (_) {
+      /* some password managers return objects whose toJSON throws */
+    }
+  }
+  const response = credential.response;
+  const json = {
+    id: credential.id,
+    rawId: bufferToB64url(credential.rawId),
+    type: credential.type,
+    authenticatorAttachment: credential.authenticatorAttachment || undefined,
+    clientExtensionResults: credential.getClientExtensionResults
+      ? credential.getClientExtensionResults()
+      : {},
+    response: { clientDataJSON: bufferToB64url(response.clientDataJSON) },
+  };
+  if (response.attestationObject) {
+    json.response.attestationObject = bufferToB64url(response.attestationObject);
+    json.response.transports = response.getTransports ? response.getTransports() : [];
+  } else {
+    json.response.authenticatorData = bufferToB64url(response.authenticatorData);
+    json.response.signature = bufferToB64url(response.signature);
+    if (response.userHandle) json.response.userHandle = bufferToB64url(response.userHandle);
+  }
+  return json;
+}
+
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
+export async function postJSON(url, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify(body || {}),
+  });
+  let data = {};
+  try {
+    data = await response.json();
+  } catch (_) {
+    data = {};
+  }
+  if (!response.ok) {
+    const error = new Error(data.message || "Le serveur n'a pas pu traiter la demande.");
+    error.serverError = data.error || "server_error";
+    throw error;
+  }
+  return data;
+}
+
+export function frenchMessage(error) {
+  if (error && error.serverError) return error.message;
+  switch (error && error.name) {
+    case "NotAllowedError":
+      return "Opération annulée ou délai dépassé. Vous pouvez réessayer quand vous le souhaitez.";
+    case "InvalidStateError":
+      return "Cet appareil possède déjà une clé d'accès pour votre compte.";
+    case "AbortError":
+      return "Opération interrompue.";
+    case "SecurityError":
+      return "Cette page ne peut pas utiliser de clé d'accès (adresse du site non reconnue).";
+    case "NotSupportedError":
+      return "Votre appareil ne permet pas de créer ce type de clé d'accès.";
+    default:
+      return "La clé d'accès n'a pas pu être utilisée. Réessayez ou connectez-vous avec votre mot de passe.";
+  }
+}
+
+export function timeoutSignal(controller) {
+  const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+  controller.signal.addEventListener("abort", () => clearTimeout(timer));
+  return controller.signal;
+}
+
+export async function register({ name, conditional = false, signal } = {}) {
+  const optionsJSON = await postJSON("/webauthn/register/options", {});
+  const publicKey = creationOptionsFromJSON(optionsJSON);
+  const request = { publicKey, signal };
+  if (conditional) request.mediation = "conditional";
+  const credential = await navigator.credentials.create(request);
+  const body = { credential: credentialToJSON(credential) };
+  if (name) body.name = name;
+  return postJSON("/webauthn/register/verify", body);
+}
+
+export async function authenticate({ username, conditional = false, signal, next } = {}) {
+  const optionsJSON = await postJSON("/webauthn/login/options", username ? { username } : {});
+  const publicKey = requestOptionsFromJSON(optionsJSON);
+  const request = { publicKey, signal };
+  if (conditional) request.mediation = "conditional";
+  const credential = await navigator.credentials.get(request);
+  const body = { credential: credentialToJSON(credential) };
+  if (next) body.next = next;
+  return postJSON("/webauthn/login/verify", body);
+}
+
+export function showMessage(element, text) {
+  if (!element) return;
+  element.textContent = text;
+  element.hidden = !text;
+}
