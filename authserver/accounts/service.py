@@ -170,22 +170,26 @@ def request_password_reset(username: str, email: str) -> None:
         # At most a few reset e-mails per account and hour: no mail bombing.
         if not throttle().hit("reset-mail", 5, 3600, str(user.id)).allowed:
             continue
-        token = tokens.issue(
-            db.session(),
-            purpose=tokens.PASSWORD_RESET,
-            user_id=user.id,
-            ttl=settings().reset_ttl,
-            supersede=True,
-        )
-        enqueue(
-            kind="password_reset",
-            to=user.email,
-            subject="Réinitialisation de votre mot de passe France Travail",
-            template="password_reset",
-            user=user,
-            link=_link("accounts.reset_password", token),
-            minutes=settings().reset_ttl // 60,
-        )
+        send_reset_link(user)
+
+
+def send_reset_link(user: User) -> None:
+    token = tokens.issue(
+        db.session(),
+        purpose=tokens.PASSWORD_RESET,
+        user_id=user.id,
+        ttl=settings().reset_ttl,
+        supersede=True,
+    )
+    enqueue(
+        kind="password_reset",
+        to=user.email,
+        subject="Réinitialisation de votre mot de passe France Travail",
+        template="password_reset",
+        user=user,
+        link=_link("accounts.reset_password", token),
+        minutes=settings().reset_ttl // 60,
+    )
 
 
 def reset_user_of(token: str) -> User:

@@ -11,7 +11,7 @@ from authserver.accounts import service
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import LoginForm
 from authserver.accounts.validation import username_key
-from authserver.alerts import devices, events
+from authserver.alerts import devices, events, notify
 from authserver.sessions.completion import complete_login, safe_next
 from authserver.sessions.login import end_session
 from authserver.throttle import throttle
@@ -71,7 +71,8 @@ def login() -> object:
     result = service.check_password(user, form.password.data)
     outcome = result.outcome
     if outcome is service.LoginOutcome.BAD_CREDENTIALS:
-        throttle().login_failed(key, client_ip(), device_key)
+        if throttle().login_failed(key, client_ip(), device_key) and user is not None:
+            notify.account_throttled(user)
         events.record_login(
             method="password",
             outcome="failure",

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from flask import url_for
 
-from authserver.alerts import devices, events
+from authserver.alerts import devices, events, notify
 from authserver.models import User
 from authserver.sessions.login import start_session
 
@@ -35,6 +35,8 @@ def complete_login(user: User, *, method: str, next_url: str | None = None) -> s
     The caller commits (one short write transaction for the whole login).
     """
     device_login = devices.remember(user)
+    if device_login.is_new and not device_login.first_ever:
+        notify.new_device_login(user, device_login, method)
     start_session(user, method=method, amr=AMR[method], device_id=device_login.device.id)
     events.record_login(
         method=method, outcome="success", user=user, device_id=device_login.device.id

@@ -134,6 +134,23 @@ def delete(passkey_id: int) -> Response:
     return redirect(url_for("passkeys.manage", removed=removed))
 
 
+@bp.post("/account/passkeys/<int:passkey_id>/confirm")
+@login_required
+def confirm(passkey_id: int) -> Response:
+    """The owner vouches for a passkey suspended by « Ce n'était pas moi »."""
+    row = credentials.owned(db.session(), current_user.id, passkey_id)
+    if row is None:
+        flash("Cette clé d'accès n'existe pas.", "error")
+    elif not recently_authenticated():
+        flash("Pour confirmer une clé d'accès, confirmez d'abord votre identité.", "info")
+        return redirect(url_for("passkeys.reauth", next=url_for("passkeys.manage")))
+    else:
+        row.review_required = False
+        db.session().commit()
+        flash("La clé d'accès est de nouveau utilisable.", "success")
+    return redirect(url_for("passkeys.manage"))
+
+
 @bp.route("/account/reauth", methods=["GET", "POST"])
 @login_required
 def reauth() -> object:
