@@ -45,9 +45,10 @@ def create_app(
     if test_config:
         app.config.update(test_config)
 
-    from authserver import db, errors, ops, web
+    from authserver import db, errors, metrics, ops, web
     from authserver.accounts import init_app as init_accounts
     from authserver.alerts import init_app as init_alerts
+    from authserver.establishments import init_app as init_establishments
     from authserver.mail import init_app as init_mail
     from authserver.sessions import init_app as init_sessions
     from authserver.throttle import init_app as init_throttle
@@ -62,7 +63,9 @@ def create_app(
     init_alerts(app)
     init_accounts(app)
     init_webauthn(app)
+    init_establishments(app)
     ops.init_app(app)
+    metrics.init_app(app)
     return app
 
 

@@ -28,7 +28,15 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _check_database(settings: Settings) -> None:
+    from pathlib import Path
+
     from authserver.db import make_engine
+
+    if settings.database_url.startswith("sqlite:///"):
+        # The embedded database lives in instance/: create its folder on a fresh clone.
+        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
 
     engine = make_engine(settings.database_url)
     try:
@@ -171,18 +179,137 @@ def passkeys_refresh_providers() -> None:
     click.echo(refresh_command())
 
 
+# --- OpenID Connect (issue 6) ------------------------------------------------------------
+
+
+def _database_only() -> Any:
+    """The database of the configured server, without building the whole app."""
+    from authserver.db import Database
+
+    settings = _settings()
+    _check_database(settings)
+    return settings, Database(settings.database_url)
+
+
+@cli.group()
+def client() -> None:
+    """Services qui délèguent la connexion (clients OpenID Connect)."""
+
+
+@client.command("create")
+@click.option("--name", required=True, help="Nom affiché sur l'écran de consentement.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--public", is_flag=True, help="Client public (sans secret, PKCE obligatoire).")
+@click.option(
+    "--first-party", is_flag=True, help="Service du portail : pas d'écran de consentement."
+)
+@click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True)
+@click.option("--backchannel-logout-uri", default=None)
+@click.option("--scope", default=None, help="Portées autorisées (par défaut : toutes).")
+def client_create(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    public: bool,
+    first_party: bool,
+    post_logout_uris: tuple[str, ...],
+    backchannel_logout_uri: str | None,
+    scope: str | None,
+) -> None:
+    """Enregistrer un client ; affiche son JSON (client_id, client_secret, une seule fois)."""
+    from authserver.sessions.oidc.clients import InvalidClientMetadata, create_client, describe
+
+    _, database = _database_only()
+    try:
+        with database.session_scope() as session:
+            created = create_client(
+                session,
+                name=name,
+                redirect_uris=list(redirect_uris),
+                public=public,
+                first_party=first_party,
+                post_logout_redirect_uris=list(post_logout_uris),
+                backchannel_logout_uri=backchannel_logout_uri,
+                scope=scope,
+            )
+            output = describe(created)
+    except InvalidClientMetadata as exc:
+        _fail(str(exc))
+    finally:
+        database.dispose()
+    click.echo(json.dumps(output, ensure_ascii=False))
+
+
+@cli.group()
+def oidc() -> None:
+    """Clés de signature des jetons d'identité."""
+
+
+@oidc.command("rotate-key")
+def oidc_rotate_key() -> None:
+    """Nouvelle clé de signature ; les précédentes restent publiées jusqu'à leur retrait."""
+    from authserver.sessions.oidc import keys
+
+    settings, database = _database_only()
+    try:
+        with database.session_scope() as session:
+            row, previous = keys.rotate(session, settings.secret_key)
+            output = {"kid": row.kid, "still_verifying": previous}
+    finally:
+        database.dispose()
+    click.echo(json.dumps(output))
+
+
+@oidc.command("retire-key")
+@click.argument("kid")
+def oidc_retire_key(kid: str) -> None:
+    """Retirer une ancienne clé du JWKS (les jetons qu'elle a signés ne sont plus vérifiables)."""
+    from authserver.sessions.oidc import keys
+
+    _, database = _database_only()
+    try:
+        with database.session_scope() as session:
+            keys.retire(session, kid)
+    except keys.KeyError_ as exc:
+        _fail(str(exc))
+    finally:
+        database.dispose()
+    click.echo(json.dumps({"retired": kid}))
+
+
+@oidc.command("keys")
+def oidc_keys() -> None:
+    """Lister les clés publiées (la première signe)."""
+    from authserver.sessions.oidc import keys
+
+    _, database = _database_only()
+    try:
+        with database.session_scope() as session:
+            rows = [
+                {"kid": row.kid, "created_at": row.created_at.isoformat()}
+                for row in keys.live_keys(session)
+            ]
+    finally:
+        database.dispose()
+    click.echo(json.dumps(rows))
+
+
 @cli.command("serve")
 @click.option("--workers", type=int, default=None, help="Processus (défaut : 2 × cœurs).")
 @click.option("--threads", type=int, default=4)
 def serve(workers: int | None, threads: int) -> None:
     """Serveur de production (gunicorn, plusieurs processus)."""
     import os
+    import tempfile
 
     from gunicorn.app.base import BaseApplication
 
     settings = _settings()
     _check_database(settings)
     workers = workers or max(2, (os.cpu_count() or 1) * 2)
+    os.environ.setdefault("AUTHSERVER_ACCESS_LOG", "stdout")
+    # Every worker is a process: metrics are summed over all of them through this folder.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authserver-metrics-")
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -207,6 +334,11 @@ def serve(workers: int | None, threads: int) -> None:
 
     click.echo(f"authserver : {settings.base_url} (écoute sur {settings.host}:{settings.port})")
     Server().run()
+
+
+from authserver.alerts.console.cli import security  # noqa: E402
+
+cli.add_command(security)
 
 
 def main() -> None:

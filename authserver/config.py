@@ -73,6 +73,18 @@ class Settings:
     throttle_ip_failures: int = 50
     cgu_version: str = "2026-11"
     passkey_offer_delay: int = 7 * 24 * 3600
+    # Company directory and identity verification (adapters; embedded ones by default).
+    directory: str = "embedded"
+    directory_url: str | None = None
+    sirene_api_key: str | None = None
+    identity_provider: str = "embedded"
+    identity_url: str | None = None
+    identity_secret: str | None = None
+    # « Mon accompagnement »: the agency contact shown in the espace.
+    agency_phone: str = "01 56 56 11 06"
+    agency_email: str = "entreprise@francetravail.example"
+    # Domain of the session cookie (issue 6: forward-auth for sibling subdomains); None = host-only.
+    cookie_domain: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -171,6 +183,26 @@ def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
         ) from None
 
 
+def _cookie_domain(raw: str | None, base_url: str) -> str | None:
+    """AUTHSERVER_COOKIE_DOMAIN: a parent domain of the base URL's host (issue 6)."""
+    if not raw:
+        return None
+    domain = raw.strip().lstrip(".").lower()
+    labels = domain.split(".")
+    if not domain or any(
+        not label or len(label) > 63 or not all(c.isalnum() or c == "-" for c in label)
+        for label in labels
+    ):
+        raise ConfigError("AUTHSERVER_COOKIE_DOMAIN", f"nom de domaine attendu, reçu {raw!r}")
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host != domain and not host.endswith("." + domain):
+        raise ConfigError(
+            "AUTHSERVER_COOKIE_DOMAIN",
+            f"doit contenir l'hôte de AUTHSERVER_BASE_URL ({host}), reçu {raw!r}",
+        )
+    return domain
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment; raise ConfigError on the first bad value."""
     env = os.environ if env is None else env
@@ -232,7 +264,43 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     else:
         origins = (_origin(base_url),)
 
+    directory = env.get("AUTHSERVER_DIRECTORY") or "embedded"
+    if directory not in ("embedded", "recherche-entreprises", "sirene"):
+        raise ConfigError(
+            "AUTHSERVER_DIRECTORY", "valeurs possibles : embedded, recherche-entreprises, sirene"
+        )
+    sirene_api_key = env.get("AUTHSERVER_SIRENE_API_KEY") or None
+    if directory == "sirene" and not sirene_api_key:
+        raise ConfigError(
+            "AUTHSERVER_SIRENE_API_KEY", "obligatoire avec AUTHSERVER_DIRECTORY=sirene"
+        )
+    directory_url = env.get("AUTHSERVER_DIRECTORY_URL") or None
+    if directory_url:
+        directory_url = _http_url("AUTHSERVER_DIRECTORY_URL", directory_url)
+    identity_provider = env.get("AUTHSERVER_IDENTITY_PROVIDER") or "embedded"
+    if identity_provider not in ("embedded", "hosted"):
+        raise ConfigError("AUTHSERVER_IDENTITY_PROVIDER", "valeurs possibles : embedded, hosted")
+    identity_url = env.get("AUTHSERVER_IDENTITY_URL") or None
+    identity_secret = env.get("AUTHSERVER_IDENTITY_SECRET") or None
+    if identity_provider == "hosted":
+        if not identity_url:
+            raise ConfigError("AUTHSERVER_IDENTITY_URL", "obligatoire avec le fournisseur hosted")
+        identity_url = _http_url("AUTHSERVER_IDENTITY_URL", identity_url)
+        if not identity_secret or len(identity_secret) < 16:
+            raise ConfigError("AUTHSERVER_IDENTITY_SECRET", "au moins 16 caractères")
+
+    cookie_domain = _cookie_domain(env.get("AUTHSERVER_COOKIE_DOMAIN"), base_url)
+
     return Settings(
+        cookie_domain=cookie_domain,
+        directory=directory,
+        directory_url=directory_url,
+        sirene_api_key=sirene_api_key,
+        identity_provider=identity_provider,
+        identity_url=identity_url,
+        identity_secret=identity_secret,
+        agency_phone=env.get("AUTHSERVER_AGENCY_PHONE") or Settings.agency_phone,
+        agency_email=env.get("AUTHSERVER_AGENCY_EMAIL") or Settings.agency_email,
         host=host,
         port=port,
         base_url=base_url,

@@ -5,11 +5,18 @@ The choice is made by the URL (JSON API prefixes), never by sniffing headers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from authserver import db
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +56,38 @@ def wants_json() -> bool:
     return request.path.startswith(JSON_PREFIXES)
 
 
+FALLBACK_PAGE = (
+    '<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>Erreur {status}</title>'
+    "</head><body><h1>Erreur {status}</h1><p>{message}</p></body></html>"
+)
+
+
 def error_response(status: int, error: str | None = None, message: str | None = None) -> Response:
     default_error, default_message = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
     if wants_json():
         return json_error(status, error or default_error, message or default_message)
-    body = render_template("errors/error.html", status=status, message=message or default_message)
+    try:
+        body = render_template(
+            "errors/error.html", status=status, message=message or default_message
+        )
+    except Exception:
+        # The layout itself failed (a dependency down under it): a bare page, still no trace.
+        log.warning("error page for %s rendered without its layout", status)
+        body = FALLBACK_PAGE.format(status=status, message=escape(message or default_message))
     return Response(body, status=status, mimetype="text/html")
+
+
+def _outage(what: str) -> Response:
+    """503 for a dependency that is down: no stack trace, and no further use of it.
+
+    The page's layout asks who is logged in, which would query the database again: the
+    browser is shown as anonymous on this one page.
+    """
+    log.warning("%s unavailable on %s %s", what, request.method, request.path)
+    with contextlib.suppress(Exception):
+        db.session().rollback()
+    g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+    return error_response(503)
 
 
 def init_app(app: Flask) -> None:
@@ -77,6 +110,15 @@ def init_app(app: Flask) -> None:
         if status == 405 and exc.get_response().headers.get("Allow"):
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
+
+    @app.errorhandler(OperationalError)
+    def _database_down(exc: OperationalError) -> Response:
+        return _outage(f"database ({type(exc).__name__})")
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _redis_down(exc: Exception) -> Response:
+        return _outage(f"redis ({type(exc).__name__})")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -13,7 +13,10 @@ def read_json() -> dict[str, Any]:
     """The body as an object; 415 without ``application/json``, 400 when malformed."""
     if not request.is_json:
         raise APIError(415, "unsupported_media_type", "Le corps de la requête doit être du JSON.")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # silent=True only covers ValueError; "[[[[…" thousands deep
+        body = None
     if body is None:
         raise APIError(400, "malformed_json", "Le corps de la requête n'est pas un JSON valide.")
     if not isinstance(body, dict):

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -98,6 +99,11 @@ class User(Base):
     # Passkey offer: "later" until this time, or refused for good.
     passkey_offer_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     passkey_offer_refused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The establishment's SIRET once known (filled by the establishment flow); the
+    # security console filters on it.
+    siret: Mapped[str | None] = mapped_column(String(14), index=True)
+    # Set when a counsellor or the online check certified the account.
+    certified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def is_activated(self) -> bool:
@@ -164,6 +170,9 @@ class LoginEvent(Base):
         Index("ix_login_events_created_at", "created_at"),
         Index("ix_login_events_user_id_created_at", "user_id", "created_at"),
         Index("ix_login_events_ip_created_at", "ip", "created_at"),
+        # Security console: failures and throttled attempts newest first; the method is
+        # read from the index too (a combination matching few rows costs no table reads).
+        Index("ix_login_events_outcome_created_at_method", "outcome", "created_at", "method"),
     )
 
 
@@ -198,7 +207,11 @@ class Device(Base):
     browser: Mapped[str] = mapped_column(String(64), default="")
     system: Mapped[str] = mapped_column(String(64), default="")
 
-    __table_args__ = (UniqueConstraint("user_id", "cookie_hash", name="uq_devices_user_cookie"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "cookie_hash", name="uq_devices_user_cookie"),
+        # One browser, many accounts: read by the burst detector.
+        Index("ix_devices_cookie_hash", "cookie_hash"),
+    )
 
 
 class OutboxMail(Base):
@@ -274,8 +287,283 @@ class SecurityEvent(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     ip: Mapped[str] = mapped_column(String(45), default="")
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Triage by the security console: open, acknowledged, escalated, closed.
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_security_events_created_at", "created_at"),
         Index("ix_security_events_user_id_created_at", "user_id", "created_at"),
+        Index("ix_security_events_kind_created_at", "kind", "created_at"),
+        Index("ix_security_events_status_created_at", "status", "created_at"),
+        Index("ix_security_events_ip_created_at", "ip", "created_at"),
+    )
+
+
+ALERT_STATUSES = ("open", "acknowledged", "escalated", "closed")
+SECURITY_ACTIONS = ("acknowledge", "escalate", "lock_account", "revoke_sessions", "close", "note")
+
+
+class SecurityAction(Base):
+    """What a member of the security team did about an alert: append-only.
+
+    No code updates or deletes these rows, and the database refuses it too
+    (triggers created by migration 0003).
+    """
+
+    __tablename__ = "security_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("security_events.id"))
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    actor: Mapped[User] = relationship(lazy="joined")
+
+    __table_args__ = (
+        Index("ix_security_actions_alert_id_created_at", "alert_id", "created_at"),
+        CheckConstraint(
+            "action IN ('acknowledge', 'escalate', 'lock_account', 'revoke_sessions', "
+            "'close', 'note')",
+            name="action",
+        ),
+    )
+
+
+class ApiToken(Base):
+    """A bearer token for the security API; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class DetectorState(Base):
+    """Where a background detector stopped reading (high-water mark on an id)."""
+
+    __tablename__ = "detector_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Establishment(Base):
+    """A company establishment, identified by its SIRET, as the directory described it."""
+
+    __tablename__ = "establishments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    siret: Mapped[str] = mapped_column(String(14), unique=True)
+    siren: Mapped[str] = mapped_column(String(9), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str] = mapped_column(String(255), default="")
+    postal_code: Mapped[str] = mapped_column(String(10), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    naf_code: Mapped[str] = mapped_column(String(8), default="")
+    naf_label: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+MEMBERSHIP_ROLES = ("admin", "member")
+MEMBERSHIP_STATUSES = ("active", "pending", "refused", "removed")
+
+
+class Membership(Base):
+    """A user's link to one establishment: active, or waiting for its administrator."""
+
+    __tablename__ = "memberships"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    establishment_id: Mapped[int] = mapped_column(
+        ForeignKey("establishments.id", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(String(8), default="member")
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    establishment: Mapped[Establishment] = relationship(lazy="joined")
+
+    __table_args__ = (
+        UniqueConstraint("user_id", name="uq_memberships_user_id"),
+        Index("ix_memberships_establishment_id_status", "establishment_id", "status"),
+    )
+
+
+CERTIFICATION_METHODS = ("online", "counselor")
+CERTIFICATION_STATUSES = ("pending", "certified", "rejected", "abandoned")
+
+
+class CertificationRequest(Base):
+    """How the user asked to be certified, and what became of it (who decided, when, why)."""
+
+    __tablename__ = "certification_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    provider_reference: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
+
+    __table_args__ = (Index("ix_certification_requests_status_created", "status", "created_at"),)
+
+
+# --------------------------------------------------------------------------------------------
+# OpenID Connect provider (issue 6): clients, codes, tokens, signing keys, back-channel logout.
+# Every secret is stored as a SHA-256 hash; every code and token names the AuthSession it came
+# from, so that ending the session ends them at once.
+
+
+class OAuthClient(Base):
+    """A portal service that delegates its logins to us (``authserver client create``)."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(48), unique=True)
+    # SHA-256 of the random secret (public clients have none).
+    secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    name: Mapped[str] = mapped_column(String(100))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(500))
+    scope: Mapped[str] = mapped_column(String(255))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    # First-party services of the portal skip the consent screen.
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OAuthConsent(Base):
+    """Scopes a user granted to a (third-party) client: asked once, not at every login."""
+
+    __tablename__ = "oauth_consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(48))
+    scope: Mapped[str] = mapped_column(String(255))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "client_id", name="uq_oauth_consents_user_client"),
+    )
+
+
+class OAuthCode(Base):
+    """An authorization code: single use, short-lived from its own issue time."""
+
+    __tablename__ = "oauth_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    client_id: Mapped[str] = mapped_column(String(48))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_id_hash: Mapped[bytes] = mapped_column(
+        ForeignKey("auth_sessions.id_hash", ondelete="CASCADE"), index=True
+    )
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(255), default="")
+    nonce: Mapped[str | None] = mapped_column(String(255))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(8))
+    acr: Mapped[str] = mapped_column(String(64))
+    amr: Mapped[str] = mapped_column(String(64))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_oauth_codes_client_id_nonce", "client_id", "nonce"),)
+
+
+class OAuthToken(Base):
+    """An access token and its refresh token; rotation keeps one ``family`` per code."""
+
+    __tablename__ = "oauth_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(48))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_id_hash: Mapped[bytes] = mapped_column(
+        ForeignKey("auth_sessions.id_hash", ondelete="CASCADE"), index=True
+    )
+    code_id: Mapped[int | None] = mapped_column(
+        ForeignKey("oauth_codes.id", ondelete="SET NULL"), index=True
+    )
+    family: Mapped[str] = mapped_column(String(32), index=True)
+    access_token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    refresh_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    scope: Mapped[str] = mapped_column(String(255), default="")
+    acr: Mapped[str] = mapped_column(String(64))
+    amr: Mapped[str] = mapped_column(String(64))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    access_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when the refresh token was exchanged (rotation): presenting it again is a reuse.
+    refresh_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+
+
+class OIDCSigningKey(Base):
+    """An ES256 key pair: the newest live key signs, every unretired one is on the JWKS.
+
+    The private half is encrypted with a key derived from AUTHSERVER_SECRET_KEY, so a copy
+    of the database alone cannot forge id_tokens.
+    """
+
+    __tablename__ = "oidc_signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(8), default="ES256")
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    private_jwk_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BackchannelLogout(Base):
+    """A logout token to deliver to a client (outbox: written with the revocation)."""
+
+    __tablename__ = "oidc_backchannel_logouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    client_id: Mapped[str] = mapped_column(String(48))
+    uri: Mapped[str] = mapped_column(String(500))
+    sub: Mapped[str] = mapped_column(String(32))
+    sid: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_oidc_backchannel_logouts_status_next", "status", "next_attempt_at"),
     )

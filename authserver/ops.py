@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import func, select, text
 
 from authserver import db
 from authserver.models import OutboxMail
+from authserver.throttle import throttle
 
 bp = Blueprint("ops", __name__)
 
@@ -34,6 +35,14 @@ def readyz() -> tuple[Response, int]:
         checks["database"] = "indisponible"
         checks["outbox"] = "indisponible"
         status = 503
+    if current_app.config["AUTHSERVER"].redis_url:
+        try:
+            healthy = throttle().storage.check()
+        except Exception:
+            healthy = False
+        checks["redis"] = "ok" if healthy else "indisponible"
+        if not healthy:
+            status = 503
     return jsonify({"status": "ok" if status == 200 else "unavailable", "checks": checks}), status
 
 

@@ -126,7 +126,7 @@ class Actions:
         self.smtp = smtp
 
     def csrf(self, path: str = "/login") -> str:
-        return csrf_of(self.client.get(path).get_data(as_text=True))
+        return csrf_of(self.client.get(path, follow_redirects=True).get_data(as_text=True))
 
     def signup(self, username: str = "martin.dupont", **overrides: Any) -> Any:
         data = {
@@ -157,7 +157,8 @@ class Actions:
         return self.client.post("/login", data=data)
 
     def logout(self) -> Any:
-        return self.client.post("/logout", data={"csrf_token": self.csrf("/espace")})
+        page = self.client.get("/espace", follow_redirects=True).get_data(as_text=True)
+        return self.client.post("/logout", data={"csrf_token": csrf_of(page)})
 
     def create_active_account(self, username: str = "martin.dupont", **overrides: Any) -> None:
         before = len(self.smtp.messages)

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    from authserver.accounts import views_espace, views_login, views_password, views_signup
+    from authserver.accounts import views_account, views_login, views_password, views_signup
     from authserver.accounts.blueprint import bp
     from authserver.accounts.passwords import PasswordHashing
     from authserver.accounts.service import HASHING_KEY
@@ -17,5 +17,5 @@ def init_app(app: Flask) -> None:
         time_cost=settings.argon2_time_cost,
         parallelism=settings.argon2_parallelism,
     )
-    del views_espace, views_login, views_password, views_signup  # imported for their routes
+    del views_account, views_login, views_password, views_signup  # imported for their routes
     app.register_blueprint(bp)

@@ -12,6 +12,7 @@ from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import LoginForm
 from authserver.accounts.validation import username_key
 from authserver.alerts import devices, events, notify
+from authserver.metrics import THROTTLED
 from authserver.sessions.completion import complete_login, safe_next
 from authserver.sessions.login import end_session
 from authserver.throttle import throttle
@@ -24,7 +25,7 @@ BAD_CREDENTIALS = "Identifiant ou mot de passe incorrect."
 @bp.get("/")
 def home() -> Response:
     if current_user.is_authenticated:
-        return redirect(url_for("accounts.espace"))
+        return redirect(url_for("establishments.espace"))
     return redirect(url_for("accounts.login"))
 
 
@@ -49,6 +50,7 @@ def login() -> object:
 
     verdict = throttle().check_login(key, client_ip(), device_key)
     if not verdict.allowed:
+        THROTTLED.labels("login").inc()
         events.record_login(
             method="password",
             outcome="throttled",

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 
 from authserver import db
+from authserver.metrics import ALERTS, LOGINS
 from authserver.models import LoginEvent, User, utcnow
 from authserver.web import client_ip, user_agent
 
@@ -36,7 +37,17 @@ def init_security_log(app: Flask) -> None:
     security_log.propagate = False
 
 
+ALERT_EVENTS = {
+    "new_device_alert",
+    "account_throttled",
+    "not_me_report",
+    "passkey_cloned",
+}
+
+
 def emit(event_type: str, **fields: Any) -> None:
+    if event_type in ALERT_EVENTS:
+        ALERTS.labels(event_type).inc()
     record = {"event": event_type, "time": utcnow().isoformat(), **fields}
     security_log.info(json.dumps(record, ensure_ascii=False, default=str))
 
@@ -62,6 +73,7 @@ def record_login(
         device_id=device_id,
     )
     db.session().add(event)
+    LOGINS.labels(method, outcome).inc()
     emit(
         "login",
         account=user.username if user else None,

@@ -23,6 +23,7 @@ from sqlalchemy import or_, select, update
 
 from authserver.config import Settings
 from authserver.db import Database
+from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
 
 log = logging.getLogger(__name__)
@@ -168,11 +169,13 @@ def deliver_due(
             transport.send(mail)
         except Exception as exc:  # any transport failure is retried later
             failed += 1
+            MAIL_FAILURES.inc()
             _record_failure(database, mail.id, exc, settings)
             # The server is probably down: leave the rest for the next round.
             _release_rest(database, mail.id)
             break
         sent += 1
+        MAIL_SENT.inc()
         with database.session_scope() as session:
             session.execute(
                 update(OutboxMail)

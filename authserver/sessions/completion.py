@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from flask import url_for
 
 from authserver.alerts import devices, events, notify
+from authserver.establishments.service import onboarding_target
 from authserver.models import User
 from authserver.sessions.login import start_session
 
@@ -41,4 +42,4 @@ def complete_login(user: User, *, method: str, next_url: str | None = None) -> s
     events.record_login(
         method=method, outcome="success", user=user, device_id=device_login.device.id
     )
-    return safe_next(next_url) or url_for("accounts.espace")
+    return safe_next(next_url) or onboarding_target(user) or url_for("establishments.espace")

@@ -53,13 +53,27 @@ def current_auth_session() -> AuthSession | None:
     return g.get("auth_session")
 
 
+RECENT_AUTH_SECONDS = 5 * 60
+
+
+def recently_authenticated() -> bool:
+    """Did this browser prove presence (login or re-authentication) in the last 5 minutes?"""
+    from authserver.models import utcnow
+
+    record = current_auth_session()
+    moment = record.authenticated_at if record else None
+    return moment is not None and (utcnow() - moment).total_seconds() <= RECENT_AUTH_SECONDS
+
+
 def start_session(user: User, *, method: str, amr: list[str], device_id: int | None = None) -> str:
     """Open a new session (fresh id: no fixation); the cookie is set on the response.
 
     The caller commits. Any previous session of this browser is revoked.
     """
     session = db.session()
-    previous = g.get("auth_session")
+    # Not g.auth_session alone: it is only set once something asked for current_user, and the
+    # passkey login API never does, which left the replaced session alive.
+    previous = current_auth_session()
     if previous is not None:
         store.revoke(session, previous.id_hash, "replaced")
     token = store.open_session(
@@ -100,9 +114,12 @@ def _set_cookies(response: Response) -> Response:
             secure=config.secure_cookies,
             samesite="Lax",
             path="/",
+            domain=config.cookie_domain,  # AUTHSERVER_COOKIE_DOMAIN (issue 6)
         )
     elif g.get("clear_session_cookie") and COOKIE_NAME in request.cookies:
-        response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Lax")
+        response.delete_cookie(
+            COOKIE_NAME, path="/", domain=config.cookie_domain, httponly=True, samesite="Lax"
+        )
     return response
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,15 +72,20 @@ def load_session(
         return None
     now = now or utcnow()
     record = session.scalar(select(AuthSession).where(AuthSession.id_hash == hash_token(token)))
-    if record is None or record.revoked_at is not None:
-        return None
-    if record.expires_at <= now:
-        return None
-    if record.last_seen_at + timedelta(seconds=lifetimes.idle) <= now:
-        return None
-    if record.user.locked_at is not None:
+    if record is None or not is_live(record, lifetimes, now):
         return None
     return record
+
+
+def is_live(record: AuthSession, lifetimes: Lifetimes, now: datetime | None = None) -> bool:
+    """Not revoked, not expired, not idle, account not locked (also used by OIDC tokens)."""
+    now = now or utcnow()
+    return (
+        record.revoked_at is None
+        and record.expires_at > now
+        and record.last_seen_at + timedelta(seconds=lifetimes.idle) > now
+        and record.user.locked_at is None
+    )
 
 
 def needs_touch(record: AuthSession, now: datetime | None = None) -> bool:
@@ -94,20 +100,49 @@ def touch(session: Session, record: AuthSession, now: datetime | None = None) ->
     record.last_seen_at = now
 
 
+# --- Revocation hooks (issue 6) -------------------------------------------------------------
+# Called in the revoking transaction with the ids that were live until now, so that what
+# depends on a session (OIDC back-channel logout) is queued atomically with its end.
+RevokeHook = Callable[[Session, list[bytes], str], None]
+_revoke_hooks: list[RevokeHook] = []
+
+
+def on_revoke(hook: RevokeHook) -> RevokeHook:
+    if hook not in _revoke_hooks:
+        _revoke_hooks.append(hook)
+    return hook
+
+
+def _revoked(session: Session, ids: list[bytes], reason: str) -> None:
+    if ids:
+        for hook in _revoke_hooks:
+            hook(session, ids, reason)
+
+
 def revoke(session: Session, id_hash: bytes, reason: str) -> None:
-    session.execute(
+    result = session.execute(
         update(AuthSession)
         .where(AuthSession.id_hash == id_hash, AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
+    if result.rowcount:
+        _revoked(session, [id_hash], reason)
 
 
 def revoke_all(session: Session, user_id: int, reason: str, *, keep: bytes | None = None) -> int:
     """Revoke every live session of the user (except ``keep``); return how many."""
-    statement = update(AuthSession).where(
+    live = select(AuthSession.id_hash).where(
         AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
     )
     if keep is not None:
-        statement = statement.where(AuthSession.id_hash != keep)
-    result = session.execute(statement.values(revoked_at=utcnow(), revoked_reason=reason))
+        live = live.where(AuthSession.id_hash != keep)
+    ids = list(session.scalars(live))
+    if not ids:
+        return 0
+    result = session.execute(
+        update(AuthSession)
+        .where(AuthSession.id_hash.in_(ids), AuthSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    )
+    _revoked(session, ids, reason)
     return result.rowcount or 0

@@ -8,6 +8,7 @@ find the pending ceremony. No Flask, no I/O.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from webauthn.helpers import base64url_to_bytes
 from authserver.webauthn.errors import CrossOriginRefused, MalformedCredential, OriginMismatch
 
 MAX_FIELD = 16 * 1024  # base64url characters: far above any real response
+# The decoder below silently drops characters outside the alphabet ("***" became b""): check first.
+BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 def b64(value: Any, field: str, *, optional: bool = False) -> bytes | None:
@@ -23,6 +26,8 @@ def b64(value: Any, field: str, *, optional: bool = False) -> bytes | None:
         return None
     if not isinstance(value, str) or len(value) > MAX_FIELD:
         raise MalformedCredential(f"{field}: base64url string expected")
+    if not BASE64URL.fullmatch(value):
+        raise MalformedCredential(f"{field}: not base64url")
     try:
         return base64url_to_bytes(value)
     except (ValueError, TypeError):
@@ -72,7 +77,7 @@ def parse_client_data(credential: dict[str, Any], expected_type: str) -> ClientD
     raw = b64(credential["response"].get("clientDataJSON"), "clientDataJSON")
     try:
         data = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise MalformedCredential("clientDataJSON is not JSON") from None
     if not isinstance(data, dict):
         raise MalformedCredential("clientDataJSON is not an object")

@@ -12,15 +12,13 @@ from werkzeug.wrappers import Response
 from authserver import db
 from authserver.models import User, utcnow
 from authserver.sessions.completion import safe_next
-from authserver.sessions.login import current_auth_session
+from authserver.sessions.login import current_auth_session, recently_authenticated
 from authserver.web import settings
 from authserver.webauthn import credentials
 from authserver.webauthn.notifications import passkey_removed
 from authserver.webauthn.providers import provider_name
 
 bp = Blueprint("passkeys", __name__)
-
-RECENT_AUTH = timedelta(minutes=5)
 
 
 def should_offer(user: User) -> bool:
@@ -33,7 +31,7 @@ def should_offer(user: User) -> bool:
 
 
 def _next() -> str:
-    return safe_next(request.values.get("next")) or url_for("accounts.espace")
+    return safe_next(request.values.get("next")) or url_for("establishments.espace")
 
 
 @bp.get("/passkeys/offer")
@@ -63,12 +61,6 @@ def offer_never() -> Response:
         "info",
     )
     return redirect(_next())
-
-
-def recently_authenticated() -> bool:
-    record = current_auth_session()
-    moment = record.authenticated_at if record else None
-    return moment is not None and utcnow() - moment <= RECENT_AUTH
 
 
 @bp.get("/account/passkeys")

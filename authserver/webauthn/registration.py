@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from webauthn import generate_registration_options, verify_registration_response
-from webauthn.helpers import options_to_json_dict
+from webauthn.helpers import (
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+    options_to_json_dict,
+)
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AttestationConveyancePreference,
@@ -24,6 +28,7 @@ from authserver.webauthn.errors import UserVerificationRequired, VerificationFai
 from authserver.webauthn.rp import ALGORITHMS, RelyingParty
 
 KNOWN_TRANSPORTS = {item.value for item in AuthenticatorTransport}
+MAX_CREDENTIAL_ID = 1023  # bytes (WebAuthn L3 §7.1 step 25)
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,18 @@ def verify_registration(
         if "user verification" in str(exc).lower():
             raise UserVerificationRequired(str(exc)) from None
         raise VerificationFailed(str(exc)) from None
-    except (ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:  # the library's parsers raise IndexError and the like on garbage
         raise VerificationFailed(f"{type(exc).__name__}: {exc}") from None
+    if len(verified.credential_id) > MAX_CREDENTIAL_ID:
+        raise VerificationFailed(f"credential id of {len(verified.credential_id)} bytes")
+    try:
+        # With attestation "none" nothing has used the key yet: refuse one that could never
+        # verify a signature (off the curve, truncated, unknown curve) instead of storing it.
+        decoded_public_key_to_cryptography(
+            decode_credential_public_key(verified.credential_public_key)
+        )
+    except Exception as exc:
+        raise VerificationFailed(f"unusable public key: {type(exc).__name__}: {exc}") from None
     transports = tuple(
         t for t in credential["response"].get("transports", []) if t in KNOWN_TRANSPORTS
     )

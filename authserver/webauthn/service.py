@@ -37,6 +37,9 @@ from authserver.webauthn.rp import CEREMONY_TIMEOUT_MS, CHALLENGE_BYTES, CHALLEN
 
 STORE_KEY = "authserver.webauthn.challenges"
 BINDING_COOKIE = "authserver_ceremony"
+# A username-first ceremony for an unknown identifiant: bound to no account (the challenge
+# row's user_id is a foreign key, so "no one" cannot be a made-up id), completed by nothing.
+DECOY_LOGIN = "login-decoy"
 
 
 def relying_party() -> RelyingParty:
@@ -59,13 +62,13 @@ def browser_binding(*, create: bool) -> bytes | None:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _take(challenge: bytes, purpose: str, user_id: int | None = None) -> Pending:
+def _take(challenge: bytes, purposes: tuple[str, ...], user_id: int | None = None) -> Pending:
     pending = store().consume(challenge)
     if (
         pending is None
-        or pending.purpose != purpose
+        or pending.purpose not in purposes
         or pending.binding != browser_binding(create=False)
-        or (purpose == "register" and pending.user_id != user_id)
+        or (pending.purpose == "register" and pending.user_id != user_id)
     ):
         raise ChallengeInvalid("no pending ceremony for this challenge, browser and user")
     return pending
@@ -100,7 +103,7 @@ def default_name(aaguid: str, when: datetime) -> str:
 def finish_registration(user: User, credential: Any, name: str | None) -> WebAuthnCredential:
     session = db.session()
     challenge = registration.challenge_of(credential)
-    _take(challenge, "register", user.id)
+    _take(challenge, ("register",), user.id)
     new = registration.verify_registration(
         rp=relying_party(), credential=credential, expected_challenge=challenge
     )
@@ -126,6 +129,8 @@ def finish_registration(user: User, credential: Any, name: str | None) -> WebAut
     except IntegrityError:
         # Another account registered the same id in the meantime (the unique constraint).
         session.rollback()
+        # The rollback brought the consumed ceremony back: spend it again (single use).
+        store().consume(challenge)
         raise AlreadyRegistered("credential id unique constraint") from None
     return row
 
@@ -146,13 +151,15 @@ def begin_login(username: str | None) -> dict[str, Any]:
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     user_id = None
     allow = None
+    purpose = "login"
     if username:
         user = find_by_username(username)
         allow = credentials.descriptors_for(session, user.id) if user else []
         if not allow:
             allow = [_decoy_descriptor(username)]
         # Unknown identifiant: bound to no one, so no credential can complete it.
-        user_id = user.id if user else -1
+        user_id = user.id if user else None
+        purpose = "login" if user else DECOY_LOGIN
     options = authentication.request_options(
         rp=relying_party(),
         challenge=challenge,
@@ -161,7 +168,7 @@ def begin_login(username: str | None) -> dict[str, Any]:
     )
     binding = browser_binding(create=True)
     assert binding is not None
-    store().save(challenge, Pending("login", user_id, binding), CHALLENGE_TTL)
+    store().save(challenge, Pending(purpose, user_id, binding), CHALLENGE_TTL)
     return options
 
 
@@ -169,9 +176,13 @@ def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
     """Verify an assertion; return the user and passkey. Raises a CeremonyError."""
     session = db.session()
     assertion = authentication.read_assertion(credential)
-    pending = _take(assertion.challenge, "login")
+    pending = _take(assertion.challenge, ("login", DECOY_LOGIN))
     row = credentials.by_credential_id(session, assertion.credential_id)
-    if row is None or (pending.user_id is not None and row.user_id != pending.user_id):
+    if (
+        row is None
+        or pending.purpose == DECOY_LOGIN
+        or (pending.user_id is not None and row.user_id != pending.user_id)
+    ):
         raise UnknownCredential("credential not found for this ceremony")
     try:
         return _verify_login(row, assertion, pending)

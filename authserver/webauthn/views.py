@@ -11,6 +11,7 @@ from authserver import db
 from authserver.alerts import events
 from authserver.errors import APIError, json_error
 from authserver.jsonapi import optional_str, read_json
+from authserver.metrics import PASSKEY_CEREMONIES
 from authserver.models import User
 from authserver.sessions.completion import complete_login
 from authserver.web import csrf
@@ -58,11 +59,13 @@ def register_verify() -> Response:
     try:
         row = service.finish_registration(user, credential, name)
     except CeremonyError as exc:
+        PASSKEY_CEREMONIES.labels("registration", exc.error).inc()
         db.session().commit()  # the ceremony is spent either way
         current_app.logger.info("passkey registration refused: %s", exc.error)
         return _ceremony_failed(exc)
     passkey_added(user, row)
     db.session().commit()
+    PASSKEY_CEREMONIES.labels("registration", "success").inc()
     return jsonify({"id": _b64(row.credential_id), "name": row.name})
 
 
@@ -85,6 +88,7 @@ def login_verify() -> Response:
     try:
         user, _passkey = service.finish_login(credential)
     except CeremonyError as exc:
+        PASSKEY_CEREMONIES.labels("authentication", exc.error).inc()
         events.record_login(
             method="passkey",
             outcome="failure",
@@ -95,6 +99,7 @@ def login_verify() -> Response:
         return _ceremony_failed(exc)
     target = complete_login(user, method="passkey", next_url=next_url)
     db.session().commit()
+    PASSKEY_CEREMONIES.labels("authentication", "success").inc()
     return jsonify({"redirect": target})
 
 

@@ -129,6 +129,8 @@ export function frenchMessage(error) {
       return "Opération annulée ou délai dépassé. Vous pouvez réessayer quand vous le souhaitez.";
     case "InvalidStateError":
       return "Cet appareil possède déjà une clé d'accès pour votre compte.";
+    case "TimeoutError":
+      return "Délai dépassé : l'opération a été interrompue. Vous pouvez réessayer.";
     case "AbortError":
       return "Opération interrompue.";
     case "SecurityError":
@@ -141,7 +143,10 @@ export function frenchMessage(error) {
 }
 
 export function timeoutSignal(controller) {
-  const timer = setTimeout(() => controller.abort(), TIMEOUT_MS);
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("Délai dépassé", "TimeoutError")),
+    TIMEOUT_MS,
+  );
   controller.signal.addEventListener("abort", () => clearTimeout(timer));
   return controller.signal;
 }

@@ -1,0 +1,193 @@
+"""Mon compte: the « droit d'accès et de rectification » — edit, e-mail change, export, deletion.
+
+Callers commit. An e-mail change takes effect only when the link sent to the new
+address is opened, and the old address is told; deletion removes the account's
+sessions, passkeys and devices, while login events stay for the security team
+(their user id is cleared, the identifiant is kept in ``username_attempt``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from sqlalchemy import select, update
+
+from authserver import db
+from authserver.accounts import tokens
+from authserver.accounts.validation import email_key
+from authserver.mail.outbox import enqueue
+from authserver.models import (
+    AuthSession,
+    CertificationRequest,
+    Device,
+    LoginEvent,
+    Membership,
+    User,
+    WebAuthnCredential,
+    utcnow,
+)
+from authserver.sessions import store
+from authserver.web import settings
+
+EMAIL_CHANGE = "email_change"
+EMAIL_CHANGE_TTL = 24 * 3600
+
+
+def update_profile(
+    user: User, *, civility: str, last_name: str, first_name: str, phone: str
+) -> None:
+    user.civility = civility
+    user.last_name = last_name
+    user.first_name = first_name
+    user.phone = phone
+
+
+def request_email_change(user: User, new_email: str) -> None:
+    token = tokens.issue(
+        db.session(),
+        purpose=EMAIL_CHANGE,
+        user_id=user.id,
+        ttl=EMAIL_CHANGE_TTL,
+        data={"email": new_email},
+        supersede=True,
+    )
+    base = settings().base_url
+    enqueue(
+        kind="email_change_confirm",
+        to=new_email,
+        subject="Confirmez votre nouvelle adresse e-mail France Travail",
+        template="email_change_confirm",
+        user=user,
+        new_email=new_email,
+        link=base + url_for("accounts.confirm_email", token=token),
+    )
+    enqueue(
+        kind="email_change_notice",
+        to=user.email,
+        subject="Changement d'adresse e-mail demandé sur votre compte France Travail",
+        template="email_change_notice",
+        user=user,
+        new_email=new_email,
+        when=utcnow(),
+        forgot_link=base + url_for("accounts.forgot_password"),
+    )
+
+
+def confirm_email_change(token: str) -> User:
+    session = db.session()
+    consumed = tokens.consume(session, token, EMAIL_CHANGE)
+    user = session.get(User, consumed.user_id)
+    if user is None or not consumed.data or "email" not in consumed.data:
+        raise tokens.TokenInvalid()
+    user.email = str(consumed.data["email"])
+    user.email_key = email_key(user.email)
+    return user
+
+
+def export(user: User) -> dict[str, Any]:
+    """Everything we hold about the account, for the owner."""
+    session = db.session()
+    membership = session.scalar(select(Membership).where(Membership.user_id == user.id))
+    passkeys = session.scalars(
+        select(WebAuthnCredential).where(WebAuthnCredential.user_id == user.id)
+    )
+    devices = session.scalars(select(Device).where(Device.user_id == user.id))
+    sessions = session.scalars(
+        select(AuthSession).where(AuthSession.user_id == user.id).order_by(AuthSession.created_at)
+    )
+    logins = session.scalars(
+        select(LoginEvent)
+        .where(LoginEvent.user_id == user.id)
+        .order_by(LoginEvent.created_at.desc())
+        .limit(1000)
+    )
+    certifications = session.scalars(
+        select(CertificationRequest).where(CertificationRequest.user_id == user.id)
+    )
+    iso = lambda moment: moment.isoformat() if moment else None  # noqa: E731
+    return {
+        "compte": {
+            "identifiant": user.username,
+            "civilite": user.civility,
+            "nom": user.last_name,
+            "prenom": user.first_name,
+            "email": user.email,
+            "telephone": user.phone,
+            "cree_le": iso(user.created_at),
+            "active_le": iso(user.activated_at),
+            "certifie_le": iso(user.certified_at),
+            "cgu_version": user.cgu_version,
+            "cgu_acceptees_le": iso(user.cgu_accepted_at),
+        },
+        "etablissement": (
+            {
+                "siret": membership.establishment.siret,
+                "nom": membership.establishment.name,
+                "statut": membership.status,
+                "role": membership.role,
+            }
+            if membership
+            else None
+        ),
+        "certifications": [
+            {"methode": c.method, "statut": c.status, "demandee_le": iso(c.created_at)}
+            for c in certifications
+        ],
+        "cles_d_acces": [
+            {
+                "nom": p.name,
+                "creee_le": iso(p.created_at),
+                "derniere_utilisation": iso(p.last_used_at),
+            }
+            for p in passkeys
+        ],
+        "appareils": [
+            {
+                "navigateur": d.browser,
+                "systeme": d.system,
+                "premiere_connexion": iso(d.first_seen_at),
+                "derniere_connexion": iso(d.last_seen_at),
+                "derniere_ip": d.last_ip,
+            }
+            for d in devices
+        ],
+        "sessions": [
+            {
+                "debut": iso(s.created_at),
+                "methode": s.method,
+                "ip": s.ip,
+                "revoquee_le": iso(s.revoked_at),
+            }
+            for s in sessions
+        ],
+        "connexions": [
+            {
+                "date": iso(e.created_at),
+                "methode": e.method,
+                "resultat": e.outcome,
+                "motif": e.reason,
+                "ip": e.ip,
+            }
+            for e in logins
+        ],
+    }
+
+
+def delete_account(user: User) -> None:
+    session = db.session()
+    store.revoke_all(session, user.id, "account_deleted")
+    session.execute(
+        update(LoginEvent)
+        .where(LoginEvent.user_id == user.id)
+        .values(username_attempt=user.username[:64])
+    )
+    enqueue(
+        kind="account_deleted",
+        to=user.email,
+        subject="Votre compte France Travail a été supprimé",
+        template="account_deleted",
+        user=user,
+        when=utcnow(),
+    )
+    session.delete(user)

@@ -1,0 +1,61 @@
+"""Who may use the console: the security team (role ``security``) and administrators.
+
+Pages: anonymous people go to the login page, other accounts get the 403 page.
+API: a bearer token created from the CLI, or a console user's session; errors
+in the contract's JSON form (401 without valid credentials, 403 otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import abort, request
+from flask_login import current_user
+
+from authserver import db
+from authserver.alerts.console.api_tokens import CONSOLE_ROLES, authenticate
+from authserver.errors import APIError
+from authserver.models import User
+from authserver.sessions.login import login_manager
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+class CallerRefused(APIError):
+    """401 or 403 from the security API (401 answers carry ``WWW-Authenticate``)."""
+
+
+def console_page(view: View) -> View:
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if current_user.role not in CONSOLE_ROLES:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return cast(View, guarded)
+
+
+def api_caller() -> User:
+    """The console user calling the API, by bearer token first, else by session."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.strip().partition(" ")
+        session = db.session()
+        row = authenticate(session, value.strip()) if scheme.lower() == "bearer" else None
+        if row is None or not row.user.is_active:
+            raise CallerRefused(401, "invalid_token", "Jeton d'accès invalide ou révoqué.")
+        if row.user.role not in CONSOLE_ROLES:
+            raise CallerRefused(403, "forbidden", "Ce jeton ne donne pas accès à la console.")
+        session.commit()  # last_used_at
+        return row.user
+    if not current_user.is_authenticated:
+        raise CallerRefused(
+            401, "unauthorized", "Authentification requise : session ou jeton d'accès."
+        )
+    if current_user.role not in CONSOLE_ROLES:
+        raise CallerRefused(403, "forbidden", "Vous n'avez pas accès à la console de sécurité.")
+    return cast(User, current_user._get_current_object())

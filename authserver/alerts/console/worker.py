@@ -1,0 +1,84 @@
+"""The burst detector's daemon thread: ``detect`` every ``interval`` seconds.
+
+One thread per server process; concurrent runs are serialised by the database
+(see :mod:`authserver.alerts.console.detection`). A failed run is logged and
+retried at the next tick: detection never touches the login path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from collections.abc import Mapping
+
+from authserver.alerts.console.detection import detect
+from authserver.config import ConfigError
+from authserver.db import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 30.0
+ENV_INTERVAL = "AUTHSERVER_DETECTOR_INTERVAL"
+
+
+def interval_from(env: Mapping[str, str]) -> float:
+    """Seconds between runs from ``AUTHSERVER_DETECTOR_INTERVAL`` (0 turns the thread off)."""
+    raw = env.get(ENV_INTERVAL, "").strip()
+    if not raw:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:
+        raise ConfigError(
+            ENV_INTERVAL, f"nombre de secondes entre 0 et 86400 attendu, reçu {raw!r}"
+        )
+    return value
+
+
+def configured_interval(config: Mapping[str, object]) -> float:
+    """The app's interval: ``DETECTOR_INTERVAL`` in the app config, else the environment."""
+    value = config.get("DETECTOR_INTERVAL")
+    if isinstance(value, int | float):
+        return float(value)
+    return interval_from(os.environ)
+
+
+class DetectorWorker:
+    def __init__(self, database: Database, interval: float) -> None:
+        self.database = database
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="burst-detector", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run_once(self) -> int:
+        with self.database.session_scope() as session:
+            return len(detect(session))
+
+    def _run(self) -> None:
+        # Spread the processes' runs over the interval instead of all at once.
+        wait = self.interval * random.uniform(0.5, 1.0)
+        while not self._stop.wait(wait):
+            try:
+                raised = self.run_once()
+                if raised:
+                    log.info("burst detector raised %d alert(s)", raised)
+            except Exception:
+                log.warning(
+                    "burst detection failed; next try in %s s", self.interval, exc_info=True
+                )
+            wait = self.interval

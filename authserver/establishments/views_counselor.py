@@ -1,0 +1,92 @@
+"""Counsellor console: the certification queue, oldest first; certify or reject with a reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from authserver import db
+from authserver.establishments import service
+from authserver.establishments.blueprint import bp
+from authserver.models import CertificationRequest, utcnow
+
+
+def counselor_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    @login_required
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user.role not in ("counselor", "admin"):
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@bp.get("/counselor")
+@counselor_required
+def counselor_queue() -> str:
+    if service.expire_stale_online_checks():
+        db.session().commit()
+    rows = list(
+        db.session().scalars(
+            select(CertificationRequest)
+            .where(
+                CertificationRequest.status == "pending", CertificationRequest.method == "counselor"
+            )
+            .order_by(CertificationRequest.created_at, CertificationRequest.id)
+            .limit(200)
+        )
+    )
+    now = utcnow()
+    return render_template("establishments/counselor_queue.html", rows=rows, now=now)
+
+
+@bp.get("/counselor/requests/<int:request_id>")
+@counselor_required
+def counselor_request(request_id: int) -> str:
+    row = db.session().get(CertificationRequest, request_id)
+    if row is None:
+        abort(404)
+    membership = service.membership_of(row.user)
+    return render_template(
+        "establishments/counselor_request.html", row=row, membership=membership, now=utcnow()
+    )
+
+
+@bp.post("/counselor/requests/<int:request_id>/<decision>")
+@counselor_required
+def counselor_decide(request_id: int, decision: str) -> Response | tuple[str, int]:
+    session = db.session()
+    row = session.get(CertificationRequest, request_id)
+    if row is None:
+        abort(404)
+    if row.status != "pending":
+        flash("Cette demande a déjà été traitée.", "error")
+        return redirect(url_for("establishments.counselor_request", request_id=request_id))
+    reason = " ".join((request.form.get("reason") or "").split())[:500]
+    if decision == "certify":
+        service.certify(row, current_user, reason or None)
+        flash(f"Le compte {row.user.username} est certifié.", "success")
+    elif decision == "reject":
+        if not reason:
+            membership = service.membership_of(row.user)
+            flash("Indiquez le motif du refus.", "error")
+            return render_template(
+                "establishments/counselor_request.html",
+                row=row,
+                membership=membership,
+                now=utcnow(),
+                reason_error="Indiquez le motif du refus.",
+            ), 400
+        service.reject(row, current_user, reason)
+        flash(f"La demande de {row.user.username} est refusée.", "success")
+    else:
+        abort(404)
+    session.commit()
+    return redirect(url_for("establishments.counselor_queue"))

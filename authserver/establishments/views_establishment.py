@@ -1,0 +1,80 @@
+"""First login: attach an establishment by SIRET, confirm its details."""
+
+from __future__ import annotations
+
+from flask import current_app, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required
+from werkzeug.wrappers import Response
+
+from authserver import db
+from authserver.establishments import DIRECTORY_KEY, service
+from authserver.establishments.blueprint import bp
+from authserver.establishments.directory import DirectoryUnavailable
+from authserver.establishments.directory import Establishment as Found
+from authserver.establishments.siret import InvalidSiret, format_siret, validate
+
+PENDING_KEY = "establishment_found"
+UNKNOWN = (
+    "Vous n'avez pas encore de numéro Siret ou votre numéro Siret n'est pas reconnu ? "
+    "Appelez un conseiller entreprise au 39 95 (service gratuit + prix appel) pour accéder "
+    "aux services de France Travail."
+)
+
+
+@bp.route("/establishment", methods=["GET", "POST"])
+@login_required
+def establishment() -> object:
+    membership = service.membership_of(current_user)
+    if request.method == "GET":
+        # Back from the confirmation screen (`Retour`): the SIRET is still there to correct.
+        found = session.get(PENDING_KEY)
+        typed = format_siret(found["siret"]) if isinstance(found, dict) and "siret" in found else ""
+        return render_template(
+            "establishments/siret.html", siret=typed, error=None, membership=membership
+        )
+    raw = (request.form.get("siret") or "")[:40]
+    try:
+        siret = validate(raw)
+    except InvalidSiret as exc:
+        return render_template("establishments/siret.html", siret=raw, error=str(exc)), 400
+    try:
+        found = current_app.extensions[DIRECTORY_KEY].lookup(siret)
+    except DirectoryUnavailable:
+        current_app.logger.warning("company directory unavailable")
+        error = (
+            "Le service de recherche des entreprises est momentanément indisponible. "
+            "Veuillez réessayer dans quelques minutes."
+        )
+        return render_template("establishments/siret.html", siret=raw, error=error), 503
+    if found is None or not found.active:
+        return render_template(
+            "establishments/siret.html", siret=raw, error=UNKNOWN, unknown=True
+        ), 404
+    session[PENDING_KEY] = service.found_to_dict(found)
+    return redirect(url_for("establishments.confirm"))
+
+
+@bp.route("/establishment/confirm", methods=["GET", "POST"])
+@login_required
+def confirm() -> object:
+    data = session.get(PENDING_KEY)
+    if not isinstance(data, dict):
+        return redirect(url_for("establishments.establishment"))
+    found = Found(**data)
+    if request.method == "GET":
+        return render_template("establishments/confirm.html", found=found)
+    membership = service.attach(current_user, found)
+    db.session().commit()
+    session.pop(PENDING_KEY, None)
+    if membership.status == "pending":
+        return redirect(url_for("establishments.pending"))
+    return redirect(service.onboarding_target(current_user) or url_for("establishments.espace"))
+
+
+@bp.get("/establishment/pending")
+@login_required
+def pending() -> Response | str:
+    membership = service.membership_of(current_user)
+    if membership is None or membership.status != "pending":
+        return redirect(url_for("establishments.espace"))
+    return render_template("establishments/pending.html", membership=membership)

@@ -1,0 +1,269 @@
+"""Codes, tokens and consents in the database: small query functions, no Flask, no commit.
+
+Only SHA-256 hashes of codes and tokens are stored. Every code and token carries the id
+hash of the AuthSession it came from: a token is active only while that session is live,
+so ending the session (logout, password reset, « ce n'était pas moi », the security team,
+« Mes sessions ») ends its tokens in the same instant, with no list to walk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from authserver.models import (
+    AuthSession,
+    Establishment,
+    OAuthCode,
+    OAuthConsent,
+    OAuthToken,
+    User,
+    utcnow,
+)
+from authserver.sessions import store
+
+CODE_TTL = timedelta(seconds=120)  # counted from the code's own issue time
+ACCESS_TTL = timedelta(minutes=10)
+
+
+def digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
+def new_token(size: int = 32) -> str:
+    return secrets.token_urlsafe(size)
+
+
+# --------------------------------------------------------------------------- codes
+
+
+def add_code(
+    session: Session,
+    *,
+    code: str,
+    client_id: str,
+    auth_session: AuthSession,
+    redirect_uri: str,
+    scope: str,
+    nonce: str | None,
+    code_challenge: str | None,
+    code_challenge_method: str | None,
+    acr: str,
+    now: datetime | None = None,
+) -> OAuthCode:
+    now = now or utcnow()
+    row = OAuthCode(
+        code_hash=digest(code),
+        client_id=client_id,
+        user_id=auth_session.user_id,
+        session_id_hash=auth_session.id_hash,
+        redirect_uri=redirect_uri,
+        scope=scope,
+        nonce=nonce,
+        code_challenge=code_challenge,
+        code_challenge_method=code_challenge_method,
+        acr=acr,
+        amr=auth_session.amr,
+        auth_time=auth_session.authenticated_at or auth_session.created_at,
+        issued_at=now,
+        expires_at=now + CODE_TTL,
+    )
+    session.add(row)
+    return row
+
+
+@dataclass(frozen=True)
+class CodeRedemption:
+    code: OAuthCode | None
+    reused: bool = False
+
+
+def redeem_code(session: Session, code: str, now: datetime | None = None) -> CodeRedemption:
+    """Spend a code: only the first presentation wins, even when two race."""
+    if not code or len(code) > 200:
+        return CodeRedemption(None)
+    row = session.scalar(select(OAuthCode).where(OAuthCode.code_hash == digest(code)))
+    if row is None:
+        return CodeRedemption(None)
+    now = now or utcnow()
+    won = session.execute(
+        update(OAuthCode)
+        .where(OAuthCode.id == row.id, OAuthCode.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if won != 1:
+        return CodeRedemption(row, reused=True)
+    row.used_at = now
+    return CodeRedemption(row)
+
+
+def nonce_used(session: Session, client_id: str, nonce: str) -> bool:
+    return (
+        session.scalar(
+            select(OAuthCode.id)
+            .where(OAuthCode.client_id == client_id, OAuthCode.nonce == nonce)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A token row with its session and user, from one query."""
+
+    token: OAuthToken
+    auth_session: AuthSession
+    user: User
+
+
+def _load(session: Session, column, value: bytes) -> Loaded | None:  # type: ignore[no-untyped-def]
+    found = session.execute(
+        select(OAuthToken, AuthSession, User)
+        .join(AuthSession, AuthSession.id_hash == OAuthToken.session_id_hash)
+        .join(User, User.id == OAuthToken.user_id)
+        .where(column == value)
+    ).first()
+    if found is None:
+        return None
+    return Loaded(*found)
+
+
+def by_access_token(session: Session, token: str) -> Loaded | None:
+    if not token or len(token) > 200:
+        return None
+    return _load(session, OAuthToken.access_token_hash, digest(token))
+
+
+def by_refresh_token(session: Session, token: str) -> Loaded | None:
+    if not token or len(token) > 200:
+        return None
+    return _load(session, OAuthToken.refresh_token_hash, digest(token))
+
+
+def add_token(
+    session: Session,
+    *,
+    client_id: str,
+    auth_session: AuthSession,
+    access_token: str,
+    refresh_token: str | None,
+    scope: str,
+    acr: str,
+    amr: str,
+    auth_time: datetime,
+    family: str | None = None,
+    code_id: int | None = None,
+    now: datetime | None = None,
+) -> OAuthToken:
+    """A new access (and refresh) token; the refresh token lives as long as the session."""
+    now = now or utcnow()
+    row = OAuthToken(
+        client_id=client_id,
+        user_id=auth_session.user_id,
+        session_id_hash=auth_session.id_hash,
+        code_id=code_id,
+        family=family or secrets.token_hex(16),
+        access_token_hash=digest(access_token),
+        refresh_token_hash=digest(refresh_token) if refresh_token else None,
+        scope=scope,
+        acr=acr,
+        amr=amr,
+        auth_time=auth_time,
+        issued_at=now,
+        access_expires_at=now + ACCESS_TTL,
+        refresh_expires_at=auth_session.expires_at if refresh_token else None,
+    )
+    session.add(row)
+    return row
+
+
+def claim_refresh(session: Session, token_id: int, now: datetime | None = None) -> bool:
+    """Mark a refresh token as exchanged; False when it already was (a reuse)."""
+    return (
+        session.execute(
+            update(OAuthToken)
+            .where(
+                OAuthToken.id == token_id,
+                OAuthToken.refresh_used_at.is_(None),
+                OAuthToken.revoked_at.is_(None),
+            )
+            .values(refresh_used_at=now or utcnow())
+        ).rowcount
+        == 1
+    )
+
+
+def revoke_family(session: Session, family: str, reason: str) -> int:
+    return (
+        session.execute(
+            update(OAuthToken)
+            .where(OAuthToken.family == family, OAuthToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+        ).rowcount
+        or 0
+    )
+
+
+def revoke_issued_from_code(session: Session, code_id: int) -> int:
+    """A code presented twice: whatever it produced is revoked (RFC 6749 §4.1.2)."""
+    families = list(
+        session.scalars(select(OAuthToken.family).where(OAuthToken.code_id == code_id).distinct())
+    )
+    return sum(revoke_family(session, family, "code_reuse") for family in families)
+
+
+def expire_access_token(session: Session, token_id: int) -> None:
+    session.execute(
+        update(OAuthToken).where(OAuthToken.id == token_id).values(access_expires_at=utcnow())
+    )
+
+
+# --------------------------------------------------------------------------- sessions, users
+
+
+def auth_session(session: Session, id_hash: bytes) -> AuthSession | None:
+    return session.get(AuthSession, id_hash)
+
+
+def session_is_live(record: AuthSession, lifetimes: store.Lifetimes) -> bool:
+    return store.is_live(record, lifetimes)
+
+
+def establishment_name(session: Session, siret: str | None) -> str | None:
+    if not siret:
+        return None
+    return session.scalar(select(Establishment.name).where(Establishment.siret == siret))
+
+
+# --------------------------------------------------------------------------- consents
+
+
+def consent_covers(session: Session, user_id: int, client_id: str, scope: str) -> bool:
+    granted = session.scalar(
+        select(OAuthConsent.scope).where(
+            OAuthConsent.user_id == user_id, OAuthConsent.client_id == client_id
+        )
+    )
+    return granted is not None and set(scope.split()) <= set(granted.split())
+
+
+def record_consent(session: Session, user_id: int, client_id: str, scope: str) -> None:
+    row = session.scalar(
+        select(OAuthConsent).where(
+            OAuthConsent.user_id == user_id, OAuthConsent.client_id == client_id
+        )
+    )
+    if row is None:
+        session.add(OAuthConsent(user_id=user_id, client_id=client_id, scope=scope))
+        return
+    row.scope = " ".join(sorted(set(row.scope.split()) | set(scope.split())))
+    row.granted_at = utcnow()

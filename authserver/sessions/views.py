@@ -1,0 +1,103 @@
+"""« Mes sessions »: the user's active sessions (device, browser, IP, start, last activity,
+method), revoke one or all the others. A revocation is immediate everywhere: pages,
+``/auth/verify``, userinfo, introspection and refresh all read the same session row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from authserver import db
+from authserver.alerts.devices import describe
+from authserver.models import AuthSession, Device, utcnow
+from authserver.sessions import store
+from authserver.sessions.login import current_auth_session, lifetimes
+from authserver.sessions.oidc.claims import session_sid
+
+bp = Blueprint("my_sessions", __name__)
+
+METHODS = {"password": "Mot de passe", "passkey": "Clé d'accès"}
+
+
+@dataclass(frozen=True)
+class SessionView:
+    sid: str
+    current: bool
+    browser: str
+    system: str
+    ip: str
+    started_at: datetime
+    last_seen_at: datetime
+    method: str
+
+
+def _live_sessions(user_id: int) -> list[tuple[AuthSession, Device | None]]:
+    now = utcnow()
+    rows = db.session().execute(
+        select(AuthSession, Device)
+        .outerjoin(Device, Device.id == AuthSession.device_id)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .order_by(AuthSession.last_seen_at.desc())
+    )
+    return [(record, device) for record, device in rows if store.is_live(record, lifetimes(), now)]
+
+
+def _view(record: AuthSession, device: Device | None, current: bytes) -> SessionView:
+    browser, system = describe(record.user_agent)
+    if device is not None and device.browser:
+        browser, system = device.browser, device.system or system
+    return SessionView(
+        sid=session_sid(record.id_hash),
+        current=record.id_hash == current,
+        browser=browser,
+        system=system,
+        ip=record.ip or "inconnue",
+        started_at=record.created_at,
+        last_seen_at=record.last_seen_at,
+        method=METHODS.get(record.method, record.method),
+    )
+
+
+@bp.get("/account/sessions")
+@login_required
+def sessions() -> str:
+    current = current_auth_session()
+    assert current is not None
+    items = [_view(r, d, current.id_hash) for r, d in _live_sessions(current_user.id)]
+    items.sort(key=lambda item: not item.current)
+    return render_template("sessions/my_sessions.html", sessions=items)
+
+
+@bp.post("/account/sessions/<sid>/revoke")
+@login_required
+def revoke_one(sid: str) -> Response:
+    current = current_auth_session()
+    assert current is not None
+    for record, _device in _live_sessions(current_user.id):
+        if session_sid(record.id_hash) == sid:
+            if record.id_hash == current.id_hash:
+                abort(400)  # this browser: « Se déconnecter »
+            store.revoke(db.session(), record.id_hash, "user_revoked")
+            db.session().commit()
+            flash("La session a été fermée.", "success")
+            return redirect(url_for("my_sessions.sessions"))
+    abort(404)
+
+
+@bp.post("/account/sessions/revoke-others")
+@login_required
+def revoke_others() -> Response:
+    current = current_auth_session()
+    assert current is not None
+    count = store.revoke_all(db.session(), current_user.id, "user_revoked", keep=current.id_hash)
+    db.session().commit()
+    flash(
+        f"{count} autre(s) session(s) fermée(s)." if count else "Aucune autre session ouverte.",
+        "success",
+    )
+    return redirect(url_for("my_sessions.sessions"))

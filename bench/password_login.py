@@ -1,0 +1,338 @@
+"""Password logins per second over HTTP, beside the bare endpoint and bare Argon2id.
+
+Measured in one run, on one freshly started ``authserver serve`` (SQLite):
+
+(a) ``GET /healthz`` — the bare endpoint (touches nothing): what the HTTP stack costs;
+(b) complete password logins. One *login* is what a browser does to log in:
+    ``GET /login`` (page, CSRF token in ``<meta name="csrf-token">``, Flask session cookie)
+    then ``POST /login`` (``csrf_token``, ``username``, ``password``) answered by a 302
+    with an ``authserver_session`` cookie. Both requests are inside the measured latency;
+    the redirect target (``/espace``) is not fetched. Each virtual browser keeps the device
+    cookie of each of its users (a returning user on a known browser: no new-device alert
+    e-mail) and starts every login with no session cookie;
+(c) Argon2id ``verify`` in this process with the server's parameters, on 1 and 2 threads:
+    the ceiling a password login cannot beat on this machine.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from bench.harness import (
+    NOISY_CORES,
+    Connection,
+    HTTPError,
+    Load,
+    Options,
+    Report,
+    ServerProcess,
+    load_row,
+    log,
+    percentile,
+    self_cpu_seconds,
+    system_cpu_seconds,
+)
+
+NAME = "password_login"
+PASSWORD = "bench: correct horse battery staple 42"
+CSRF_RE = re.compile(rb'<meta name="csrf-token" content="([^"]+)"')
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+LOGIN_INCLUDES = (
+    "GET /login (page + CSRF token + Flask session cookie) then POST /login "
+    "(csrf_token, username, password; Argon2id verify, server-side session, device update, "
+    "login event) answered 302 with an authserver_session cookie; both requests on the same "
+    "keep-alive connection, inside the measured latency; the redirect is not followed"
+)
+
+
+def argon2_parameters() -> dict[str, int]:
+    """The server's Argon2id parameters (its defaults; the bench sets no override)."""
+    from authserver.config import Settings
+
+    defaults = Settings()
+    return {
+        "time_cost": defaults.argon2_time_cost,
+        "memory_cost": defaults.argon2_memory_kib,
+        "parallelism": defaults.argon2_parallelism,
+    }
+
+
+# --------------------------------------------------------------------------- users
+
+
+def create_users(server: ServerProcess, count: int) -> list[str]:
+    """One user through the CLI (the documented way), the others straight into the database.
+
+    All share one password hash made by the server's own hasher (same parameters, so no
+    rehash happens at login).
+    """
+    first = "bench.user0000"
+    server.cli(
+        "user",
+        "create",
+        "--username",
+        first,
+        "--email",
+        f"{first}@bench.example.fr",
+        "--activated",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    from authserver import create_app
+    from authserver.accounts import validation
+    from authserver.accounts.service import hashing
+    from authserver.config import load_settings
+    from authserver.db import get_database
+    from authserver.models import User, utcnow
+
+    app = create_app(settings=load_settings(server.env), test_config={"MAIL_WORKER_DISABLED": True})
+    names = [first]
+    try:
+        with app.app_context():
+            password_hash = hashing().hash(PASSWORD)
+            now = utcnow()
+            with get_database(app).session_scope() as session:
+                for i in range(1, count):
+                    username = f"bench.user{i:04d}"
+                    email = f"{username}@bench.example.fr"
+                    session.add(
+                        User(
+                            username=username,
+                            username_key=validation.username_key(username),
+                            email=email,
+                            email_key=validation.email_key(email),
+                            password_hash=password_hash,
+                            password_changed_at=now,
+                            first_name="Bench",
+                            last_name=f"User {i}",
+                            activated_at=now,
+                        )
+                    )
+                    names.append(username)
+    finally:
+        get_database(app).dispose()
+    return names
+
+
+# --------------------------------------------------------------------------- HTTP operations
+
+
+def healthz_op(load: Load):
+    async def op(conn: Connection, index: int, iteration: int) -> None:
+        response = load.count(await conn.request("GET", "/healthz"))
+        if response.status != 200:
+            raise HTTPError(f"GET /healthz: {response.status}")
+
+    return op
+
+
+def login_op(load: Load, users: list[str], connections: int, targets: dict[str, int]):
+    """One complete password login per call; users are split between the virtual browsers."""
+    per_client = [users[i::connections] or users for i in range(connections)]
+    device_cookies: dict[str, str] = {}
+
+    async def op(conn: Connection, index: int, iteration: int) -> None:
+        mine = per_client[index]
+        username = mine[iteration % len(mine)]
+        jar: dict[str, str] = {}
+        if username in device_cookies:
+            jar["authserver_device"] = device_cookies[username]
+        page = load.count(await conn.request("GET", "/login", cookies=jar))
+        if page.status != 200:
+            raise HTTPError(f"GET /login: {page.status}")
+        match = CSRF_RE.search(page.body)
+        if not match:
+            raise HTTPError("GET /login: no csrf-token meta")
+        jar.update(page.cookies())
+        body = urlencode(
+            {"csrf_token": match.group(1).decode(), "username": username, "password": PASSWORD}
+        ).encode()
+        answer = load.count(
+            await conn.request("POST", "/login", headers=FORM, body=body, cookies=jar)
+        )
+        if answer.status != 302:
+            raise HTTPError(f"POST /login: {answer.status} {answer.body[:120]!r}")
+        cookies = answer.cookies()
+        if not cookies.get("authserver_session"):
+            raise HTTPError("POST /login: 302 without authserver_session cookie")
+        if cookies.get("authserver_device"):
+            device_cookies[username] = cookies["authserver_device"]
+        target = (answer.header("location") or "?").split("?", 1)[0]
+        targets[target] = targets.get(target, 0) + 1
+
+    return op
+
+
+# --------------------------------------------------------------------------- Argon2id
+
+
+def argon2_verify_rate(
+    threads: int, duration: float, max_operations: int, params: dict[str, int]
+) -> dict[str, Any]:
+    """Bare ``PasswordHasher.verify`` on ``threads`` threads (argon2-cffi releases the GIL)."""
+    from argon2 import PasswordHasher
+
+    hasher = PasswordHasher(**params)
+    stored = hasher.hash(PASSWORD)
+    hasher.verify(stored, PASSWORD)  # warm-up: allocator, first-call costs
+    lock = threading.Lock()
+    latencies: list[float] = []
+    issued = 0
+    cpu_before = self_cpu_seconds()
+    busy_before, _ = system_cpu_seconds()
+    start = time.perf_counter()
+    deadline = start + duration
+
+    def worker() -> None:
+        nonlocal issued
+        mine = []
+        while time.perf_counter() < deadline:
+            with lock:
+                if issued >= max_operations:
+                    break
+                issued += 1
+            t0 = time.perf_counter()
+            hasher.verify(stored, PASSWORD)
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    cpu = (self_cpu_seconds() - cpu_before) / elapsed
+    busy = (system_cpu_seconds()[0] - busy_before) / elapsed
+    ms = sorted(x * 1000 for x in latencies)
+    return {
+        "name": f"argon2id_verify_{threads}_thread{'s' if threads > 1 else ''}",
+        "threads": threads,
+        "operations": len(ms),
+        "elapsed_s": round(elapsed, 3),
+        "rate_per_s": round(len(ms) / elapsed, 1),
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+        "mean_ms": round(sum(ms) / len(ms), 2) if ms else 0.0,
+        "cpu_cores": round(cpu, 2),
+        "other_cpu_cores": round(max(0.0, busy - cpu), 2),
+        "parameters": params,
+    }
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def run(options: Options) -> Report:
+    quick = options.quick
+    users_count = max(options.connections, 20 if quick else 200)
+    duration = 1.0 if quick else options.duration
+    login_duration = 1.5 if quick else options.duration  # a login takes ~1 s under load
+    warmup = 0.5 if quick else 1.0
+    argon_duration = 0.5 if quick else min(options.duration, 5.0)
+    params = argon2_parameters()
+
+    data: dict[str, Any] = {
+        "config": {
+            "database": "sqlite (file, WAL per the server's defaults)",
+            "workers": options.workers,
+            "threads": options.threads,
+            "connections": options.connections,
+            "users": users_count,
+            "duration_s": {"healthz": duration, "password_login": login_duration},
+            "warmup_s": warmup,
+            "max_operations": options.max_operations,
+            "argon2id": params,
+        },
+        "login_includes": LOGIN_INCLUDES,
+    }
+    results: dict[str, Any] = {}
+    server = ServerProcess(workers=options.workers, threads=options.threads)
+    try:
+        t0 = time.perf_counter()
+        server.migrate()
+        server.start(wait=False)  # boots while the users are created
+        users = create_users(server, users_count)
+        server.wait_healthy()
+        log(
+            f"[{NAME}] server up on {server.url}, {len(users)} users, "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
+
+        load = Load()
+        log(f"[{NAME}] GET /healthz, {options.connections} connections, {duration} s ...")
+        healthz = load.run(
+            "healthz",
+            server,
+            healthz_op(load),
+            connections=options.connections,
+            duration=duration,
+            max_operations=options.max_operations,
+            warmup=warmup,
+        )
+        results["healthz"] = healthz.as_dict()
+
+        load = Load()
+        targets: dict[str, int] = {}
+        log(f"[{NAME}] password logins, {options.connections} connections, {login_duration} s ...")
+        logins = load.run(
+            "password_login",
+            server,
+            login_op(load, users, options.connections, targets),
+            connections=options.connections,
+            duration=login_duration,
+            max_operations=options.max_operations,
+            warmup=warmup,
+            min_operations=10,
+        )
+        results["password_login"] = {**logins.as_dict(), "redirects": targets}
+    finally:
+        server.stop()
+        data["server_log_problems"] = server.log_problems()
+        server.cleanup()
+
+    # With the server stopped, its CPU is all Argon2id's.
+    for threads in (1, 2):
+        log(f"[{NAME}] Argon2id verify in-process, {threads} thread(s), {argon_duration} s ...")
+        measured = argon2_verify_rate(threads, argon_duration, options.max_operations, params)
+        results[measured["name"]] = measured
+    data["results"] = results
+
+    def other_cores(r: dict[str, Any]) -> float:
+        if "other_cpu_cores" in r:
+            return r["other_cpu_cores"]
+        return r["machine_busy_cores"] - r["client_cpu_cores"] - r["server_cpu_cores"]
+
+    # Other processes on the machine during a measurement lower its figure: say which.
+    data["noisy_scenarios"] = [k for k, r in results.items() if other_cores(r) > NOISY_CORES]
+
+    best_argon = results["argon2id_verify_2_threads"]["rate_per_s"]
+    login_rate = results["password_login"]["rate_per_s"]
+    data["logins_vs_argon2id_2_threads"] = round(login_rate / best_argon, 3) if best_argon else None
+
+    rows = [
+        load_row("GET /healthz (bare)", results["healthz"]),
+        load_row("password login (GET+POST)", results["password_login"]),
+    ]
+    for key in ("argon2id_verify_1_thread", "argon2id_verify_2_threads"):
+        r = results[key]
+        rows.append(
+            [
+                f"Argon2id verify in-process, {r['threads']} thread(s)",
+                r["rate_per_s"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["operations"],
+                0,
+                f"{r['cpu_cores']:.2f}",
+                "-",
+                f"{r['other_cpu_cores']:.2f}{' !' if r['other_cpu_cores'] > NOISY_CORES else ''}",
+            ]
+        )
+    return Report(name=NAME, data=data, rows=rows)

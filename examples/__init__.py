@@ -1,0 +1,1 @@
+"""Example portal services that delegate authentication to authserver."""

@@ -1,0 +1,288 @@
+"""Unit tests of the password policy, Argon2id hashing and the field rules (no app, no I/O)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+from argon2 import PasswordHasher, extract_parameters
+from argon2 import Type as Argon2Type
+
+from authserver.accounts import passwords, validation
+from authserver.accounts.passwords import (
+    MAX_LENGTH,
+    MIN_LENGTH,
+    PasswordHashing,
+    common_passwords,
+    policy_errors,
+)
+
+USERNAME = "martin.dupont"
+EMAIL = "jeanne.durand@entreprise.fr"
+
+
+def test_nist_bounds():
+    assert MIN_LENGTH == 12
+    assert MAX_LENGTH >= 128
+
+
+def test_common_list_is_a_maintained_offline_list_of_at_least_10000():
+    words = common_passwords()
+    assert len(words) >= 10_000
+    # Words the tests below rely on really are in it (and the French one is not: checked).
+    for word in ("password1234", "qwerty123456", "1q2w3e4r5t6y", "azertyuiop"):
+        assert word in words
+    assert "azertyuiop123" not in words
+
+
+# (password, fragment of the expected error or None when accepted)
+POLICY_TABLE = [
+    ("a" * 0, "au moins 12 caractères"),
+    ("court", "au moins 12 caractères"),
+    ("onze car. 1", "au moins 12 caractères"),  # 11 characters
+    ("douze car. 1", None),  # 12 characters
+    ("x9" + "é" * 10, None),  # 12 characters, accents count as one each
+    ("mot de passe", None),  # spaces are fine, no composition rules
+    ("abcdefghijkl", None),  # lowercase letters only: no composition rules
+    ("123456789012", None),  # digits only, not in the list
+    ("🔑🔑 clé d'accès 🔑", None),  # any Unicode
+    ("密码是一个很长的句子吗", "au moins 12 caractères"),  # 11 CJK characters
+    ("密码是一个很长的句子吗？", None),  # 12
+    ("pq" + "ü" * 254, None),  # exactly 256
+    ("pq" + "ü" * 255, "ne doit pas dépasser 256 caractères"),  # 257
+    ("password1234", "trop courant"),
+    ("PASSWORD1234", "trop courant"),  # the list is checked ignoring case
+    ("qwerty123456", "trop courant"),
+    ("1q2w3e4r5t6y", "trop courant"),
+    ("aaaaaaaaaaaaaaaa", "trop courant"),  # one repeated character
+    ("abababababababab", "trop courant"),  # two characters
+    ("Martin.Dupont 2026 !", "votre identifiant"),
+    ("mon MARTIN.DUPONT préféré", "votre identifiant"),
+    ("jeanne.durand au bureau", "votre adresse e-mail"),
+    ("JEANNE.DURAND au bureau", "votre adresse e-mail"),
+    ("entreprise.fr est super", None),  # the domain is not the local part
+]
+
+
+@pytest.mark.parametrize(("password", "expected"), POLICY_TABLE)
+def test_policy(password, expected):
+    errors = policy_errors(password, username=USERNAME, email=EMAIL)
+    if expected is None:
+        assert errors == []
+    else:
+        assert any(expected in error for error in errors), errors
+        # French sentences, not codes.
+        assert all(error[0].isupper() and error.rstrip().endswith(".") for error in errors)
+
+
+def test_several_reasons_at_once():
+    errors = policy_errors("martin.dupont et jeanne.durand", username=USERNAME, email=EMAIL)
+    assert len(errors) == 2
+
+
+def test_length_counts_after_nfkc_normalisation():
+    # U+FB03 (ﬃ) becomes "ffi" under NFKC: 10 + 3 = 13 characters after normalisation.
+    assert policy_errors("\ufb03" + "0123456789") == []
+    # Decomposed accents (NFD) count as one character each once composed.
+    nfd = unicodedata.normalize("NFD", "é" * 10 + "xy")
+    assert len(nfd) == 22
+    assert policy_errors(nfd) == []
+    assert policy_errors(unicodedata.normalize("NFD", "é" * 9 + "xy")) != []
+
+
+@pytest.mark.parametrize(
+    ("username", "email", "password", "refused"),
+    [
+        ("ab", "", "ab ab ab ab ab ab", False),  # identifiants under 3 characters not searched
+        ("", "jo@entreprise.fr", "jo jo jo jo jo jo", False),  # same for a 2-letter local part
+        ("abc", "", "xx abc yy zz ww", True),
+        ("", "pas-une-adresse", "pas-une-adresse 2026", False),  # no @: no local part
+    ],
+)
+def test_context_words(username, email, password, refused):
+    assert bool(policy_errors(password, username=username, email=email)) is refused
+
+
+# --------------------------------------------------------------------------- hashing
+
+HASHING = PasswordHashing(memory_kib=19 * 1024, time_cost=2, parallelism=1)
+
+
+def test_hash_is_argon2id_at_owasp_parameters():
+    stored = HASHING.hash("correct horse battery staple")
+    assert stored.startswith("$argon2id$")
+    params = extract_parameters(stored)
+    assert params.type is Argon2Type.ID
+    assert params.memory_cost >= 19 * 1024
+    assert params.time_cost >= 2
+    assert params.parallelism == 1
+    assert "correct horse" not in stored
+
+
+def test_hashes_are_salted():
+    assert HASHING.hash("same password here") != HASHING.hash("same password here")
+
+
+def test_verify():
+    stored = HASHING.hash("correct horse battery staple")
+    assert HASHING.verify(stored, "correct horse battery staple").ok
+    assert not HASHING.verify(stored, "correct horse battery stapl").ok
+    assert not HASHING.verify(stored, "Correct horse battery staple").ok
+    assert not HASHING.verify(None, "correct horse battery staple").ok
+    assert not HASHING.verify("not a hash", "correct horse battery staple").ok
+
+
+def test_verify_normalises_like_hash():
+    composed = unicodedata.normalize("NFC", "café crème brûlée")
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    assert HASHING.verify(HASHING.hash(composed), decomposed).ok
+
+
+def test_needs_rehash_when_parameters_change():
+    weak = PasswordHasher(memory_cost=8 * 1024, time_cost=1, parallelism=1)
+    stored = weak.hash(passwords.normalize("an old hash from 2020"))
+    result = HASHING.verify(stored, "an old hash from 2020")
+    assert result.ok and result.needs_rehash
+    assert not HASHING.verify(HASHING.hash("a new hash"), "a new hash").needs_rehash
+
+
+# --------------------------------------------------------------------------- field rules
+
+USERNAME_TABLE = [
+    ("martin.dupont", "martin.dupont"),
+    ("Martin.Dupont", "Martin.Dupont"),  # case kept for display
+    ("  martin.dupont  ", "martin.dupont"),
+    ("a1b", "a1b"),
+    ("jean_pierre-2", "jean_pierre-2"),
+    ("contact@entreprise.fr", "contact@entreprise.fr"),
+    ("ｍａｒｔｉｎ", "martin"),  # full-width letters are folded (NFKC)
+    ("a" * 64, "a" * 64),
+    ("ab", None),
+    ("a" * 65, None),
+    ("", None),
+    ("   ", None),
+    ("martin dupont", None),
+    ("émile.dupont", None),
+    ("martin/dupont", None),
+    ("martin+dupont", None),
+    ("-martin", None),
+    ("martin.", None),
+    ("名前です", None),
+    ("martin\x00dupont", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "clean"), USERNAME_TABLE)
+def test_clean_username(raw, clean):
+    if clean is None:
+        with pytest.raises(validation.InvalidField) as info:
+            validation.clean_username(raw)
+        assert "identifiant" in str(info.value).lower()
+    else:
+        assert validation.clean_username(raw) == clean
+
+
+def test_invalid_username_message_says_which_characters_are_allowed():
+    with pytest.raises(validation.InvalidField) as info:
+        validation.clean_username("martin dupont")
+    assert validation.USERNAME_RULE in str(info.value)
+    assert "3 à 64" in validation.USERNAME_RULE
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Martin.Dupont", "martin.dupont"),
+        ("MARTIN.DUPONT", "martin.dupont"),
+        ("ｍａｒｔｉｎ", "MARTIN"),
+    ],
+)
+def test_username_key_ignores_case_and_width(a, b):
+    assert validation.username_key(a) == validation.username_key(b)
+
+
+EMAIL_TABLE = [
+    ("contact@entreprise.fr", "contact@entreprise.fr"),
+    (" contact@entreprise.fr ", "contact@entreprise.fr"),
+    ("Contact@Entreprise.FR", "Contact@entreprise.fr"),  # domain lower-cased
+    ("élise@entreprise.fr", "élise@entreprise.fr"),
+    ("", None),
+    ("pas-une-adresse", None),
+    ("contact@entreprise", None),
+    ("a@b", None),
+    ("contact@@entreprise.fr", None),
+    ("jean dupont@entreprise.fr", None),
+    ("x" * 250 + "@entreprise.fr", None),
+]
+
+
+@pytest.mark.parametrize(("raw", "clean"), EMAIL_TABLE)
+def test_clean_email(raw, clean):
+    if clean is None:
+        with pytest.raises(validation.InvalidField) as info:
+            validation.clean_email(raw)
+        assert "adresse e-mail" in str(info.value).lower()
+    else:
+        assert validation.clean_email(raw) == clean
+
+
+def test_email_key_ignores_case():
+    assert validation.email_key("Contact@Entreprise.FR") == validation.email_key(
+        "contact@entreprise.fr"
+    )
+
+
+PHONE_TABLE = [
+    ("07 12 34 56 78", "+33712345678"),  # the seed's example
+    ("06 12 34 56 78", "+33612345678"),
+    ("0612345678", "+33612345678"),
+    ("06.12.34.56.78", "+33612345678"),
+    ("06-12-34-56-78", "+33612345678"),
+    ("01 23 45 67 89", "+33123456789"),
+    ("+33 (0)7 12 34 56 78", "+33712345678"),
+    ("+33612345678", "+33612345678"),
+    ("0033 6 12 34 56 78", "+33612345678"),
+    ("+32 470 12 34 56", "+32470123456"),  # another country with its prefix
+    ("+1 202 555 0143", "+12025550143"),
+    ("", None),
+    ("12", None),
+    ("06 12", None),
+    ("0612345", None),
+    ("06 12 34 56 7a", None),
+    ("+33 6 12 34 56 78 9", None),
+    ("abcdefghij", None),
+    ("0" * 40, None),
+]
+
+
+@pytest.mark.parametrize(("raw", "e164"), PHONE_TABLE)
+def test_clean_phone(raw, e164):
+    if e164 is None:
+        with pytest.raises(validation.InvalidField) as info:
+            validation.clean_phone(raw)
+        assert "téléphone" in str(info.value).lower()
+    else:
+        assert validation.clean_phone(raw) == e164
+
+
+NAME_TABLE = [
+    ("Dupont", "Dupont"),
+    ("  Le   Goff ", "Le Goff"),
+    ("N'Diaye-Éléonore", "N'Diaye-Éléonore"),
+    ("", None),
+    ("   ", None),
+    ("x" * 101, None),
+    ("Du\x00pont", None),
+    ("Du\u200bpont", None),  # zero-width space (format character)
+]
+
+
+@pytest.mark.parametrize(("raw", "clean"), NAME_TABLE)
+def test_clean_name(raw, clean):
+    if clean is None:
+        with pytest.raises(validation.InvalidField) as info:
+            validation.clean_name(raw, "nom")
+        assert "nom" in str(info.value)
+    else:
+        assert validation.clean_name(raw, "nom") == clean

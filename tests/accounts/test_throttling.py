@@ -1,0 +1,156 @@
+"""Throttling of password logins: per account, per IP, and the owner's known browser."""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from authserver import settings_of
+from authserver.db import get_database
+from authserver.models import LoginEvent
+from tests.conftest import PASSWORD, Actions, csrf_of
+
+WRONG = "ce n'est pas le bon mot de passe"
+
+
+def logout(actions):
+    """Se déconnecter from the page the user is on (the espace, or where it leads)."""
+    page = actions.client.get("/espace", follow_redirects=True).get_data(as_text=True)
+    return actions.client.post("/logout", data={"csrf_token": csrf_of(page)})
+
+
+def logged_in(client) -> bool:
+    """Whether this browser has a live session: /espace (or onboarding) rather than /login."""
+    response = client.get("/espace")
+    if response.status_code == 200:
+        return True
+    assert response.status_code in (302, 303), response.status_code
+    return urlsplit(response.location).path != "/login"
+
+
+def browser(app, smtp, ip: str) -> Actions:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ip
+    return Actions(client, smtp)
+
+
+def assert_throttled(response, app) -> None:
+    assert response.status_code == 429
+    retry_after = response.headers.get("Retry-After")
+    assert retry_after is not None and retry_after.isdigit()
+    assert 0 < int(retry_after) <= settings_of(app).throttle_window
+    page = html.unescape(response.get_data(as_text=True))
+    assert "Trop de tentatives" in page
+    assert "réessayez dans" in page
+    assert "authserver_session=" not in " ".join(response.headers.getlist("Set-Cookie"))
+
+
+@pytest.fixture
+def owner(app, smtp) -> Actions:
+    """The real user: an active account, and the browser it was activated from."""
+    actions = browser(app, smtp, "192.0.2.10")
+    actions.create_active_account()
+    return actions
+
+
+def test_account_limit_then_429_even_with_the_right_password(app, smtp, owner):
+    limit = settings_of(app).throttle_account_failures
+    assert limit == 5  # the documented default
+    attacker = browser(app, smtp, "203.0.113.66")
+    for _ in range(limit):
+        assert attacker.login(password=WRONG).status_code == 401
+    assert_throttled(attacker.login(password=WRONG), app)
+    assert_throttled(attacker.login(), app)  # the right password does not help
+    assert not logged_in(attacker.client)
+
+    with get_database(app).session_scope() as session:
+        outcomes = session.scalars(select(LoginEvent.outcome).order_by(LoginEvent.id)).all()
+    assert outcomes == ["failure"] * limit + ["throttled", "throttled"]
+
+
+def test_account_limit_counts_across_addresses(app, smtp, owner):
+    limit = settings_of(app).throttle_account_failures
+    for i in range(limit):
+        assert browser(app, smtp, f"198.51.100.{i + 1}").login(password=WRONG).status_code == 401
+    assert_throttled(browser(app, smtp, "198.51.100.200").login(), app)
+
+
+def test_unknown_identifiant_is_throttled_the_same_way(app, smtp):
+    limit = settings_of(app).throttle_account_failures
+    attacker = browser(app, smtp, "203.0.113.66")
+    for _ in range(limit):
+        assert attacker.login("personne.inconnue", WRONG).status_code == 401
+    assert_throttled(attacker.login("personne.inconnue", WRONG), app)
+
+
+def test_known_browser_still_logs_in_while_an_attacker_is_throttled(app, smtp, owner):
+    # The owner logged in from this browser before: it holds a device cookie of the account.
+    assert owner.login().status_code == 302
+    assert owner.client.get_cookie("authserver_device") is not None
+    logout(owner)
+
+    limit = settings_of(app).throttle_account_failures
+    attacker = browser(app, smtp, "203.0.113.66")
+    for _ in range(limit + 3):
+        attacker.login(password=WRONG)
+    assert_throttled(attacker.login(), app)
+
+    response = owner.login()
+    assert response.status_code == 302
+    assert logged_in(owner.client)
+
+
+def test_known_browser_has_its_own_limit(app, smtp, owner):
+    assert owner.login().status_code == 302
+    logout(owner)
+    limit = settings_of(app).throttle_account_failures
+    for _ in range(limit):
+        assert owner.login(password=WRONG).status_code == 401
+    assert_throttled(owner.login(), app)
+
+
+@pytest.mark.parametrize("cookie", ["forged", "other-account"])
+def test_a_device_cookie_of_something_else_does_not_help(app, smtp, owner, cookie):
+    attacker = browser(app, smtp, "203.0.113.66")
+    if cookie == "forged":
+        attacker.client.set_cookie("authserver_device", "eyJ0b2tlbiI6IDF9.bidon")
+    else:
+        # The attacker's own account gives its browser a genuine device cookie.
+        attacker.create_active_account("pirate.attaquant")
+        assert attacker.login("pirate.attaquant").status_code == 302
+        logout(attacker)
+        assert attacker.client.get_cookie("authserver_device") is not None
+    limit = settings_of(app).throttle_account_failures
+    for _ in range(limit):
+        assert attacker.login(password=WRONG).status_code == 401
+    assert_throttled(attacker.login(), app)
+
+
+def test_per_ip_limit(app, smtp, owner):
+    limit = settings_of(app).throttle_ip_failures
+    attacker = browser(app, smtp, "203.0.113.99")
+    # One failure per identifiant: no account limit is reached, only the address's.
+    csrf = attacker.csrf()
+    for i in range(limit):
+        response = attacker.client.post(
+            "/login", data={"csrf_token": csrf, "username": f"cible{i}", "password": WRONG}
+        )
+        assert response.status_code == 401, i
+    assert_throttled(attacker.login("martin.dupont", PASSWORD), app)
+    assert_throttled(attacker.login("une.autre.cible", WRONG), app)
+    # Other addresses are not affected, nor is the account.
+    assert browser(app, smtp, "203.0.113.100").login().status_code == 302
+
+
+def test_success_does_not_reset_the_untrusted_counter(app, smtp, owner):
+    """A correct login from some browser does not give an attacker a fresh budget."""
+    limit = settings_of(app).throttle_account_failures
+    attacker = browser(app, smtp, "203.0.113.66")
+    for _ in range(limit - 1):
+        assert attacker.login(password=WRONG).status_code == 401
+    assert owner.login().status_code == 302
+    assert attacker.login(password=WRONG).status_code == 401
+    assert_throttled(attacker.login(password=WRONG), app)

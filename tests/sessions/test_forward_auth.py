@@ -1,0 +1,212 @@
+"""``GET /auth/verify`` (forward-auth): headers for a live session, 401 otherwise, one query."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, update
+
+from authserver import settings_of
+from authserver.config import ConfigError, load_settings
+from authserver.db import get_database
+from authserver.models import AuthSession, User, utcnow
+from tests.conftest import csrf_of
+from tests.sessions.oidc_support import certify, logged_in_actions
+
+HEADERS = ("X-Auth-User", "X-Auth-Email", "X-Auth-Siret", "X-Auth-Certified", "X-Auth-Amr")
+
+
+@pytest.fixture
+def user(actions):
+    return logged_in_actions(actions)
+
+
+class Statements:
+    def __init__(self, app) -> None:
+        self.seen: list[str] = []
+        self.engine = get_database(app).engine
+        event.listen(self.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, *args) -> None:
+        if not statement.startswith("PRAGMA"):
+            self.seen.append(statement)
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+
+def test_without_cookie_401(client):
+    answer = client.get("/auth/verify")
+    assert answer.status_code == 401
+    assert not any(name in answer.headers for name in HEADERS)
+    assert answer.get_json()["error"] == "unauthorized"
+
+
+def test_unknown_cookie_401(client):
+    client.set_cookie("authserver_session", "x" * 43)
+    assert client.get("/auth/verify").status_code == 401
+    client.set_cookie("authserver_session", "x" * 500)
+    assert client.get("/auth/verify").status_code == 401
+
+
+def test_live_session_gives_the_headers(app, user):
+    answer = user.client.get("/auth/verify")
+    assert answer.status_code == 200
+    assert answer.headers["X-Auth-User"] == "martin.dupont"
+    assert answer.headers["X-Auth-Email"] == "martin.dupont@entreprise.fr"
+    assert answer.headers["X-Auth-Siret"] == ""
+    assert answer.headers["X-Auth-Certified"] == "false"
+    assert answer.headers["X-Auth-Amr"] == "pwd"
+    assert "Set-Cookie" not in answer.headers
+    certify(app)
+    answer = user.client.get("/auth/verify")
+    assert answer.headers["X-Auth-Siret"] == "73282932000074"
+    assert answer.headers["X-Auth-Certified"] == "true"
+
+
+def test_one_indexed_query_and_no_write_while_fresh(app, user, monkeypatch):
+    from authserver.sessions import forward_auth
+
+    user.client.get("/auth/verify")
+    reader = app.extensions[forward_auth.READER_KEY]
+    lookups = []
+    original = reader.lookup
+    monkeypatch.setattr(reader, "lookup", lambda id_hash: lookups.append(1) or original(id_hash))
+    statements = Statements(app)  # everything that goes through SQLAlchemy
+    try:
+        assert user.client.get("/auth/verify").status_code == 200
+    finally:
+        statements.close()
+    assert lookups == [1] and statements.seen == []
+    # The one query: the session by its primary key, joined to its user by primary key.
+    with get_database(app).engine.connect() as connection:
+        plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + reader.sql, (b"x" * 32,)).all()
+    details = " | ".join(row[-1] for row in plan)
+    assert "SCAN" not in details, details
+    assert "id_hash=?" in details and "INTEGER PRIMARY KEY" in details, details
+
+
+def test_last_seen_is_touched_at_most_once_a_minute(app, user):
+    with get_database(app).session_scope() as session:
+        session.execute(update(AuthSession).values(last_seen_at=utcnow() - timedelta(minutes=2)))
+    statements = Statements(app)
+    try:
+        assert user.client.get("/auth/verify").status_code == 200
+        assert user.client.get("/auth/verify").status_code == 200
+    finally:
+        statements.close()
+    writes = [s for s in statements.seen if s.lstrip().upper().startswith("UPDATE")]
+    assert len(writes) == 1
+
+
+@pytest.mark.parametrize("change", ["revoked", "expired", "idle", "locked"])
+def test_dead_session_401(app, user, change):
+    now = utcnow()
+    with get_database(app).session_scope() as session:
+        if change == "revoked":
+            session.execute(update(AuthSession).values(revoked_at=now, revoked_reason="test"))
+        elif change == "expired":
+            session.execute(update(AuthSession).values(expires_at=now - timedelta(seconds=1)))
+        elif change == "idle":
+            idle = settings_of(app).session_idle
+            session.execute(
+                update(AuthSession).values(last_seen_at=now - timedelta(seconds=idle + 1))
+            )
+        else:
+            session.execute(update(User).values(locked_at=now))
+    assert user.client.get("/auth/verify").status_code == 401
+
+
+def test_logout_401_at_once(user):
+    assert user.client.get("/auth/verify").status_code == 200
+    page = user.client.get("/account/sessions").get_data(as_text=True)
+    user.client.post("/logout", data={"csrf_token": csrf_of(page)})
+    assert user.client.get("/auth/verify").status_code == 401
+
+
+def test_non_ascii_values_are_percent_encoded(app, user):
+    with get_database(app).session_scope() as session:
+        session.execute(update(User).values(email="émilie@entreprise.fr"))
+    answer = user.client.get("/auth/verify")
+    assert answer.headers["X-Auth-Email"] == "%C3%A9milie@entreprise.fr"
+
+
+def test_cookie_domain_setting(make_app, smtp):
+    from tests.conftest import Actions
+
+    app = make_app(
+        AUTHSERVER_BASE_URL="https://auth.portail.example",
+        AUTHSERVER_COOKIE_DOMAIN="portail.example",
+    )
+    assert settings_of(app).cookie_domain == "portail.example"
+    actions = Actions(app.test_client(), smtp)
+    actions.create_active_account()
+    answer = actions.login()
+    cookie = [
+        h for h in answer.headers.getlist("Set-Cookie") if h.startswith("authserver_session=")
+    ]
+    assert len(cookie) == 1 and "Domain=portail.example" in cookie[0]
+
+
+@pytest.mark.parametrize(
+    "value", ["http://portail.example", "autre.example", "por tail.example", "portail..example"]
+)
+def test_bad_cookie_domain_is_refused_at_start(value):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            {
+                "AUTHSERVER_BASE_URL": "https://auth.portail.example",
+                "AUTHSERVER_COOKIE_DOMAIN": value,
+                "AUTHSERVER_SECRET_KEY": "x" * 32,
+            }
+        )
+    assert raised.value.variable == "AUTHSERVER_COOKIE_DOMAIN"
+
+
+def test_host_only_cookie_has_no_domain(actions):
+    actions.create_active_account()
+    answer = actions.login()
+    cookie = [
+        h for h in answer.headers.getlist("Set-Cookie") if h.startswith("authserver_session=")
+    ]
+    assert cookie and "Domain=" not in cookie[0]
+
+
+def test_other_methods_and_head(user):
+    assert user.client.post("/auth/verify").status_code == 405
+    head = user.client.head("/auth/verify")
+    assert head.status_code == 200 and head.headers["X-Auth-User"] == "martin.dupont"
+    assert head.get_data() == b""
+
+
+def test_the_flask_view_gives_the_same_answer(app, user):
+    cookie = user.client.get_cookie("authserver_session").value
+    view = app.view_functions["forward_auth.verify"]
+    with app.test_request_context(
+        "/auth/verify", headers={"Cookie": f"authserver_session={cookie}"}
+    ):
+        answer = view()
+    assert answer.status_code == 200 and answer.headers["X-Auth-Amr"] == "pwd"
+    with app.test_request_context("/auth/verify"):
+        assert view().status_code == 401
+
+
+def test_on_both_databases(backend_app, smtp):
+    """The raw-driver lookup (SQLite ``?``, psycopg ``%(name)s``) and the OIDC storage."""
+    from tests.conftest import Actions
+    from tests.sessions.oidc_support import introspect, register, tokens
+
+    actions = Actions(backend_app.test_client(), smtp)
+    actions.create_active_account()
+    assert actions.login().status_code == 302
+    certify(backend_app)
+    answer = actions.client.get("/auth/verify")
+    assert answer.status_code == 200 and answer.headers["X-Auth-Certified"] == "true"
+    kit = register(backend_app, first_party=True)
+    issued = tokens(actions.client, kit)
+    assert introspect(actions.client, kit, issued["access_token"])["active"] is True
+    page = actions.client.get("/account/sessions").get_data(as_text=True)
+    actions.client.post("/logout", data={"csrf_token": csrf_of(page)})
+    assert actions.client.get("/auth/verify").status_code == 401
+    assert introspect(actions.client, kit, issued["access_token"])["active"] is False

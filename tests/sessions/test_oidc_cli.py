@@ -1,0 +1,102 @@
+"""The contract's ``authserver client create`` and the key commands ``authserver oidc ...``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from authserver.cli import cli
+from authserver.db import Database
+from authserver.models import OAuthClient
+from authserver.sessions.oidc.clients import hash_secret
+
+
+@pytest.fixture
+def env(tmp_path, sqlite_template):
+    db = tmp_path / "cli.db"
+    shutil.copy(sqlite_template, db)
+    return {
+        "AUTHSERVER_DATABASE_URL": f"sqlite:///{db}",
+        "AUTHSERVER_INSTANCE_PATH": str(tmp_path / "instance"),
+        "AUTHSERVER_SECRET_KEY": "test-secret-key-0123456789abcdef",
+    }
+
+
+def run(env, *args: str):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def rows(env) -> list[OAuthClient]:
+    database = Database(env["AUTHSERVER_DATABASE_URL"])
+    try:
+        with database.session_scope() as session:
+            return list(session.scalars(select(OAuthClient)))
+    finally:
+        database.dispose()
+
+
+def test_client_create_prints_id_and_secret_once(env):
+    result = run(
+        env,
+        "client",
+        "create",
+        "--name",
+        "Kit CSP",
+        "--redirect-uri",
+        "https://csp.example.fr/callback",
+        "--first-party",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["client_id"] and data["client_secret"]
+    assert data["first_party"] is True and data["public"] is False
+    (row,) = rows(env)
+    assert row.secret_hash == hash_secret(data["client_secret"])
+    assert row.redirect_uris == ["https://csp.example.fr/callback"]
+
+
+def test_public_client_has_no_secret(env):
+    result = run(
+        env,
+        "client",
+        "create",
+        "--name",
+        "SPA",
+        "--redirect-uri",
+        "http://localhost:3000/cb",
+        "--public",
+    )
+    data = json.loads(result.output)
+    assert data["client_secret"] is None and data["token_endpoint_auth_method"] == "none"
+    assert rows(env)[0].secret_hash is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--redirect-uri", "javascript:alert(1)"],
+        ["--redirect-uri", "https://x.example/cb#frag"],
+        ["--redirect-uri", "https://x.example/cb", "--scope", "openid admin"],
+    ],
+)
+def test_bad_values_are_refused_with_one_line(env, args):
+    result = run(env, "client", "create", "--name", "X", *args)
+    assert result.exit_code == 2
+    assert result.output.startswith("authserver : ") and "Traceback" not in result.output
+    assert rows(env) == []
+
+
+def test_rotate_list_and_retire_keys(env):
+    first = json.loads(run(env, "oidc", "rotate-key").output)
+    second = json.loads(run(env, "oidc", "rotate-key").output)
+    assert second["still_verifying"] == [first["kid"]]
+    listed = [key["kid"] for key in json.loads(run(env, "oidc", "keys").output)]
+    assert listed == [second["kid"], first["kid"]]
+    refused = run(env, "oidc", "retire-key", second["kid"])
+    assert refused.exit_code == 2  # the signing key
+    assert run(env, "oidc", "retire-key", first["kid"]).exit_code == 0
+    assert [key["kid"] for key in json.loads(run(env, "oidc", "keys").output)] == [second["kid"]]

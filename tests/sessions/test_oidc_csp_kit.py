@@ -1,0 +1,141 @@
+"""The CSP kit (examples/csp_kit) against a live authserver, over HTTP without a browser:
+login through OIDC, certified downloads, refresh when the access token expired, back-channel
+logout, and what it refuses."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import update
+
+from authserver.db import get_database
+from authserver.models import User
+from examples.csp_kit import create_app as create_kit
+from tests.conftest import Actions
+from tests.services import LiveServer, free_port
+from tests.sessions.oidc_support import certify, register
+
+
+@pytest.fixture
+def live(make_app):
+    port = free_port()
+    app = make_app(AUTHSERVER_BASE_URL=f"http://localhost:{port}")
+    server = LiveServer(app, port=port).start()
+    yield app, server.url
+    server.stop()
+
+
+@pytest.fixture
+def setup(live, smtp):
+    app, url = live
+    kit_url = "http://kit.test"
+    client = register(
+        app,
+        first_party=True,
+        redirect_uris=[f"{kit_url}/callback"],
+        post_logout_redirect_uris=[f"{kit_url}/"],
+    )
+    kit = create_kit(
+        {
+            "CSPKIT_ISSUER": url,
+            "CSPKIT_CLIENT_ID": client.client_id,
+            "CSPKIT_CLIENT_SECRET": client.secret,
+            "CSPKIT_BASE_URL": kit_url,
+        }
+    )
+    user = Actions(app.test_client(), smtp)
+    user.create_active_account()
+    assert user.login().status_code == 302
+    return app, url, kit, user
+
+
+def kit_login(kit, user, url):
+    browser = kit.test_client()
+    to_provider = browser.get("/login")
+    assert to_provider.status_code == 302 and to_provider.headers["Location"].startswith(url)
+    back = user.client.get(to_provider.headers["Location"].removeprefix(url))
+    assert back.status_code == 302, back.get_data(as_text=True)
+    done = browser.get(back.headers["Location"].removeprefix("http://kit.test"))
+    assert done.status_code == 302
+    return browser
+
+
+def test_certified_user_downloads_and_refresh_is_used_when_needed(setup):
+    app, url, kit, user = setup
+    certify(app)
+    browser = kit_login(kit, user, url)
+    page = browser.get("/").get_data(as_text=True)
+    assert "Téléchargement des documents" in page and "869 Ko" in page
+    pdf = browser.get("/documents/demande-allocations")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF-1.4")
+    assert pdf.headers["Content-Type"] == "application/pdf"
+
+    store = kit.extensions["cspkit.sessions"]
+    (item,) = store._items.values()
+    old_refresh = item.token["refresh_token"]
+    item.token["expires_at"] = time.time() - 1  # the access token has expired
+    assert browser.get("/documents/bulletin-acceptation").status_code == 200
+    assert item.token["refresh_token"] != old_refresh  # rotated
+
+
+def test_uncertified_user_sees_the_message_and_cannot_download(setup):
+    app, url, kit, user = setup
+    browser = kit_login(kit, user, url)
+    page = browser.get("/").get_data(as_text=True)
+    assert "vous devez disposer d" in page and "08 06 06 00 20" in page
+    assert browser.get("/documents/demande-allocations").status_code == 403
+    assert browser.get("/documents/nope").status_code == 404
+
+
+def test_revoked_session_is_noticed_at_the_next_download(setup):
+    app, url, kit, user = setup
+    certify(app)
+    browser = kit_login(kit, user, url)
+    with get_database(app).session_scope() as session:
+        session.execute(update(User).values(locked_at=User.created_at))
+    answer = browser.get("/documents/demande-allocations")
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/login")
+
+
+def test_backchannel_endpoint_checks_the_token(setup):
+    app, url, kit, user = setup
+    browser = kit_login(kit, user, url)
+    assert "Se déconnecter" in browser.get("/").get_data(as_text=True)
+    forged = kit.test_client().post("/backchannel-logout", data={"logout_token": "a.b.c"})
+    assert forged.status_code == 400
+    from authserver.sessions.oidc import backchannel, keys
+
+    store = kit.extensions["cspkit.sessions"]
+    (item,) = store._items.values()
+    with app.app_context(), get_database(app).session_scope() as session:
+        kid, key = keys.signing_key(session, app.config["AUTHSERVER"].secret_key)
+    token = backchannel.logout_token(
+        issuer=url,
+        client_id=kit.config["CSPKIT"].client_id,
+        sub=item.claims["sub"],
+        sid=item.claims["sid"],
+        kid=kid,
+        key=key,
+        now=int(time.time()),
+    )
+    assert (
+        kit.test_client().post("/backchannel-logout", data={"logout_token": token}).status_code
+        == 200
+    )
+    assert "Je lance la démarche" in browser.get("/").get_data(as_text=True)
+
+
+def test_logout_goes_through_the_end_session_endpoint(setup):
+    app, url, kit, user = setup
+    browser = kit_login(kit, user, url)
+    answer = browser.post("/logout")
+    assert answer.status_code == 302
+    assert answer.headers["Location"].startswith(f"{url}/oauth/logout?id_token_hint=")
+
+
+def test_missing_configuration_is_one_clear_error():
+    from examples.csp_kit import ConfigError
+
+    with pytest.raises(ConfigError, match="CSPKIT_ISSUER"):
+        create_kit({"CSPKIT_CLIENT_ID": "x", "CSPKIT_BASE_URL": "http://kit.test"})

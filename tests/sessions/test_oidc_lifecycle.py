@@ -1,0 +1,367 @@
+"""Tokens over time: refresh rotation and reuse, revocation (RFC 7009), sessions that end,
+key rotation, re-authentication (prompt, max_age), consent, step-up to a passkey, logout."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select, update
+
+from authserver import settings_of
+from authserver.db import get_database
+from authserver.models import AuthSession, OAuthConsent, User, utcnow
+from authserver.sessions import store
+from authserver.sessions.oidc import keys
+from tests.conftest import Actions, csrf_of
+from tests.sessions.oidc_support import (
+    USERNAME,
+    authorize,
+    exchange,
+    introspect,
+    jwks,
+    logged_in_actions,
+    refresh,
+    register,
+    tokens,
+    userinfo,
+    verify_jwt,
+)
+
+
+@pytest.fixture
+def user(actions):
+    return logged_in_actions(actions)
+
+
+@pytest.fixture
+def kit(app):
+    return register(app, first_party=True, post_logout_redirect_uris=["https://csp.example.fr/bye"])
+
+
+def verify_status(http) -> int:
+    return http.get("/auth/verify").status_code
+
+
+# --------------------------------------------------------------------------- refresh
+
+
+def test_refresh_rotates_and_a_reused_refresh_token_revokes_the_family(user, kit):
+    first = tokens(user.client, kit)
+    second = refresh(user.client, kit, first["refresh_token"])
+    assert second.status_code == 200, second.get_data(as_text=True)
+    rotated = second.get_json()
+    assert rotated["refresh_token"] != first["refresh_token"]
+    assert userinfo(user.client, rotated["access_token"]).status_code == 200
+
+    reuse = refresh(user.client, kit, first["refresh_token"])
+    assert reuse.status_code == 400 and reuse.get_json()["error"] == "invalid_grant"
+    # The whole family is gone: the rotated refresh token and its access token too.
+    assert refresh(user.client, kit, rotated["refresh_token"]).status_code == 400
+    assert introspect(user.client, kit, rotated["access_token"])["active"] is False
+    assert userinfo(user.client, rotated["access_token"]).status_code == 401
+    # Another login's tokens are untouched.
+    other = tokens(user.client, kit)
+    assert introspect(user.client, kit, other["access_token"])["active"] is True
+
+
+def test_refresh_token_of_another_client_is_refused(app, user, kit):
+    other = register(app, first_party=True, name="Autre")
+    first = tokens(user.client, kit)
+    assert refresh(user.client, other, first["refresh_token"]).status_code == 400
+
+
+def test_refresh_keeps_scope_and_authentication_facts(user, kit):
+    first = tokens(user.client, kit, scope="openid email")
+    rotated = refresh(user.client, kit, first["refresh_token"]).get_json()
+    assert rotated["scope"] == "openid email"
+    found = introspect(user.client, kit, rotated["access_token"])
+    assert found["amr"] == ["pwd"] and found["acr"] == "urn:authserver:pwd"
+
+
+# --------------------------------------------------------------------------- RFC 7009
+
+
+def test_revoking_an_access_token(user, kit):
+    issued = tokens(user.client, kit)
+    answer = user.client.post(
+        "/oauth/revoke",
+        data={"token": issued["access_token"], "token_type_hint": "access_token"},
+        headers=kit.basic,
+    )
+    assert answer.status_code == 200
+    assert introspect(user.client, kit, issued["access_token"])["active"] is False
+    # RFC 7009: unknown tokens are answered 200 too.
+    assert (
+        user.client.post("/oauth/revoke", data={"token": "nope"}, headers=kit.basic).status_code
+        == 200
+    )
+
+
+def test_revoking_a_refresh_token_ends_the_grant(user, kit):
+    issued = tokens(user.client, kit)
+    user.client.post("/oauth/revoke", data={"token": issued["refresh_token"]}, headers=kit.basic)
+    assert refresh(user.client, kit, issued["refresh_token"]).status_code == 400
+    assert introspect(user.client, kit, issued["access_token"])["active"] is False
+
+
+def test_revocation_needs_client_authentication(user, kit):
+    issued = tokens(user.client, kit)
+    answer = user.client.post("/oauth/revoke", data={"token": issued["access_token"]})
+    assert answer.status_code in (400, 401)
+    assert introspect(user.client, kit, issued["access_token"])["active"] is True
+
+
+# --------------------------------------------------------------------------- sessions ending
+
+
+def _session_ids(app, username: str = USERNAME) -> list[bytes]:
+    with get_database(app).session_scope() as session:
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        return list(
+            session.scalars(
+                select(AuthSession.id_hash).where(
+                    AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
+                )
+            )
+        )
+
+
+@pytest.mark.parametrize("how", ["logout", "revoke_all", "idle"])
+def test_a_session_that_ends_ends_its_tokens(app, user, kit, how):
+    issued = tokens(user.client, kit)
+    assert verify_status(user.client) == 200
+    if how == "logout":
+        page = user.client.get("/account/sessions").get_data(as_text=True)
+        user.client.post("/logout", data={"csrf_token": csrf_of(page)})
+    elif how == "revoke_all":  # password reset, « ce n'était pas moi », security team
+        with app.app_context(), get_database(app).session_scope() as session:
+            user_id = session.scalar(select(User.id).where(User.username == USERNAME))
+            assert store.revoke_all(session, user_id, "security_console") == 1
+    else:
+        idle = settings_of(app).session_idle
+        with get_database(app).session_scope() as session:
+            session.execute(
+                update(AuthSession).values(last_seen_at=utcnow() - timedelta(seconds=idle + 1))
+            )
+    assert introspect(user.client, kit, issued["access_token"])["active"] is False
+    assert introspect(user.client, kit, issued["refresh_token"])["active"] is False
+    assert userinfo(user.client, issued["access_token"]).status_code == 401
+    assert refresh(user.client, kit, issued["refresh_token"]).status_code == 400
+    assert verify_status(user.client) == 401
+
+
+def test_locked_account_tokens_are_inactive(app, user, kit):
+    issued = tokens(user.client, kit)
+    with get_database(app).session_scope() as session:
+        session.execute(update(User).values(locked_at=utcnow()))
+    assert introspect(user.client, kit, issued["access_token"])["active"] is False
+    assert verify_status(user.client) == 401
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_key_rotation_keeps_old_tokens_verifiable_until_retired(app, user, kit):
+    before = tokens(user.client, kit)
+    old_kid = (
+        verify_jwt(before["id_token"], jwks(user.client), audience=kit.client_id)
+        and (__import__("jwt").get_unverified_header(before["id_token"])["kid"])
+    )
+    secret = settings_of(app).secret_key
+    with get_database(app).session_scope() as session:
+        new_row, previous = keys.rotate(session, secret)
+        new_kid = new_row.kid
+    assert previous == [old_kid]
+    after = tokens(user.client, kit)
+    published = jwks(user.client)
+    assert {key["kid"] for key in published["keys"]} == {old_kid, new_kid}
+    assert __import__("jwt").get_unverified_header(after["id_token"])["kid"] == new_kid
+    verify_jwt(before["id_token"], published, audience=kit.client_id)
+    verify_jwt(after["id_token"], published, audience=kit.client_id)
+
+    with get_database(app).session_scope() as session, pytest.raises(keys.KeyError_):
+        keys.retire(session, new_kid)  # the signing key cannot be retired
+    with get_database(app).session_scope() as session:
+        keys.retire(session, old_kid)
+    published = jwks(user.client)
+    assert [key["kid"] for key in published["keys"]] == [new_kid]
+    with pytest.raises(AssertionError):
+        verify_jwt(before["id_token"], published, audience=kit.client_id)
+
+
+# --------------------------------------------------------------------------- re-authentication
+
+
+def _login_target(flow) -> tuple[str, dict[str, str]]:
+    location = flow.response.headers["Location"]
+    parts = urlsplit(location)
+    return parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()}
+
+
+def _follow_login(user: Actions, next_url: str):
+    answer = user.login(next=next_url)
+    assert answer.status_code == 302
+    target = answer.headers["Location"]
+    if target.startswith("/passkeys/offer"):
+        target = parse_qs(urlsplit(target).query)["next"][0]
+    return user.client.get(target)
+
+
+def test_no_session_sends_to_the_login_page_and_back(actions, kit):
+    actions.create_active_account()
+    flow = authorize(actions.client, kit)
+    path, query = _login_target(flow)
+    assert path == "/login" and query["next"].startswith("/oauth/authorize?")
+    back = _follow_login(actions, query["next"])
+    assert back.status_code == 302 and back.headers["Location"].startswith(kit.redirect_uri)
+    assert "code=" in back.headers["Location"]
+
+
+@pytest.mark.parametrize("params", [{"prompt": "login"}, {"max_age": "0"}])
+def test_prompt_login_and_max_age_force_a_new_login(app, user, kit, params):
+    first_login = _session_ids(app)
+    flow = authorize(user.client, kit, **params)
+    path, query = _login_target(flow)
+    assert path == "/login"
+    back = _follow_login(user, query["next"])
+    assert back.status_code == 302, back.get_data(as_text=True)
+    location = back.headers["Location"]
+    assert location.startswith(kit.redirect_uri), location
+    assert _session_ids(app) != first_login  # a new login happened
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    answer = exchange(user.client, flow, code=code)
+    claims = verify_jwt(answer.get_json()["id_token"], jwks(user.client), audience=kit.client_id)
+    assert claims["iat"] - claims["auth_time"] <= 5
+
+
+def test_max_age_satisfied_by_a_recent_login(user, kit):
+    flow = authorize(user.client, kit, max_age="3600")
+    assert flow.code
+
+
+def test_prompt_none_without_session(actions, kit):
+    flow = authorize(actions.client, kit, prompt="none")
+    assert flow.query["error"] == "login_required"
+
+
+# --------------------------------------------------------------------------- consent
+
+
+def test_third_party_client_asks_consent_with_csrf(app, user):
+    third = register(app, name="Logiciel de paie", scope="openid email")
+    flow = authorize(user.client, third, scope="openid email")
+    assert flow.response.status_code == 200
+    page = flow.response.get_data(as_text=True)
+    assert "Logiciel de paie" in page and "Autoriser" in page and "Refuser" in page
+    query = flow.response.request.full_path if hasattr(flow.response, "request") else None
+    action = "/oauth/authorize?" + urlsplit(flow.response.request.url).query
+    del query
+    # Without the CSRF token: refused, nothing issued.
+    assert user.client.post(action, data={"decision": "allow"}).status_code == 400
+    token = csrf_of(page)
+    denied = user.client.post(action, data={"csrf_token": token, "decision": "deny"})
+    assert denied.status_code == 302
+    assert parse_qs(urlsplit(denied.headers["Location"]).query)["error"] == ["access_denied"]
+
+    flow = authorize(user.client, third, scope="openid email")
+    action = "/oauth/authorize?" + urlsplit(flow.response.request.url).query
+    allowed = user.client.post(
+        action,
+        data={"csrf_token": csrf_of(flow.response.get_data(as_text=True)), "decision": "allow"},
+    )
+    assert allowed.status_code == 302 and "code=" in allowed.headers["Location"]
+    with get_database(app).session_scope() as session:
+        assert session.scalar(select(OAuthConsent.scope)) == "openid email"
+    # Asked once: the next login goes straight back, unless the service asks again.
+    assert authorize(user.client, third, scope="openid email").code
+    assert (
+        authorize(user.client, third, scope="openid email", prompt="consent").response.status_code
+        == 200
+    )
+    assert authorize(user.client, third, scope="openid", prompt="none").code
+
+
+def test_first_party_client_skips_consent(user, kit):
+    assert authorize(user.client, kit).code
+
+
+# --------------------------------------------------------------------------- step-up
+
+
+def test_acr_values_passkey_sends_password_sessions_to_a_passkey_login(app, smtp, user, kit):
+    from tests.softauthn import SoftAuthenticator
+    from tests.webauthn.test_api import ORIGIN, Browser
+
+    browser = Browser(user)
+    auth = SoftAuthenticator(rp_id="localhost", origin=ORIGIN)
+    browser.register(auth)
+
+    flow = authorize(user.client, kit, acr_values="urn:authserver:passkey")
+    path, query = _login_target(flow)
+    assert path == "/login" and query["passkey"] == "1"
+    page = user.client.get(flow.response.headers["Location"]).get_data(as_text=True)
+    assert 'id="passkey-required"' in page and 'name="next"' in page  # password form kept
+
+    answer = browser.login_verify(auth.assert_(browser.login_options()), next=query["next"])
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    back = user.client.get(answer.get_json()["redirect"])
+    assert back.status_code == 302 and back.headers["Location"].startswith(kit.redirect_uri)
+    code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
+    issued = exchange(user.client, flow, code=code).get_json()
+    claims = verify_jwt(issued["id_token"], jwks(user.client), audience=kit.client_id)
+    assert claims["acr"] == "urn:authserver:passkey"
+    assert claims["amr"] == ["hwk", "user"]
+    assert verify_status(user.client) == 200
+    assert user.client.get("/auth/verify").headers["X-Auth-Amr"] == "hwk user"
+
+
+# --------------------------------------------------------------------------- RP-initiated logout
+
+
+def test_end_session_with_id_token_hint_logs_out_and_returns(user, kit):
+    issued = tokens(user.client, kit)
+    answer = user.client.get(
+        "/oauth/logout",
+        query_string={
+            "id_token_hint": issued["id_token"],
+            "post_logout_redirect_uri": "https://csp.example.fr/bye",
+            "state": "s1",
+        },
+    )
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "https://csp.example.fr/bye?state=s1"
+    assert verify_status(user.client) == 401
+    assert introspect(user.client, kit, issued["access_token"])["active"] is False
+
+
+def test_end_session_without_hint_asks_first(user, kit):
+    page = user.client.get("/oauth/logout", query_string={"client_id": kit.client_id})
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert "Me déconnecter" in body
+    assert verify_status(user.client) == 200
+    assert user.client.post("/oauth/logout", data={"confirm": "1"}).status_code == 400  # no CSRF
+    assert verify_status(user.client) == 200
+    done = user.client.post("/oauth/logout", data={"confirm": "1", "csrf_token": csrf_of(body)})
+    assert done.status_code == 200 and "Vous êtes déconnecté" in done.get_data(as_text=True)
+    assert verify_status(user.client) == 401
+
+
+def test_end_session_never_redirects_to_an_unregistered_uri(user, kit):
+    issued = tokens(user.client, kit)
+    answer = user.client.get(
+        "/oauth/logout",
+        query_string={
+            "id_token_hint": issued["id_token"],
+            "post_logout_redirect_uri": "https://evil.example/",
+        },
+    )
+    assert answer.status_code == 200 and "Location" not in answer.headers
+
+
+def test_end_session_with_a_forged_hint_is_refused(user, kit):
+    answer = user.client.get("/oauth/logout", query_string={"id_token_hint": "a.b.c"})
+    assert answer.status_code == 400
+    assert verify_status(user.client) == 200

@@ -1,0 +1,48 @@
+"""`python -m bench --quick` works: a real `authserver serve`, load, JSON with positive figures.
+
+Seconds, not minutes: it proves the harness, not the performance (that is `make bench`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_benchmark_writes_positive_figures(tmp_path: Path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "password_login",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,  # ~15 s on an idle 2-core machine; generous for a loaded CI
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "password login" in proc.stdout  # the table
+
+    data = json.loads((tmp_path / "password_login.json").read_text())
+    assert data["quick"] is True
+    assert data["machine"]["cores"] >= 1 and data["machine"]["sqlite"]
+    results = data["results"]
+    for name in ("healthz", "password_login"):
+        figures = results[name]
+        assert figures["rate_per_s"] > 0, figures
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"], figures
+        assert figures["errors"] == 0, figures["error_samples"]
+        assert not any(code.startswith("5") for code in figures["statuses"]), figures
+    for name in ("argon2id_verify_1_thread", "argon2id_verify_2_threads"):
+        assert results[name]["rate_per_s"] > 0, results[name]
+    assert data["server_log_problems"] == []
