@@ -66,6 +66,13 @@ def create_app(
     init_establishments(app)
     ops.init_app(app)
     metrics.init_app(app)
+    if settings.trusted_proxies:
+        # Behind N reverse proxies: the client address (throttling, login events) and scheme
+        # are the ones they forward, never what a client could write in those headers itself.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app
 
 

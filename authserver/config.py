@@ -85,6 +85,8 @@ class Settings:
     agency_email: str = "entreprise@francetravail.example"
     # Domain of the session cookie (issue 6: forward-auth for sibling subdomains); None = host-only.
     cookie_domain: str | None = None
+    # Reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0: none, direct).
+    trusted_proxies: int = 0
 
     @property
     def secure_cookies(self) -> bool:
@@ -293,6 +295,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     return Settings(
         cookie_domain=cookie_domain,
+        trusted_proxies=_int(env, "AUTHSERVER_TRUSTED_PROXIES", 0),
         directory=directory,
         directory_url=directory_url,
         sirene_api_key=sirene_api_key,

@@ -30,6 +30,8 @@ BENCHMARKS: dict[str, str] = {
     "password_login": "bench.password_login",
     "console_queries": "bench.console_queries",
     "forward_auth": "bench.forward_auth",  # issue 6
+    "passkey_login": "bench.passkey_login",  # issue 3
+    "suite": "bench.suite",  # issue 7: every login path on SQLite and PostgreSQL + Redis
 }
 
 

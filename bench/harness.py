@@ -119,6 +119,8 @@ class ServerProcess:
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
         self.port = free_port()
+        # One key for the server's whole life: a restart (stop/start) keeps cookies valid.
+        self.secret_key = secrets.token_urlsafe(32)
         self.tmpdir = Path(tempfile.mkdtemp(prefix="authserver-bench-"))
         self.instance = self.tmpdir / "instance"
         self.database_url = f"sqlite:///{self.tmpdir / 'authserver.db'}"
@@ -140,7 +142,7 @@ class ServerProcess:
                 "AUTHSERVER_BASE_URL": f"http://localhost:{self.port}",
                 "AUTHSERVER_DATABASE_URL": self.database_url,
                 "AUTHSERVER_INSTANCE_PATH": str(self.instance),
-                "AUTHSERVER_SECRET_KEY": secrets.token_urlsafe(32),
+                "AUTHSERVER_SECRET_KEY": self.secret_key,
                 "AUTHSERVER_MAIL_URL": "console",
                 "AUTHSERVER_SECURITY_LOG": "off",
                 "PYTHONUNBUFFERED": "1",

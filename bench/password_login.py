@@ -131,10 +131,20 @@ def healthz_op(load: Load):
     return op
 
 
-def login_op(load: Load, users: list[str], connections: int, targets: dict[str, int]):
-    """One complete password login per call; users are split between the virtual browsers."""
+def login_op(
+    load: Load,
+    users: list[str],
+    connections: int,
+    targets: dict[str, int],
+    device_cookies: dict[str, str] | None = None,
+):
+    """One complete password login per call; users are split between the virtual browsers.
+
+    ``device_cookies`` (user -> its browser's device cookie) may be shared between runs, so
+    that a second run's first logins are not new-device logins (an alert e-mail each).
+    """
     per_client = [users[i::connections] or users for i in range(connections)]
-    device_cookies: dict[str, str] = {}
+    device_cookies = {} if device_cookies is None else device_cookies
 
     async def op(conn: Connection, index: int, iteration: int) -> None:
         mine = per_client[index]

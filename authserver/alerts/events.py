@@ -42,6 +42,7 @@ ALERT_EVENTS = {
     "account_throttled",
     "not_me_report",
     "passkey_cloned",
+    "burst_alert",
 }
 
 

@@ -1,10 +1,11 @@
 """Pending ceremonies, stored server-side and consumed exactly once.
 
-The database store deletes the row inside the request's transaction: of two
-concurrent verifies of one assertion, only the one whose DELETE removed the row
-goes on (SQLite serialises writers; PostgreSQL's row lock makes the second
-DELETE wait and then find nothing). The Redis store uses GETDEL, atomic across
-instances. Only a hash of the challenge is kept.
+The database store deletes the row inside the request's transaction and reads it
+back in the same statement (DELETE … RETURNING): of two concurrent verifies of one
+assertion, only the one whose DELETE removed the row goes on (SQLite serialises
+writers; PostgreSQL's row lock makes the second DELETE wait and then find nothing).
+The Redis store uses GETDEL, atomic across instances. Only a hash of the challenge
+is kept.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from authserver.models import WebAuthnChallenge, utcnow
@@ -62,22 +63,26 @@ class DatabaseChallengeStore:
         )
 
     def consume(self, challenge: bytes) -> Pending | None:
-        session = self._db()
-        key = challenge_key(challenge)
-        row = session.scalar(
-            select(WebAuthnChallenge).where(WebAuthnChallenge.challenge_hash == key)
+        # One statement: the row is deleted and read back at once (DELETE … RETURNING, SQLite
+        # 3.35+ and PostgreSQL), so of two concurrent verifies only one gets it.
+        row = (
+            self._db()
+            .execute(
+                delete(WebAuthnChallenge)
+                .where(WebAuthnChallenge.challenge_hash == challenge_key(challenge))
+                .returning(
+                    WebAuthnChallenge.purpose,
+                    WebAuthnChallenge.user_id,
+                    WebAuthnChallenge.binding,
+                    WebAuthnChallenge.expires_at,
+                ),
+                execution_options={"synchronize_session": False},
+            )
+            .first()
         )
-        if row is None:
+        if row is None or row.expires_at <= utcnow():
             return None
-        pending = Pending(row.purpose, row.user_id, row.binding)
-        expired = row.expires_at <= utcnow()
-        session.expunge(row)
-        removed = session.execute(
-            delete(WebAuthnChallenge).where(WebAuthnChallenge.challenge_hash == key)
-        ).rowcount
-        if removed != 1 or expired:
-            return None
-        return pending
+        return Pending(row.purpose, row.user_id, row.binding)
 
 
 class RedisChallengeStore:

@@ -266,6 +266,8 @@ class Cluster:
             "AUTHSERVER_MAIL_RETRY_MAX": "1",
             "AUTHSERVER_SECURITY_LOG": "off",
             "AUTHSERVER_ACCESS_LOG": "off",
+            # As behind a load balancer: one proxy hop whose X-Forwarded-For is trusted.
+            "AUTHSERVER_TRUSTED_PROXIES": "1",
             "AUTHSERVER_INSTANCE_PATH": str(self.tmpdir / "instance"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -335,6 +337,17 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {i.name} ---\n{i.log_text()}" for i in self.instances)
+
+
+def passkey_login(
+    browser: Browser, begin: Instance, finish: Instance, authenticator: Any, username: str = ""
+) -> Reply:
+    """Options on ``begin``, the authenticator's assertion, verify on ``finish``."""
+    body = {"username": username} if username else {}
+    options = browser.post_json(begin, "/webauthn/login/options", body)
+    assert options.status == 200, options.text
+    assertion = authenticator.assert_(options.json())
+    return browser.post_json(finish, "/webauthn/login/verify", {"credential": assertion})
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.1, what: str = "") -> None:

@@ -21,6 +21,7 @@ USERS = (
     "multi.throttle.ab",
     "multi.throttle.a",
     "multi.outage",
+    "multi.proxied",
 )
 
 

@@ -15,9 +15,8 @@ from collections import Counter
 
 import pytest
 
-from tests.multi.cluster import Browser, Instance, status_of, wait_until
+from tests.multi.cluster import Browser, Instance, passkey_login, status_of, wait_until
 from tests.multi.conftest import PasskeyUser, Setup
-from tests.multi.test_shared_state import passkey_login
 
 pytestmark = [pytest.mark.pg, pytest.mark.xdist_group("multi")]
 
@@ -123,7 +122,7 @@ def test_postgresql_restart_mid_run(multi: Setup, passkey_user: PasskeyUser):
 
     # Committed before the restart, still there after: the session and the passkey.
     other = Browser()
-    assert passkey_login(other, b, a, passkey_user).status == 200
+    assert passkey_login(other, b, a, passkey_user.authenticator).status == 200
     assert Browser().password_login(b, "multi.outage").status == 302
 
     for path in ("/healthz", "/auth/verify", "/espace", "/webauthn/login/options", "/readyz"):
@@ -156,5 +155,5 @@ def test_redis_stopped_then_restarted(multi: Setup, passkey_user: PasskeyUser):
     for instance in (a, b):
         wait_until(lambda i=instance: ready(i), timeout=20, what=f"{instance.name} /readyz")
     for _ in range(4):
-        assert passkey_login(Browser(), a, b, passkey_user).status == 200
-        assert passkey_login(Browser(), b, a, passkey_user).status == 200
+        assert passkey_login(Browser(), a, b, passkey_user.authenticator).status == 200
+        assert passkey_login(Browser(), b, a, passkey_user.authenticator).status == 200

@@ -10,21 +10,10 @@ import threading
 
 import pytest
 
-from tests.multi.cluster import Browser, Instance
+from tests.multi.cluster import Browser, Instance, passkey_login
 from tests.multi.conftest import PasskeyUser, Setup
 
 pytestmark = [pytest.mark.pg, pytest.mark.xdist_group("multi")]
-
-
-def passkey_login(
-    browser: Browser, begin: Instance, finish: Instance, user: PasskeyUser, username: str = ""
-):
-    options = browser.post_json(
-        begin, "/webauthn/login/options", {"username": username} if username else {}
-    )
-    assert options.status == 200, options.text
-    assertion = user.authenticator.assert_(options.json())
-    return browser.post_json(finish, "/webauthn/login/verify", {"credential": assertion})
 
 
 def test_passkey_ceremony_begun_on_one_instance_finishes_on_the_other(
@@ -32,7 +21,7 @@ def test_passkey_ceremony_begun_on_one_instance_finishes_on_the_other(
 ):
     a, b = multi.cluster.a, multi.cluster.b
     browser = Browser()
-    done = passkey_login(browser, a, b, passkey_user)
+    done = passkey_login(browser, a, b, passkey_user.authenticator)
     assert done.status == 200, done.text
     assert done.json()["redirect"].startswith("/")
     assert browser.cookies.get("authserver_session")
@@ -44,7 +33,7 @@ def test_passkey_ceremony_begun_on_one_instance_finishes_on_the_other(
 
     # Username-first, the other way round.
     other = Browser()
-    done = passkey_login(other, b, a, passkey_user, username=passkey_user.username)
+    done = passkey_login(other, b, a, passkey_user.authenticator, username=passkey_user.username)
     assert done.status == 200, done.text
     assert other.get(b, "/auth/verify").status == 200
 
@@ -121,3 +110,36 @@ def test_throttling_is_counted_across_instances(multi: Setup):
     for instance in (a, b):
         reply = Browser().password_login(instance, "multi.throttle.ab")
         assert reply.status == 429
+
+
+def test_client_address_is_the_one_the_load_balancer_forwards(multi: Setup):
+    """Behind one trusted proxy (AUTHSERVER_TRUSTED_PROXIES=1): per-IP throttling and login
+    events see the client's address, not the load balancer's."""
+    from sqlalchemy import create_engine, select
+
+    from authserver.models import LoginEvent, User
+
+    a, b = multi.cluster.a, multi.cluster.b
+    for instance, address in ((a, "203.0.113.7"), (b, "198.51.100.23")):
+        browser = Browser()
+        page = browser.get(instance, "/login")
+        reply = browser.request(
+            instance,
+            "POST",
+            "/login",
+            form={"csrf_token": page.csrf(), "username": "multi.proxied", "password": "nope"},
+            headers={"X-Forwarded-For": address},
+        )
+        assert reply.status == 401
+    engine = create_engine(multi.database_url)
+    try:
+        with engine.connect() as connection:
+            seen = connection.scalars(
+                select(LoginEvent.ip)
+                .join(User, User.id == LoginEvent.user_id)
+                .where(User.username == "multi.proxied")
+                .order_by(LoginEvent.id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert seen == ["203.0.113.7", "198.51.100.23"]

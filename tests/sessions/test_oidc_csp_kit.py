@@ -80,7 +80,7 @@ def test_certified_user_downloads_and_refresh_is_used_when_needed(setup):
 
 
 def test_uncertified_user_sees_the_message_and_cannot_download(setup):
-    app, url, kit, user = setup
+    _app, url, kit, user = setup
     browser = kit_login(kit, user, url)
     page = browser.get("/").get_data(as_text=True)
     assert "vous devez disposer d" in page and "08 06 06 00 20" in page
@@ -127,7 +127,7 @@ def test_backchannel_endpoint_checks_the_token(setup):
 
 
 def test_logout_goes_through_the_end_session_endpoint(setup):
-    app, url, kit, user = setup
+    _app, url, kit, user = setup
     browser = kit_login(kit, user, url)
     answer = browser.post("/logout")
     assert answer.status_code == 302

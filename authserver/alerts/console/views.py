@@ -120,7 +120,7 @@ def login_events() -> tuple[str, int]:
 
 
 def _alert_or_404(alert_id: int) -> SecurityEvent:
-    alert = db.session().get(SecurityEvent, alert_id)
+    alert = db.session().get(SecurityEvent, alert_id) if alert_id <= MAX_ID else None
     if alert is None:
         abort(404)
     return alert
@@ -162,13 +162,13 @@ def _available_actions(alert: SecurityEvent, account: User | None) -> list[str]:
     return sorted(shown, key=order.index)
 
 
-@bp.get(f"/alerts/<int(max={MAX_ID}):alert_id>")
+@bp.get("/alerts/<int:alert_id>")
 @console_page
 def alert_detail(alert_id: int) -> tuple[str, int]:
     return _alert_page(_alert_or_404(alert_id))
 
 
-@bp.post(f"/alerts/<int(max={MAX_ID}):alert_id>/actions/<action>")
+@bp.post("/alerts/<int:alert_id>/actions/<action>")
 @console_page
 def alert_action(alert_id: int, action: str) -> Any:
     alert = _alert_or_404(alert_id)
