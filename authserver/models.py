@@ -131,6 +131,9 @@ class AuthSession(Base):
     __tablename__ = "auth_sessions"
 
     id_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    # Hash of the cookie value the browser holds now (equal to id_hash until a
+    # re-authentication gives the browser a new value; see sessions/store.py).
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Last proof of presence (login or re-authentication), for sensitive actions.

@@ -78,6 +78,9 @@ def make_app(tmp_path: Path, sqlite_template: Path, smtp: SMTPServer) -> Iterato
     for app in apps:
         worker_of(app).stop()
         get_database(app).dispose()
+        store = app.extensions.get("authserver.webauthn.challenges")
+        if hasattr(store, "dispose"):
+            store.dispose()
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import Response, current_app, g, request
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from user_agents import parse as parse_user_agent
 
 from authserver import db
@@ -63,30 +64,51 @@ def describe(ua: str) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class DeviceLogin:
-    device: Device
+    device_id: int
     is_new: bool
     first_ever: bool
+    # The new row (browser, system) when ``is_new``; known devices are not loaded.
+    device: Device | None = None
+
+
+# A known device's last_seen_at / last_ip are written at most this often (same IP).
+TOUCH_EVERY = timedelta(seconds=60)
+_DEVICES = Device.__table__
+_KNOWN = select(_DEVICES.c.id, _DEVICES.c.last_seen_at, _DEVICES.c.last_ip).where(
+    _DEVICES.c.user_id == bindparam("user_id"), _DEVICES.c.cookie_hash == bindparam("cookie")
+)
+_TOUCH = (
+    update(_DEVICES)
+    .where(_DEVICES.c.id == bindparam("pk"))
+    .values(last_seen_at=bindparam("now"), last_ip=bindparam("ip"))
+)
 
 
 def remember(user: User) -> DeviceLogin:
-    """Record this browser as a device of ``user`` at a successful login (caller commits)."""
+    """Record this browser as a device of ``user`` at a successful login (caller commits).
+
+    A known device costs one indexed read and, at most once a minute, one UPDATE; its
+    cookie is sent again so that its 400-day lifetime counts from the last login.
+    """
     session = db.session()
     now = utcnow()
+    ip = client_ip()
     token = browser_token()
-    device = None
     if token is not None:
-        device = session.scalar(
-            select(Device).where(Device.user_id == user.id, Device.cookie_hash == token_hash(token))
-        )
-    if device is not None:
-        device.last_seen_at = now
-        device.last_ip = client_ip()
-        return DeviceLogin(device, is_new=False, first_ever=False)
+        known = session.execute(_KNOWN, {"user_id": user.id, "cookie": token_hash(token)}).first()
+        if known is not None:
+            if known.last_ip != ip or now - known.last_seen_at >= TOUCH_EVERY:
+                session.execute(_TOUCH, {"pk": known.id, "now": now, "ip": ip})
+            g.new_device_cookie = request.cookies[COOKIE_NAME]
+            return DeviceLogin(known.id, is_new=False, first_ever=False)
 
-    first_ever = session.scalar(select(Device.id).where(Device.user_id == user.id).limit(1)) is None
+    first_ever = (
+        session.execute(select(_DEVICES.c.id).where(_DEVICES.c.user_id == user.id).limit(1)).first()
+        is None
+    )
     if token is None:
         token = secrets.token_urlsafe(32)
-        g.new_device_cookie = _serializer().dumps(token)
+    g.new_device_cookie = _serializer().dumps(token)
     ua = user_agent()
     browser, system = describe(ua)
     device = Device(
@@ -94,14 +116,14 @@ def remember(user: User) -> DeviceLogin:
         cookie_hash=token_hash(token),
         first_seen_at=now,
         last_seen_at=now,
-        last_ip=client_ip(),
+        last_ip=ip,
         user_agent=ua,
         browser=browser,
         system=system,
     )
     session.add(device)
     session.flush()
-    return DeviceLogin(device, is_new=True, first_ever=first_ever)
+    return DeviceLogin(device.id, is_new=True, first_ever=first_ever, device=device)
 
 
 def set_device_cookie(response: Response) -> Response:

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from datetime import timedelta
 
 from flask import url_for
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from authserver import db
@@ -227,14 +227,18 @@ def expire_stale_online_checks(user: User | None = None) -> int:
     return len(stale)
 
 
+_MEMBERSHIP_STATUS = select(Membership.status).where(Membership.user_id == bindparam("user_id"))
+
+
 def onboarding_target(user: User) -> str | None:
     """Where an employer's first logins go until the espace is ready (seed order)."""
     if user.role != "employer":
         return None
-    membership = membership_of(user)
-    if membership is None or membership.status in ("refused", "removed"):
+    # One indexed read of a single column: this runs at every login.
+    status = db.session().scalar(select(Membership.status).where(Membership.user_id == user.id))
+    if status is None or status in ("refused", "removed"):
         return url_for("establishments.establishment")
-    if membership.status == "pending":
+    if status == "pending":
         return url_for("establishments.pending")
     if user.certified_at is None and latest_certification(user) is None:
         return url_for("establishments.certification")

@@ -25,7 +25,7 @@ def safe_next(target: str | None) -> str | None:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
-    if "\\" in target:
+    if "\\" in target or not target.isprintable():
         return None
     return target
 
@@ -38,8 +38,8 @@ def complete_login(user: User, *, method: str, next_url: str | None = None) -> s
     device_login = devices.remember(user)
     if device_login.is_new and not device_login.first_ever:
         notify.new_device_login(user, device_login, method)
-    start_session(user, method=method, amr=AMR[method], device_id=device_login.device.id)
+    start_session(user, method=method, amr=AMR[method], device_id=device_login.device_id)
     events.record_login(
-        method=method, outcome="success", user=user, device_id=device_login.device.id
+        method=method, outcome="success", user=user, device_id=device_login.device_id
     )
     return safe_next(next_url) or onboarding_target(user) or url_for("establishments.espace")

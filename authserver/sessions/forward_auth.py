@@ -40,7 +40,7 @@ READER_KEY = "authserver.forward_auth.reader"
 SQL = (
     "SELECT s.revoked_at, s.expires_at, s.last_seen_at, s.amr, u.username, u.email, u.siret, "
     "u.certified_at, u.locked_at FROM auth_sessions s JOIN users u ON u.id = s.user_id "
-    "WHERE s.id_hash = {placeholder}"
+    "WHERE s.token_hash = {placeholder}"
 )
 PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%(id_hash)s", "named": ":id_hash"}
 
@@ -93,7 +93,7 @@ def _utc(value: Any) -> datetime | None:
 
 _TOUCH = (
     update(AuthSession)
-    .where(AuthSession.id_hash == bindparam("session_id"))
+    .where(AuthSession.token_hash == bindparam("session_id"))
     .values(last_seen_at=bindparam("now"))
 )
 

@@ -66,26 +66,31 @@ def recently_authenticated() -> bool:
 
 
 def start_session(user: User, *, method: str, amr: list[str], device_id: int | None = None) -> str:
-    """Open a new session (fresh id: no fixation); the cookie is set on the response.
+    """Give the browser a fresh session cookie value (no fixation); the caller commits.
 
-    The caller commits. Any previous session of this browser is revoked.
+    The same user logging in again in this browser (``prompt=login``, ``max_age``, a
+    passkey step-up) keeps the session and the services' tokens bound to it; another
+    user's session left in the browser is revoked (its services are told).
     """
     session = db.session()
     # Not g.auth_session alone: it is only set once something asked for current_user, and the
     # passkey login API never does, which left the replaced session alive.
-    previous = current_auth_session()
-    if previous is not None:
-        store.revoke(session, previous.id_hash, "replaced")
-    token = store.open_session(
-        session,
-        user,
-        method=method,
-        amr=amr,
-        ip=client_ip(),
-        user_agent=user_agent(),
-        lifetimes=lifetimes(),
-        device_id=device_id,
-    )
+    previous = current_auth_session() if request.cookies.get(COOKIE_NAME) else None
+    details = {
+        "method": method,
+        "amr": amr,
+        "ip": client_ip(),
+        "user_agent": user_agent(),
+        "lifetimes": lifetimes(),
+        "device_id": device_id,
+    }
+    if previous is not None and previous.user_id == user.id:
+        token = store.reauthenticate(session, previous, **details)
+    else:
+        if previous is not None:
+            store.revoke(session, previous.id_hash, "replaced")
+        token = store.open_session(session, user, **details)
+    g.pop("auth_session", None)
     # Drop whatever the anonymous browser carried (CSRF secret included).
     flask_session.clear()
     g.new_session_token = token

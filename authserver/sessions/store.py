@@ -3,6 +3,13 @@
 The cookie carries 32 random bytes; the table keeps their SHA-256, so reading
 the database does not give anyone a session. A session dies at the first of:
 its idle timeout, its absolute lifetime, or a revocation.
+
+Two hashes per row: ``id_hash`` names the session for good (its OAuth tokens and
+codes, its OIDC ``sid``), ``token_hash`` is the hash of the cookie value the browser
+holds now. They start equal; a re-authentication of the same user in the same
+browser (``prompt=login``, a passkey step-up) gives the browser a new cookie value
+(no fixation after a privilege change) while the session — and every service's
+tokens bound to it — lives on.
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from authserver.models import AuthSession, User, utcnow
 
 # last_seen_at is written at most this often: not a write per request.
 TOUCH_EVERY = timedelta(seconds=60)
+_SESSIONS = AuthSession.__table__
+_OPEN = insert(_SESSIONS)
 
 
 def hash_token(token: str) -> bytes:
@@ -43,14 +52,58 @@ def open_session(
     lifetimes: Lifetimes,
     device_id: int | None = None,
 ) -> str:
-    """Add a new session row; return the cookie value (shown once, never stored)."""
+    """Insert a new session row; return the cookie value (shown once, never stored).
+
+    A Core INSERT, not the unit of work: this runs on every login.
+    """
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    session.add(
-        AuthSession(
-            id_hash=hash_token(token),
-            user_id=user.id,
-            created_at=now,
+    digest = hash_token(token)
+    session.execute(
+        _OPEN,
+        {
+            "id_hash": digest,
+            "token_hash": digest,
+            "user_id": user.id,
+            "created_at": now,
+            "authenticated_at": now,
+            "last_seen_at": now,
+            "expires_at": now + timedelta(seconds=lifetimes.absolute),
+            "revoked_at": None,
+            "revoked_reason": None,
+            "method": method,
+            "amr": " ".join(amr),
+            "ip": ip,
+            "user_agent": user_agent,
+            "device_id": device_id,
+        },
+    )
+    return token
+
+
+def reauthenticate(
+    session: Session,
+    record: AuthSession,
+    *,
+    method: str,
+    amr: list[str],
+    ip: str,
+    user_agent: str,
+    lifetimes: Lifetimes,
+    device_id: int | None = None,
+) -> str:
+    """The same user logged in again in this browser: same session, new cookie value.
+
+    The session's tokens at other services stay valid (no back-channel logout); its
+    proof of presence, method and lifetime are those of this login.
+    """
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.execute(
+        update(_SESSIONS)
+        .where(_SESSIONS.c.id_hash == record.id_hash)
+        .values(
+            token_hash=hash_token(token),
             authenticated_at=now,
             last_seen_at=now,
             expires_at=now + timedelta(seconds=lifetimes.absolute),
@@ -71,7 +124,7 @@ def load_session(
     if not token or len(token) > 100:
         return None
     now = now or utcnow()
-    record = session.scalar(select(AuthSession).where(AuthSession.id_hash == hash_token(token)))
+    record = session.scalar(select(AuthSession).where(AuthSession.token_hash == hash_token(token)))
     if record is None or not is_live(record, lifetimes, now):
         return None
     return record

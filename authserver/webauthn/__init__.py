@@ -13,10 +13,18 @@ def init_app(app: Flask) -> None:
     from authserver.webauthn.views import bp as api_bp
 
     redis_url = app.config["AUTHSERVER"].redis_url
+    database = db.get_database(app)
+    sqlite_file = database.engine.url.database if database.is_sqlite else None
     if redis_url:
         import redis
 
         store = RedisChallengeStore(redis.Redis.from_url(redis_url))
+    elif sqlite_file and sqlite_file != ":memory:":
+        # Not in the main file: ceremonies would queue on its single write lock twice per
+        # passkey login (see sidecar.py).
+        from authserver.webauthn.sidecar import SidecarChallengeStore, sidecar_path
+
+        store = SidecarChallengeStore(sidecar_path(sqlite_file))
     else:
         store = DatabaseChallengeStore(db.session)
     app.extensions[STORE_KEY] = store

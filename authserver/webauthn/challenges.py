@@ -1,11 +1,19 @@
 """Pending ceremonies, stored server-side and consumed exactly once.
 
-The database store deletes the row inside the request's transaction and reads it
+Three stores: Redis when configured (several machines); beside an SQLite main
+database, a file of its own (sidecar.py); otherwise the main database. The
+database store deletes the row inside the request's transaction and reads it
 back in the same statement (DELETE … RETURNING): of two concurrent verifies of one
 assertion, only the one whose DELETE removed the row goes on (SQLite serialises
 writers; PostgreSQL's row lock makes the second DELETE wait and then find nothing).
 The Redis store uses GETDEL, atomic across instances. Only a hash of the challenge
 is kept.
+
+The login hot path splits consumption in two: ``peek`` reads the ceremony (no lock
+taken), the assertion is verified, then ``spend`` deletes it as the first write of
+the login's one short transaction. Exactly one of two concurrent spends removes the
+row (or the Redis key); the other refuses. A write transaction therefore never spans
+the signature check, which keeps SQLite's single write lock free most of the time.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from authserver.models import WebAuthnChallenge, utcnow
@@ -39,6 +47,19 @@ class ChallengeStore(Protocol):
 
     def consume(self, challenge: bytes) -> Pending | None: ...
 
+    def peek(self, challenge: bytes) -> Pending | None: ...
+
+    def spend(self, challenge: bytes) -> bool: ...
+
+
+_TABLE = WebAuthnChallenge.__table__
+# Built once: constructing a statement costs more than running it on SQLite.
+_SAVE = insert(_TABLE)
+_PEEK = select(_TABLE.c.purpose, _TABLE.c.user_id, _TABLE.c.binding, _TABLE.c.expires_at).where(
+    _TABLE.c.challenge_hash == bindparam("key")
+)
+_SPEND = delete(_TABLE).where(_TABLE.c.challenge_hash == bindparam("key"))
+
 
 class DatabaseChallengeStore:
     def __init__(self, session_getter: object) -> None:
@@ -51,16 +72,43 @@ class DatabaseChallengeStore:
         session = self._db()
         now = utcnow()
         if random.random() < 0.02:  # sweep expired ceremonies now and then
-            session.execute(delete(WebAuthnChallenge).where(WebAuthnChallenge.expires_at < now))
-        session.add(
-            WebAuthnChallenge(
-                challenge_hash=challenge_key(challenge),
-                purpose=pending.purpose,
-                user_id=pending.user_id,
-                binding=pending.binding,
-                expires_at=now + timedelta(seconds=ttl),
-            )
+            session.execute(delete(_TABLE).where(_TABLE.c.expires_at < now))
+        # Core, not the unit of work: this runs on every login page and every passkey login.
+        session.execute(
+            _SAVE,
+            {
+                "challenge_hash": challenge_key(challenge),
+                "purpose": pending.purpose,
+                "user_id": pending.user_id,
+                "binding": pending.binding,
+                "expires_at": now + timedelta(seconds=ttl),
+            },
         )
+
+    def peek(self, challenge: bytes) -> Pending | None:
+        row = (
+            self._db()
+            .execute(
+                select(
+                    _TABLE.c.purpose, _TABLE.c.user_id, _TABLE.c.binding, _TABLE.c.expires_at
+                ).where(_TABLE.c.challenge_hash == challenge_key(challenge))
+            )
+            .first()
+        )
+        if row is None or row.expires_at <= utcnow():
+            return None
+        return Pending(row.purpose, row.user_id, row.binding)
+
+    def expire_all(self) -> None:
+        """For tests: every pending ceremony is now past its time."""
+        self._db().execute(update(_TABLE).values(expires_at=utcnow() - timedelta(seconds=1)))
+
+    def pending_count(self) -> int:
+        return self._db().scalar(select(func.count()).select_from(_TABLE)) or 0
+
+    def spend(self, challenge: bytes) -> bool:
+        """Delete the ceremony inside the caller's transaction; True if this call removed it."""
+        return self._db().execute(_SPEND, {"key": challenge_key(challenge)}).rowcount == 1
 
     def consume(self, challenge: bytes) -> Pending | None:
         # One statement: the row is deleted and read back at once (DELETE … RETURNING, SQLite
@@ -103,6 +151,17 @@ class RedisChallengeStore:
 
     def consume(self, challenge: bytes) -> Pending | None:
         raw = self.client.getdel(self.PREFIX + challenge_key(challenge).hex())  # type: ignore[attr-defined]
+        return self._pending(raw)
+
+    def peek(self, challenge: bytes) -> Pending | None:
+        return self._pending(self.client.get(self.PREFIX + challenge_key(challenge).hex()))  # type: ignore[attr-defined]
+
+    def spend(self, challenge: bytes) -> bool:
+        """DEL is atomic across instances: of two concurrent spends, one sees 1."""
+        return self.client.delete(self.PREFIX + challenge_key(challenge).hex()) == 1  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _pending(raw: bytes | str | None) -> Pending | None:
         if raw is None:
             return None
         data = json.loads(raw)

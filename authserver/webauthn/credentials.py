@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from authserver.models import WebAuthnCredential
@@ -31,10 +31,14 @@ def descriptors_for(session: Session, user_id: int) -> list[ExistingCredential]:
     ]
 
 
+# Built once (every passkey login runs it): the passkey and, joined, its owner.
+_BY_CREDENTIAL_ID = select(WebAuthnCredential).where(
+    WebAuthnCredential.credential_id == bindparam("credential_id")
+)
+
+
 def by_credential_id(session: Session, credential_id: bytes) -> WebAuthnCredential | None:
-    return session.scalar(
-        select(WebAuthnCredential).where(WebAuthnCredential.credential_id == credential_id)
-    )
+    return session.scalar(_BY_CREDENTIAL_ID, {"credential_id": credential_id})
 
 
 def count_for(session: Session, user_id: int) -> int:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, g, request
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from authserver import db
@@ -173,11 +174,38 @@ def begin_login(username: str | None) -> dict[str, Any]:
 
 
 def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
-    """Verify an assertion; return the user and passkey. Raises a CeremonyError."""
-    session = db.session()
+    """Verify an assertion; return the user and passkey. Raises a CeremonyError.
+
+    Reads and the signature check come first, with no lock taken; the ceremony is
+    then spent as the first write of the login's transaction (also when refused:
+    a challenge serves once). Of two concurrent verifies, only one spends it.
+    """
     assertion = authentication.read_assertion(credential)
-    pending = _take(assertion.challenge, ("login", DECOY_LOGIN))
-    row = credentials.by_credential_id(session, assertion.credential_id)
+    challenge = assertion.challenge
+    try:
+        user, row, verified = _check_login(assertion)
+    except CeremonyError:
+        store().spend(challenge)
+        raise
+    if not store().spend(challenge):
+        exc = ChallengeInvalid("ceremony spent by a concurrent verify")
+        exc.user = user
+        raise exc
+    _record_use(row, verified)
+    return user, row
+
+
+def _check_login(
+    assertion: authentication.Assertion,
+) -> tuple[User, WebAuthnCredential, authentication.VerifiedAssertion]:
+    pending = store().peek(assertion.challenge)
+    if (
+        pending is None
+        or pending.purpose not in ("login", DECOY_LOGIN)
+        or pending.binding != browser_binding(create=False)
+    ):
+        raise ChallengeInvalid("no pending ceremony for this challenge and browser")
+    row = credentials.by_credential_id(db.session(), assertion.credential_id)
     if (
         row is None
         or pending.purpose == DECOY_LOGIN
@@ -185,7 +213,7 @@ def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
     ):
         raise UnknownCredential("credential not found for this ceremony")
     try:
-        return _verify_login(row, assertion, pending)
+        return row.user, row, _verify_login(row, assertion, pending)
     except CeremonyError as exc:
         exc.user = row.user
         raise
@@ -193,7 +221,7 @@ def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
 
 def _verify_login(
     row: WebAuthnCredential, assertion: authentication.Assertion, pending: Pending
-) -> tuple[User, WebAuthnCredential]:
+) -> authentication.VerifiedAssertion:
     if row.cloned_at is not None:
         raise CloneDetected("credential already marked as cloned")
     if row.review_required:
@@ -215,14 +243,57 @@ def _verify_login(
     except CloneDetected as exc:
         mark_cloned(row, exc.detail)
         raise
-    user = row.user
-    if not user.is_active:
+    if not row.user.is_active:
         raise AccountUnavailable("account not activated or locked")
-    row.sign_count = verified.new_sign_count
-    row.backup_state = verified.backup_state
-    row.last_used_at = utcnow()
-    row.last_used_ip = client_ip()
-    return user, row
+    return verified
+
+
+# "Last used" is shown to the day: a passkey used again within this delay from the same
+# address, with nothing else changed (synced passkeys keep a zero counter), is not rewritten.
+LAST_USED_PRECISION = timedelta(seconds=60)
+_CREDENTIALS = WebAuthnCredential.__table__
+_RECORD_USE = (
+    update(_CREDENTIALS)
+    .where(_CREDENTIALS.c.id == bindparam("pk"), _CREDENTIALS.c.sign_count == bindparam("seen"))
+    .values(
+        sign_count=bindparam("count"),
+        backup_state=bindparam("bs"),
+        last_used_at=bindparam("now"),
+        last_used_ip=bindparam("ip"),
+    )
+)
+
+
+def _record_use(row: WebAuthnCredential, verified: authentication.VerifiedAssertion) -> None:
+    """Store the new counter and backup state, compare-and-set on the counter read.
+
+    A login that raced another one with the same credential finds the counter moved:
+    judged against the stored value, as if the two had come one after the other.
+    """
+    now = utcnow()
+    ip = client_ip()
+    new_count = verified.new_sign_count
+    if (
+        new_count == row.sign_count
+        and verified.backup_state == row.backup_state
+        and row.last_used_ip == ip
+        and row.last_used_at is not None
+        and now - row.last_used_at < LAST_USED_PRECISION
+    ):
+        return
+    session = db.session()
+    values = {"pk": row.id, "count": new_count, "bs": verified.backup_state, "now": now, "ip": ip}
+    if session.execute(_RECORD_USE, {**values, "seen": row.sign_count}).rowcount == 1:
+        return
+    stored = session.scalar(select(_CREDENTIALS.c.sign_count).where(_CREDENTIALS.c.id == row.id))
+    if stored is not None and new_count > stored:
+        session.execute(_RECORD_USE, {**values, "seen": stored})
+        return
+    detail = f"sign count {new_count} after {stored} (concurrent login)"
+    mark_cloned(row, detail)
+    exc = CloneDetected(detail)
+    exc.user = row.user
+    raise exc
 
 
 def mark_cloned(row: WebAuthnCredential, detail: str) -> None:

@@ -84,7 +84,7 @@ def test_one_indexed_query_and_no_write_while_fresh(app, user, monkeypatch):
         plan = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + reader.sql, (b"x" * 32,)).all()
     details = " | ".join(row[-1] for row in plan)
     assert "SCAN" not in details, details
-    assert "id_hash=?" in details and "INTEGER PRIMARY KEY" in details, details
+    assert "token_hash=?" in details and "INTEGER PRIMARY KEY" in details, details
 
 
 def test_last_seen_is_touched_at_most_once_a_minute(app, user):

@@ -122,7 +122,7 @@ def _session_ids(app, username: str = USERNAME) -> list[bytes]:
         user_id = session.scalar(select(User.id).where(User.username == username))
         return list(
             session.scalars(
-                select(AuthSession.id_hash).where(
+                select(AuthSession.token_hash).where(
                     AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)
                 )
             )
@@ -228,7 +228,9 @@ def test_prompt_login_and_max_age_force_a_new_login(app, user, kit, params):
     assert back.status_code == 302, back.get_data(as_text=True)
     location = back.headers["Location"]
     assert location.startswith(kit.redirect_uri), location
-    assert _session_ids(app) != first_login  # a new login happened
+    # A new login happened: the browser got a new session cookie (the session itself, and
+    # the tokens other services hold for it, live on: see test_reauthentication_*).
+    assert _session_ids(app) != first_login
     code = parse_qs(urlsplit(location).query)["code"][0]
     answer = exchange(user.client, flow, code=code)
     claims = verify_jwt(answer.get_json()["id_token"], jwks(user.client), audience=kit.client_id)

@@ -12,7 +12,6 @@ import hashlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from authserver.models import (
     LoginEvent,
     SecurityEvent,
     User,
-    WebAuthnChallenge,
     WebAuthnCredential,
     utcnow,
 )
@@ -100,10 +98,14 @@ def the_passkey(app: Flask) -> WebAuthnCredential:
 
 
 def expire_challenges(app: Flask) -> None:
-    with get_database(app).session_scope() as session:
-        session.execute(
-            update(WebAuthnChallenge).values(expires_at=utcnow() - timedelta(seconds=1))
-        )
+    with app.app_context():
+        service.store().expire_all()
+        get_database(app).scoped().commit()
+
+
+def pending_ceremonies(app: Flask) -> int:
+    with app.app_context():
+        return service.store().pending_count()
 
 
 def refused(response: Any, status: int, error: str) -> None:
@@ -165,11 +167,32 @@ def test_next_is_followed_only_when_local(enrolled, auth):
     assert "evil" not in response.get_json()["redirect"]
 
 
-def test_a_password_session_is_replaced_by_the_passkey_login(app, enrolled, auth):
+def test_a_passkey_login_over_a_password_session_reauthenticates_it(app, enrolled, auth):
+    """Same user, same browser: the session lives on (its services' tokens with it), now
+    proven by the passkey, under a new cookie value (no fixation after the step-up)."""
     enrolled.password_login(USER)
+    before = enrolled.client.get_cookie("authserver_session").value
     assert enrolled.login(auth).status_code == 200
-    password_sessions = rows(app, AuthSession, AuthSession.method == "password")
-    assert sorted(s.revoked_reason for s in password_sessions) == ["logout", "replaced"]
+    after = enrolled.client.get_cookie("authserver_session").value
+    assert after != before
+    (live,) = rows(app, AuthSession, AuthSession.revoked_at.is_(None))
+    assert live.method == "passkey" and live.amr == "hwk user"
+    assert live.id_hash == hashlib.sha256(before.encode()).digest()  # the same session
+    assert live.token_hash == hashlib.sha256(after.encode()).digest()
+    # The old cookie value no longer opens anything.
+    stale = app.test_client()
+    stale.set_cookie("authserver_session", before)
+    assert stale.get("/account/passkeys").status_code == 302
+    assert enrolled.logged_in()
+
+
+def test_another_users_session_in_the_browser_is_replaced(app, two_users):
+    mine, _my_auth, _theirs, their_auth = two_users
+    mine.password_login(USER)
+    # claire.martin's passkey, in martin.dupont's logged-in browser.
+    assert mine.login(their_auth).status_code == 200
+    replaced = rows(app, AuthSession, AuthSession.revoked_reason == "replaced")
+    assert [s.method for s in replaced] == ["password"]
     assert count(app, AuthSession, AuthSession.revoked_at.is_(None)) == 1
 
 
@@ -184,7 +207,7 @@ def test_an_assertion_is_accepted_once(app, enrolled, auth):
     assert not enrolled.logged_in()
     failures = rows(app, LoginEvent, LoginEvent.outcome == "failure")
     assert [(e.method, e.reason) for e in failures] == [("passkey", "challenge_invalid")]
-    assert count(app, WebAuthnChallenge) == 0
+    assert pending_ceremonies(app) == 0
 
 
 def _second_browser(app: Flask, first: Browser) -> Any:
