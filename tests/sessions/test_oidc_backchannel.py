@@ -4,10 +4,7 @@ durable outbox, with retries, without making the revoking request wait."""
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import jwt as pyjwt
 import pytest
@@ -19,7 +16,6 @@ from authserver.sessions import store
 from authserver.sessions.oidc import backchannel_worker_of
 from authserver.sessions.oidc.backchannel import EVENT
 from tests.conftest import csrf_of
-from tests.services import free_port
 from tests.sessions.oidc_support import (
     USERNAME,
     jwks,
@@ -28,69 +24,6 @@ from tests.sessions.oidc_support import (
     tokens,
     verify_jwt,
 )
-
-
-class Receiver:
-    """A service's back-channel logout endpoint: records tokens, can fail the first N posts."""
-
-    def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
-        self.tokens: list[str] = []
-        self.failures = failures
-        self.delay = delay
-        self.port = free_port()
-        self.event = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = parse_qs(self.rfile.read(length).decode())
-                time.sleep(receiver.delay)
-                if receiver.failures > 0:
-                    receiver.failures -= 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                receiver.tokens.append(body["logout_token"][0])
-                receiver.event.set()
-                self.send_response(200)
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/backchannel-logout"
-
-    def wait(self, count: int = 1, timeout: float = 10.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while len(self.tokens) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} logout token(s), got {len(self.tokens)}")
-            time.sleep(0.05)
-        return list(self.tokens)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    made: list[Receiver] = []
-
-    def make(**options) -> Receiver:
-        made.append(Receiver(**options))
-        return made[-1]
-
-    yield make
-    for item in made:
-        item.close()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from authserver import settings_of
 from authserver.db import get_database
-from authserver.models import AuthSession, OAuthConsent, User, utcnow
+from authserver.models import AuthSession, BackchannelLogout, OAuthConsent, User, utcnow
 from authserver.sessions import store
 from authserver.sessions.oidc import keys
 from tests.conftest import Actions, csrf_of
@@ -29,6 +29,8 @@ from tests.sessions.oidc_support import (
     userinfo,
     verify_jwt,
 )
+
+OTHER_REDIRECT = "https://b.example.fr/callback"
 
 
 @pytest.fixture
@@ -362,3 +364,96 @@ def test_end_session_with_a_forged_hint_is_refused(user, kit):
     answer = user.client.get("/oauth/logout", query_string={"id_token_hint": "a.b.c"})
     assert answer.status_code == 400
     assert verify_status(user.client) == 200
+
+
+# --------------------------------------------------------------------------- re-login, same browser
+
+
+def _backchannel_rows(app) -> list[BackchannelLogout]:
+    with get_database(app).session_scope() as session:
+        return list(session.scalars(select(BackchannelLogout)))
+
+
+def _service_b(app):
+    return register(app, first_party=True, name="Service B", redirect_uris=[OTHER_REDIRECT])
+
+
+def _relogin_for_b(user: Actions, kit_a, service_b, how: str) -> tuple[dict, dict]:
+    """A gets tokens, then B asks for a new login (or a passkey) in the same browser."""
+    if how == "step_up":
+        from tests.softauthn import SoftAuthenticator
+        from tests.webauthn.test_api import ORIGIN, Browser
+
+        browser = Browser(user)
+        auth = SoftAuthenticator(rp_id="localhost", origin=ORIGIN)
+        browser.register(auth)
+        params = {"acr_values": "urn:authserver:passkey"}
+    else:
+        params = {"prompt": "login"} if how == "prompt_login" else {"max_age": "0"}
+    issued_a = tokens(user.client, kit_a)
+    flow = authorize(user.client, service_b, **params)
+    _path, query = _login_target(flow)
+    if how == "step_up":
+        answer = browser.login_verify(auth.assert_(browser.login_options()), next=query["next"])
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        back = user.client.get(answer.get_json()["redirect"])
+    else:
+        back = _follow_login(user, query["next"])
+    assert back.status_code == 302 and back.headers["Location"].startswith(OTHER_REDIRECT)
+    code = parse_qs(urlsplit(back.headers["Location"]).query)["code"][0]
+    answer = exchange(user.client, flow, code=code)
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return issued_a, answer.get_json()
+
+
+@pytest.mark.xfail(strict=True, reason="re-login fix in sessions/login.py")
+@pytest.mark.parametrize("how", ["prompt_login", "max_age", "step_up"])
+def test_relogin_of_the_same_user_keeps_the_session_and_its_tokens(app, user, receiver, how):
+    service = receiver()
+    kit_a = register(app, first_party=True, backchannel_logout_uri=service.url)
+    service_b = _service_b(app)
+    issued_a, issued_b = _relogin_for_b(user, kit_a, service_b, how)
+
+    # A is untouched: its tokens still work and it was told nothing.
+    assert introspect(user.client, kit_a, issued_a["access_token"])["active"] is True
+    assert userinfo(user.client, issued_a["access_token"]).status_code == 200
+    refreshed = refresh(user.client, kit_a, issued_a["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.get_data(as_text=True)
+    assert _backchannel_rows(app) == []
+    assert len(_session_ids(app)) == 1 and verify_status(user.client) == 200
+
+    # One provider session, one ``sid``: what A learnt at its login still names it, so the
+    # back-channel logout sent when the session ends reaches A's local session.
+    published = jwks(user.client)
+    sid_a = verify_jwt(issued_a["id_token"], published, audience=kit_a.client_id)["sid"]
+    claims_b = verify_jwt(issued_b["id_token"], published, audience=service_b.client_id)
+    assert claims_b["sid"] == sid_a
+    if how == "step_up":
+        assert claims_b["acr"] == "urn:authserver:passkey"
+    page = user.client.get("/account/sessions").get_data(as_text=True)
+    user.client.post("/logout", data={"csrf_token": csrf_of(page)})
+    (token,) = service.wait(1)
+    assert verify_jwt(token, published, audience=kit_a.client_id)["sid"] == sid_a
+
+
+def test_another_user_logging_in_in_that_browser_ends_the_first_session(app, smtp, user, receiver):
+    service = receiver()
+    kit_a = register(app, first_party=True, backchannel_logout_uri=service.url)
+    service_b = _service_b(app)
+    Actions(app.test_client(), smtp).create_active_account("claire.martin")
+    issued_a = tokens(user.client, kit_a)
+    sid_a = verify_jwt(issued_a["id_token"], jwks(user.client), audience=kit_a.client_id)["sid"]
+
+    flow = authorize(user.client, service_b, prompt="login")
+    _path, query = _login_target(flow)
+    answer = user.login("claire.martin", next=query["next"])
+    assert answer.status_code == 302
+
+    assert introspect(user.client, kit_a, issued_a["access_token"])["active"] is False
+    assert refresh(user.client, kit_a, issued_a["refresh_token"]).status_code == 400
+    assert [(row.client_id, row.reason) for row in _backchannel_rows(app)] == [
+        (kit_a.client_id, "replaced")
+    ]
+    (token,) = service.wait(1)
+    assert verify_jwt(token, jwks(user.client), audience=kit_a.client_id)["sid"] == sid_a
+    assert _session_ids(app) == []  # martin.dupont has no session left
