@@ -18,6 +18,7 @@ from authserver.sessions.oidc import keys
 from tests.conftest import Actions, csrf_of
 from tests.sessions.oidc_support import (
     USERNAME,
+    Client,
     authorize,
     exchange,
     introspect,
@@ -73,6 +74,42 @@ def test_refresh_token_of_another_client_is_refused(app, user, kit):
     other = register(app, first_party=True, name="Autre")
     first = tokens(user.client, kit)
     assert refresh(user.client, other, first["refresh_token"]).status_code == 400
+
+
+def refresh_with(http, client, refresh_token: str, **extra: str):
+    headers, auth = client.auth()
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **auth, **extra}
+    return http.post("/oauth/token", data=data, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("how", "error"),
+    [
+        ("wider_scope", "invalid_scope"),
+        ("another_client", "invalid_grant"),
+        ("wrong_secret", "invalid_client"),
+    ],
+)
+def test_a_refused_refresh_does_not_use_up_the_refresh_token(app, user, kit, how, error):
+    first = tokens(user.client, kit, scope="openid email")
+    if how == "wider_scope":
+        answer = refresh_with(user.client, kit, first["refresh_token"], scope="openid email phone")
+    elif how == "another_client":
+        answer = refresh(user.client, register(app, name="Autre"), first["refresh_token"])
+    else:
+        wrong = Client(kit.client_id, "pas-le-bon-secret", kit.redirect_uri)
+        answer = refresh(user.client, wrong, first["refresh_token"])
+    assert answer.status_code in (400, 401) and answer.get_json()["error"] == error
+    # The token is still unspent: a correct retry rotates it, and nothing was revoked.
+    retry = refresh(user.client, kit, first["refresh_token"])
+    assert retry.status_code == 200, retry.get_data(as_text=True)
+    assert introspect(user.client, kit, retry.get_json()["access_token"])["active"] is True
+
+
+def test_a_narrower_scope_on_refresh_is_granted(user, kit):
+    first = tokens(user.client, kit, scope="openid email")
+    answer = refresh_with(user.client, kit, first["refresh_token"], scope="openid")
+    assert answer.status_code == 200 and answer.get_json()["scope"] == "openid"
 
 
 def test_refresh_keeps_scope_and_authentication_facts(user, kit):
