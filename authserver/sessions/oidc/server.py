@@ -97,6 +97,7 @@ class IssuedToken:
         self.auth_session = loaded.auth_session
         self.user = loaded.user
         self.kind = kind  # "access_token" or "refresh_token"
+        self.introspected_by: RegisteredClient | None = None  # set by Introspection
         self.client_id = self.row.client_id
         self.scope = self.row.scope
         now = now or utcnow()
@@ -352,10 +353,11 @@ class Introspection(IntrospectionEndpoint):
 
     def check_permission(self, token: IssuedToken, client: RegisteredClient, request: Any) -> bool:
         # The token's own service, or a first-party resource server of the portal.
+        token.introspected_by = client
         return token.client_id == client.get_client_id() or client.first_party
 
     def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
-        return {
+        answer = {
             "active": True,
             "client_id": token.client_id,
             "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
@@ -371,6 +373,12 @@ class Introspection(IntrospectionEndpoint):
             "amr": token.row.amr.split(),
             "sid": claims.session_sid(token.row.session_id_hash),
         }
+        caller = token.introspected_by
+        if caller is None or not caller.first_party:
+            # The identifiant only for the portal's own resource servers (as forward-auth's
+            # X-Auth-User); a third-party service gets ``sub``, as in its id_token.
+            del answer["username"]
+        return answer
 
 
 class EndSession(EndSessionEndpoint):
