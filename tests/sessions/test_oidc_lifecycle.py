@@ -14,7 +14,7 @@ from authserver import settings_of
 from authserver.db import get_database
 from authserver.models import AuthSession, BackchannelLogout, OAuthConsent, User, utcnow
 from authserver.sessions import store
-from authserver.sessions.oidc import keys
+from authserver.sessions.oidc import keys, policy
 from tests.conftest import Actions, csrf_of
 from tests.sessions.oidc_support import (
     USERNAME,
@@ -272,6 +272,54 @@ def test_prompt_login_and_max_age_force_a_new_login(app, user, kit, params):
     answer = exchange(user.client, flow, code=code)
     claims = verify_jwt(answer.get_json()["id_token"], jwks(user.client), audience=kit.client_id)
     assert claims["iat"] - claims["auth_time"] <= 5
+
+
+def _marker_of(flow) -> str:
+    _path, query = _login_target(flow)
+    return parse_qs(urlsplit(query["next"]).query)["login_after"][0]
+
+
+@pytest.mark.parametrize("params", [{"prompt": "login"}, {"max_age": "0"}])
+@pytest.mark.parametrize("forged", ["0", "1", "plain-text", "e30.bad-signature"])
+def test_a_forged_login_after_does_not_skip_the_new_login(user, kit, params, forged):
+    flow = authorize(user.client, kit, login_after=forged, **params)
+    path, _query = _login_target(flow)
+    assert path == "/login"
+
+
+def test_the_login_after_marker_belongs_to_its_request(app, user, kit):
+    first = authorize(user.client, kit, prompt="login")
+    marker = _marker_of(first)
+    # The user logs in again (any reason); a *later* request of the service, with its own
+    # state and nonce, must not be satisfied by the marker of the earlier one.
+    _follow_login(user, "/espace")
+    later = authorize(user.client, kit, prompt="login", login_after=marker)
+    path, _query = _login_target(later)
+    assert path == "/login"
+    # The request it was made for is satisfied by that login.
+    again = authorize(user.client, kit, **{**first.params, "login_after": marker})
+    assert again.location.startswith(kit.redirect_uri) and "code=" in again.location
+
+
+def test_the_login_after_marker_lapses(app, user, kit):
+    flow = authorize(user.client, kit, prompt="login")
+    _path, query = _login_target(flow)
+    _follow_login(user, "/espace")
+    secret = settings_of(app).secret_key
+    stale = utcnow() - timedelta(seconds=policy.MARKER_MAX_AGE + 5)
+    old = policy.sign_marker(secret, flow.params, stale)
+    back = user.client.get(policy.return_path("/oauth/authorize", flow.params, old))
+    assert back.status_code == 302 and urlsplit(back.headers["Location"]).path == "/login"
+    fresh = user.client.get(query["next"])
+    assert fresh.headers["Location"].startswith(kit.redirect_uri)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5", " 5", "+5", "٣", "9" * 11])
+def test_a_malformed_max_age_is_an_invalid_request(user, kit, value):
+    flow = authorize(user.client, kit, max_age=value)
+    assert flow.location.startswith(kit.redirect_uri)
+    assert flow.query["error"] == "invalid_request"
+    assert flow.query["state"] == flow.params["state"]
 
 
 def test_max_age_satisfied_by_a_recent_login(user, kit):
