@@ -12,7 +12,14 @@ from sqlalchemy import select, update
 
 from authserver import settings_of
 from authserver.db import get_database
-from authserver.models import AuthSession, BackchannelLogout, OAuthConsent, User, utcnow
+from authserver.models import (
+    AuthSession,
+    BackchannelLogout,
+    OAuthConsent,
+    OIDCSigningKey,
+    User,
+    utcnow,
+)
 from authserver.sessions import store
 from authserver.sessions.oidc import keys, policy
 from tests.conftest import Actions, csrf_of
@@ -203,21 +210,38 @@ def test_locked_account_tokens_are_inactive(app, user, kit):
 # --------------------------------------------------------------------------- keys
 
 
-def test_key_rotation_keeps_old_tokens_verifiable_until_retired(app, user, kit):
+def _let_the_next_key_sign(app) -> None:
+    """PUBLISH_AHEAD goes by: every key's signing instant moves that far into the past."""
+    with get_database(app).session_scope() as session:
+        for row in session.scalars(select(OIDCSigningKey)):
+            row.signs_from -= keys.PUBLISH_AHEAD + timedelta(seconds=1)
+
+
+def test_key_rotation_publishes_first_and_keeps_old_tokens_verifiable_until_retired(app, user, kit):
     before = tokens(user.client, kit)
-    verify_jwt(before["id_token"], jwks(user.client), audience=kit.client_id)
+    cached = jwks(user.client)  # what a service holds for max-age seconds
+    verify_jwt(before["id_token"], cached, audience=kit.client_id)
     old_kid = pyjwt.get_unverified_header(before["id_token"])["kid"]
     secret = settings_of(app).secret_key
     with get_database(app).session_scope() as session:
         new_row, previous = keys.rotate(session, secret)
         new_kid = new_row.kid
+        assert new_row.signs_from - utcnow() > timedelta(seconds=keys.JWKS_MAX_AGE)
     assert previous == [old_kid]
-    after = tokens(user.client, kit)
+    # Published at once, not signing yet: a service with the cached JWKS still verifies.
     published = jwks(user.client)
     assert {key["kid"] for key in published["keys"]} == {old_kid, new_kid}
+    during = tokens(user.client, kit)
+    assert pyjwt.get_unverified_header(during["id_token"])["kid"] == old_kid
+    verify_jwt(during["id_token"], cached, audience=kit.client_id)
+    response = user.client.get("/.well-known/jwks.json")
+    assert response.headers["Cache-Control"] == f"public, max-age={keys.JWKS_MAX_AGE}"
+
+    _let_the_next_key_sign(app)
+    after = tokens(user.client, kit)
     assert pyjwt.get_unverified_header(after["id_token"])["kid"] == new_kid
+    verify_jwt(after["id_token"], published, audience=kit.client_id)  # fetched in time
     verify_jwt(before["id_token"], published, audience=kit.client_id)
-    verify_jwt(after["id_token"], published, audience=kit.client_id)
 
     with get_database(app).session_scope() as session, pytest.raises(keys.KeyError_):
         keys.retire(session, new_kid)  # the signing key cannot be retired
