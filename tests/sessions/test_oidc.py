@@ -16,6 +16,7 @@ from tests.sessions.oidc_support import (
     ISSUER,
     REDIRECT,
     USERNAME,
+    Client,
     authorize,
     certify,
     exchange,
@@ -362,3 +363,31 @@ def test_public_clients_in_a_browser_may_call_token_and_userinfo(client):
     answer = client.post("/oauth/token", data={"grant_type": "authorization_code"})
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Origin" not in client.get("/login").headers
+
+
+# --------------------------------------------------------------------------- RFC 7662 access
+
+
+def test_introspection_needs_client_authentication(app, user, kit):
+    answer = tokens(user.client, kit)
+    token = {"token": answer["access_token"]}
+    anonymous = user.client.post("/oauth/introspect", data=token)
+    assert anonymous.status_code == 401 and anonymous.get_json()["error"] == "invalid_client"
+    wrong = Client(kit.client_id, "pas-le-bon-secret")
+    refused = user.client.post("/oauth/introspect", data=token, headers=wrong.basic)
+    assert refused.status_code == 401
+    # A public client has nothing to authenticate with: it cannot introspect at all.
+    spa = register(app, name="SPA", public=True, redirect_uris=["http://localhost:3000/cb"])
+    public = user.client.post("/oauth/introspect", data={**token, "client_id": spa.client_id})
+    assert public.status_code == 401 and "active" not in public.get_json()
+
+
+def test_a_third_party_service_cannot_introspect_another_services_token(app, user, kit):
+    answer = tokens(user.client, kit)
+    third = register(app, name="Logiciel de paie")
+    for token in (answer["access_token"], answer["refresh_token"]):
+        assert introspect(user.client, third, token) == {"active": False}
+    # The token's own service, and the portal's first-party resource servers, may.
+    assert introspect(user.client, kit, answer["access_token"])["active"] is True
+    portal_api = register(app, first_party=True, name="API du portail")
+    assert introspect(user.client, portal_api, answer["access_token"])["active"] is True
