@@ -245,15 +245,27 @@ def oidc() -> None:
 
 
 @oidc.command("rotate-key")
-def oidc_rotate_key() -> None:
-    """Nouvelle clé de signature ; les précédentes restent publiées jusqu'à leur retrait."""
+@click.option(
+    "--immediately",
+    is_flag=True,
+    help="Signer tout de suite (clé compromise) au lieu de publier la clé à l'avance.",
+)
+def oidc_rotate_key(immediately: bool) -> None:
+    """Nouvelle clé : publiée tout de suite, elle signe 10 minutes plus tard (le temps que les
+    services rafraîchissent le JWKS) ; les précédentes restent publiées jusqu'à leur retrait."""
     from authserver.sessions.oidc import keys
 
     settings, database = _database_only()
     try:
         with database.session_scope() as session:
-            row, previous = keys.rotate(session, settings.secret_key)
-            output = {"kid": row.kid, "still_verifying": previous}
+            row, previous = keys.rotate(session, settings.secret_key, immediately=immediately)
+            output = {
+                "kid": row.kid,
+                "signs_from": row.signs_from.isoformat(),
+                "still_verifying": previous,
+            }
+    except keys.KeyError_ as exc:
+        _fail(str(exc))
     finally:
         database.dispose()
     click.echo(json.dumps(output))
@@ -278,14 +290,20 @@ def oidc_retire_key(kid: str) -> None:
 
 @oidc.command("keys")
 def oidc_keys() -> None:
-    """Lister les clés publiées (la première signe)."""
+    """Lister les clés publiées : celle qui signe (« signing »), la suivante, les anciennes."""
     from authserver.sessions.oidc import keys
 
     _, database = _database_only()
     try:
         with database.session_scope() as session:
+            signing = keys.current_key(session)
             rows = [
-                {"kid": row.kid, "created_at": row.created_at.isoformat()}
+                {
+                    "kid": row.kid,
+                    "created_at": row.created_at.isoformat(),
+                    "signs_from": row.signs_from.isoformat(),
+                    "signing": signing is not None and row.kid == signing.kid,
+                }
                 for row in keys.live_keys(session)
             ]
     finally:

@@ -532,7 +532,8 @@ class OAuthToken(Base):
 
 
 class OIDCSigningKey(Base):
-    """An ES256 key pair: the newest live key signs, every unretired one is on the JWKS.
+    """An ES256 key pair: the newest live key whose ``signs_from`` has come signs, every
+    unretired one (the next key included) is on the JWKS.
 
     The private half is encrypted with a key derived from AUTHSERVER_SECRET_KEY, so a copy
     of the database alone cannot forge id_tokens.
@@ -545,6 +546,8 @@ class OIDCSigningKey(Base):
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     private_jwk_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Published from creation, signing from this instant (rotation publishes ahead of use).
+    signs_from: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

@@ -1,6 +1,10 @@
 """« Mes sessions »: the user's active sessions (device, browser, IP, start, last activity,
 method), revoke one or all the others. A revocation is immediate everywhere: pages,
-``/auth/verify``, userinfo, introspection and refresh all read the same session row."""
+``/auth/verify``, userinfo, introspection and refresh all read the same session row.
+
+Below them, the services (OpenID Connect clients) the user let in or that hold tokens of
+theirs, each with « Retirer l'autorisation »: the consent is forgotten, that service's tokens
+are revoked and it gets a back-channel logout; the sessions themselves stay open."""
 
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from authserver.alerts.devices import describe
 from authserver.models import AuthSession, Device, utcnow
 from authserver.sessions import store
 from authserver.sessions.login import current_auth_session, lifetimes
-from authserver.sessions.oidc.claims import session_sid
+from authserver.sessions.oidc import backchannel, storage
+from authserver.sessions.oidc.claims import SCOPE_LABELS, SCOPES, session_sid
 
 bp = Blueprint("my_sessions", __name__)
 
@@ -63,6 +68,31 @@ def _view(record: AuthSession, device: Device | None, current: bytes) -> Session
     )
 
 
+@dataclass(frozen=True)
+class ServiceView:
+    client_id: str
+    name: str
+    first_party: bool
+    shares: list[str]  # what it may read, in the consent page's words
+    consented_at: datetime | None
+    last_login_at: datetime | None
+
+
+def _services(user_id: int) -> list[ServiceView]:
+    found = storage.connected_services(db.session(), user_id, lifetimes())
+    return [
+        ServiceView(
+            client_id=item.client_id,
+            name=item.name,
+            first_party=item.first_party,
+            shares=[SCOPE_LABELS[scope] for scope in SCOPES if scope in item.scope.split()],
+            consented_at=item.consented_at,
+            last_login_at=item.last_login_at,
+        )
+        for item in found
+    ]
+
+
 @bp.get("/account/sessions")
 @login_required
 def sessions() -> str:
@@ -70,7 +100,9 @@ def sessions() -> str:
     assert current is not None
     items = [_view(r, d, current.id_hash) for r, d in _live_sessions(current_user.id)]
     items.sort(key=lambda item: not item.current)
-    return render_template("sessions/my_sessions.html", sessions=items)
+    return render_template(
+        "sessions/my_sessions.html", sessions=items, services=_services(current_user.id)
+    )
 
 
 @bp.post("/account/sessions/<sid>/revoke")
@@ -100,4 +132,20 @@ def revoke_others() -> Response:
         f"{count} autre(s) session(s) fermée(s)." if count else "Aucune autre session ouverte.",
         "success",
     )
+    return redirect(url_for("my_sessions.sessions"))
+
+
+@bp.post("/account/services/<client_id>/withdraw")
+@login_required
+def withdraw_service(client_id: str) -> Response:
+    """« Retirer l'autorisation » for one service (only one the page listed for this user)."""
+    listed = {item.client_id: item for item in _services(current_user.id)}
+    service = listed.get(client_id)
+    if service is None:
+        abort(404)
+    session = db.session()
+    backchannel.queue_service_logouts(session, current_user.id, client_id, "user_withdrew")
+    storage.withdraw_service(session, current_user.id, client_id, "user_withdrew")
+    session.commit()
+    flash(f"L'autorisation de « {service.name} » a été retirée.", "success")
     return redirect(url_for("my_sessions.sessions"))

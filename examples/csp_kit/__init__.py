@@ -17,6 +17,7 @@ Register it with::
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 import threading
@@ -87,12 +88,18 @@ def load_config(env: Mapping[str, str]) -> Config:
 
 @dataclass
 class LocalSession:
-    """What this service keeps about a login (server-side: tokens never go to the browser)."""
+    """What this service keeps about a login (server-side: tokens never go to the browser).
+
+    ``lock`` serializes the refresh of this login's tokens: two downloads started together
+    after the access token expired must not both present the same refresh token, or the
+    provider sees a reuse and revokes the whole family (both requests would then fail).
+    """
 
     claims: dict[str, Any]
     id_token: str
     token: dict[str, Any]
     checked_at: float = field(default_factory=time.time)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 class SessionStore:
@@ -159,21 +166,40 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         },
     )
 
+    app.extensions["cspkit.portal"] = portal
+
     def current() -> LocalSession | None:
         return store.get(session.get("local"))
 
-    def still_valid(item: LocalSession) -> bool:
-        """Ask the provider again (userinfo; refresh when the access token expired)."""
-        token = item.token
-        if token.get("expires_at", 0) <= time.time() + 5:
+    def csrf_token() -> str:
+        """This browser's token for our own forms (kept in the signed session cookie)."""
+        if "csrf" not in session:
+            session["csrf"] = secrets.token_urlsafe(24)
+        return session["csrf"]
+
+    app.jinja_env.globals["csrf_token"] = csrf_token
+
+    def fresh_token(item: LocalSession) -> dict[str, Any] | None:
+        """The login's access token, refreshed (once, under its lock) when it has expired."""
+        with item.lock:
+            token = item.token
+            if token.get("expires_at", 0) > time.time() + 5:
+                return token  # valid, or just refreshed by the request we waited for
             try:
                 token = portal.fetch_access_token(
                     grant_type="refresh_token", refresh_token=token.get("refresh_token")
                 )
             except OAuthError:
-                return False
+                return None
             item.token = token
-        answer = portal.get(portal.load_server_metadata()["userinfo_endpoint"], token=item.token)
+            return token
+
+    def still_valid(item: LocalSession) -> bool:
+        """Ask the provider again (userinfo; refresh when the access token expired)."""
+        token = fresh_token(item)
+        if token is None:
+            return False
+        answer = portal.get(portal.load_server_metadata()["userinfo_endpoint"], token=token)
         if answer.status_code != 200:
             return False
         item.claims.update(answer.json())
@@ -231,7 +257,10 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             store.drop(session.pop("local", None))
             return redirect(url_for("login"))
         if item.claims.get("certified") is not True:
-            abort(403)
+            # The seed's message (certified space required, a counsellor will call), not a
+            # bare error: the user may have followed a link straight to the document.
+            page = render_template("csp.html", user=item.claims, id_token=None, documents=())
+            return Response(page, status=403)
         return Response(
             files[slug],
             mimetype="application/pdf",
@@ -239,7 +268,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         )
 
     @app.post("/logout")
-    def logout() -> Response:
+    def logout() -> Response | tuple[str, int]:
+        expected = session.get("csrf")
+        given = request.form.get("csrf_token", "")
+        if not expected or not hmac.compare_digest(expected, given):
+            message = "Cette page a expiré : revenez à l'accueil et réessayez."
+            return render_template("error.html", message=message), 400
         item = current()
         store.drop(session.pop("local", None))
         session.clear()

@@ -201,7 +201,7 @@ def test_uncertified_account_gets_the_counsellor_message(page, account, watch):
     assert page.locator("#documents").count() == 0
     watch.allow_http_errors()
     answer = page.request.get(services.kit_url + "/documents/bulletin-acceptation")
-    assert answer.status == 403
+    assert answer.status == 403 and "espace certifié" in answer.text()  # the seed's message
 
 
 def test_logout_at_authserver_ends_the_service_session_by_back_channel(page, account, watch):
@@ -223,6 +223,33 @@ def test_logout_at_authserver_ends_the_service_session_by_back_channel(page, acc
         page.wait_for_timeout(100)
         page.reload()
     assert page.get_by_role("link", name="Je lance la démarche").count() == 1
+
+
+def test_withdrawing_the_service_from_my_sessions_logs_it_out(page, account, watch):
+    services = account
+    page.goto(services.kit_url + "/login")
+    _login_at_authserver(page, services)
+    page.wait_for_url(lambda url: url.startswith(services.kit_url + "/") and "/callback" not in url)
+    assert page.get_by_role("button", name="Se déconnecter").count() == 1
+
+    # Mon compte → « Mes sessions » → the service's card → « Retirer l'autorisation ».
+    page.goto(services.auth_url + "/account")
+    page.get_by_role("link", name="Mes sessions").click()
+    page.wait_for_url(at("/account/sessions"))
+    card = page.locator(".service-item", has_text="Kit CSP")
+    card.get_by_role("button", name="Retirer l'autorisation").click()
+    page.wait_for_url(at("/account/sessions"))
+    assert "a été retirée" in page.content()
+    assert page.locator(".service-item").count() == 0
+    # The kit hears of it by back-channel; the authserver session itself stays open.
+    page.goto(services.kit_url + "/")
+    for _ in range(50):
+        if page.get_by_role("link", name="Je lance la démarche").count():
+            break
+        page.wait_for_timeout(100)
+        page.reload()
+    assert page.get_by_role("link", name="Je lance la démarche").count() == 1
+    assert page.request.get(services.auth_url + "/auth/verify").status == 200
 
 
 def test_step_up_asks_for_a_passkey_login_first(page, account, watch):

@@ -7,7 +7,10 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
+import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +22,7 @@ from authserver.db import get_database
 from authserver.models import Establishment, User, utcnow
 from authserver.sessions.oidc.clients import create_client
 from tests.conftest import Actions
+from tests.services import free_port
 
 REDIRECT = "https://csp.example.fr/callback"
 ISSUER = "http://localhost:5000"  # AUTHSERVER_BASE_URL's default in tests
@@ -203,3 +207,53 @@ def logged_in_actions(actions: Actions, username: str = USERNAME) -> Actions:
     answer = actions.login(username)
     assert answer.status_code == 302, answer.get_data(as_text=True)
     return actions
+
+
+class Receiver:
+    """A service's back-channel logout endpoint: records tokens, can fail the first N posts."""
+
+    def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
+        self.tokens: list[str] = []
+        self.failures = failures
+        self.delay = delay
+        self.port = free_port()
+        self.event = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = parse_qs(self.rfile.read(length).decode())
+                time.sleep(receiver.delay)
+                if receiver.failures > 0:
+                    receiver.failures -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.tokens.append(body["logout_token"][0])
+                receiver.event.set()
+                self.send_response(200)
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/backchannel-logout"
+
+    def wait(self, count: int = 1, timeout: float = 10.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while len(self.tokens) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} logout token(s), got {len(self.tokens)}")
+            time.sleep(0.05)
+        return list(self.tokens)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

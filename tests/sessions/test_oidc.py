@@ -4,16 +4,19 @@ requests the RFCs say must fail (wrong redirect URI, PKCE, code reuse and expiry
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select, update
 
 from authserver.db import get_database
 from authserver.models import AuthSession, OAuthClient, OAuthCode, User, utcnow
+from tests.conftest import csrf_of
 from tests.sessions.oidc_support import (
     ISSUER,
     REDIRECT,
     USERNAME,
+    Client,
     authorize,
     certify,
     exchange,
@@ -135,7 +138,33 @@ def test_introspection_of_an_active_token(user, kit):
     assert found["scope"] == "openid profile email phone portal"
     assert found["exp"] > found["iat"]
     assert found["amr"] == ["pwd"]
+    assert found["username"] == USERNAME  # a first-party resource server of the portal
     assert introspect(user.client, kit, "unknown")["active"] is False
+
+
+def test_the_identifiant_is_never_given_to_a_third_party(app, user):
+    """The consent page says « sans votre identifiant de connexion »: no preferred_username
+    in the id_token or userinfo, no username in a third-party service's introspection."""
+    third = register(app, name="Logiciel de paie", scope="openid profile email")
+    flow = authorize(user.client, third, scope="openid profile email")
+    body = flow.response.get_data(as_text=True)
+    assert "sans votre identifiant de connexion" in body
+    action = "/oauth/authorize?" + urlsplit(flow.response.request.url).query
+    allowed = user.client.post(action, data={"csrf_token": csrf_of(body), "decision": "allow"})
+    code = parse_qs(urlsplit(allowed.headers["Location"]).query)["code"][0]
+    answer = exchange(user.client, flow, code=code).get_json()
+    claims = verify_jwt(answer["id_token"], jwks(user.client), audience=third.client_id)
+    info = userinfo(user.client, answer["access_token"]).get_json()
+    found = introspect(user.client, third, answer["access_token"])
+    assert found["active"] is True
+    for document in (claims, info, found):
+        assert USERNAME not in document.values(), document
+        assert not {"preferred_username", "username"} & set(document)
+    assert info["name"] == "Martin Dupont"
+    assert (
+        "preferred_username"
+        not in user.client.get("/.well-known/openid-configuration").get_json()["claims_supported"]
+    )
 
 
 def test_oauth_errors_carry_the_rfc_code_and_a_french_message(client, kit):
@@ -334,3 +363,31 @@ def test_public_clients_in_a_browser_may_call_token_and_userinfo(client):
     answer = client.post("/oauth/token", data={"grant_type": "authorization_code"})
     assert answer.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Origin" not in client.get("/login").headers
+
+
+# --------------------------------------------------------------------------- RFC 7662 access
+
+
+def test_introspection_needs_client_authentication(app, user, kit):
+    answer = tokens(user.client, kit)
+    token = {"token": answer["access_token"]}
+    anonymous = user.client.post("/oauth/introspect", data=token)
+    assert anonymous.status_code == 401 and anonymous.get_json()["error"] == "invalid_client"
+    wrong = Client(kit.client_id, "pas-le-bon-secret")
+    refused = user.client.post("/oauth/introspect", data=token, headers=wrong.basic)
+    assert refused.status_code == 401
+    # A public client has nothing to authenticate with: it cannot introspect at all.
+    spa = register(app, name="SPA", public=True, redirect_uris=["http://localhost:3000/cb"])
+    public = user.client.post("/oauth/introspect", data={**token, "client_id": spa.client_id})
+    assert public.status_code == 401 and "active" not in public.get_json()
+
+
+def test_a_third_party_service_cannot_introspect_another_services_token(app, user, kit):
+    answer = tokens(user.client, kit)
+    third = register(app, name="Logiciel de paie")
+    for token in (answer["access_token"], answer["refresh_token"]):
+        assert introspect(user.client, third, token) == {"active": False}
+    # The token's own service, and the portal's first-party resource servers, may.
+    assert introspect(user.client, kit, answer["access_token"])["active"] is True
+    portal_api = register(app, first_party=True, name="API du portail")
+    assert introspect(user.client, portal_api, answer["access_token"])["active"] is True

@@ -4,10 +4,8 @@ durable outbox, with retries, without making the revoking request wait."""
 
 from __future__ import annotations
 
-import threading
+import re
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import jwt as pyjwt
 import pytest
@@ -15,82 +13,22 @@ from sqlalchemy import select
 
 from authserver.db import get_database
 from authserver.models import BackchannelLogout, User
-from authserver.sessions import store
 from authserver.sessions.oidc import backchannel_worker_of
 from authserver.sessions.oidc.backchannel import EVENT
-from tests.conftest import csrf_of
-from tests.services import free_port
+from tests.alerts.console_helpers import add_alert, add_user, client_as
+from tests.conftest import Actions, csrf_of, link_in, path_of
+from tests.services import text_of
 from tests.sessions.oidc_support import (
     USERNAME,
+    introspect,
     jwks,
     logged_in_actions,
+    refresh,
     register,
     tokens,
+    userinfo,
     verify_jwt,
 )
-
-
-class Receiver:
-    """A service's back-channel logout endpoint: records tokens, can fail the first N posts."""
-
-    def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
-        self.tokens: list[str] = []
-        self.failures = failures
-        self.delay = delay
-        self.port = free_port()
-        self.event = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = parse_qs(self.rfile.read(length).decode())
-                time.sleep(receiver.delay)
-                if receiver.failures > 0:
-                    receiver.failures -= 1
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                receiver.tokens.append(body["logout_token"][0])
-                receiver.event.set()
-                self.send_response(200)
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/backchannel-logout"
-
-    def wait(self, count: int = 1, timeout: float = 10.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while len(self.tokens) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} logout token(s), got {len(self.tokens)}")
-            time.sleep(0.05)
-        return list(self.tokens)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    made: list[Receiver] = []
-
-    def make(**options) -> Receiver:
-        made.append(Receiver(**options))
-        return made[-1]
-
-    yield make
-    for item in made:
-        item.close()
 
 
 @pytest.fixture
@@ -98,6 +36,17 @@ def user(app, actions):
     backchannel_worker_of(app).retry_base = 0.2
     yield logged_in_actions(actions)
     backchannel_worker_of(app).stop()
+
+
+def settled_rows(app, timeout: float = 5.0) -> list[BackchannelLogout]:
+    """The outbox once nothing is pending (the sender marks a row after the service answered)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_database(app).session_scope() as session:
+            rows = list(session.scalars(select(BackchannelLogout).order_by(BackchannelLogout.id)))
+        if all(row.status != "pending" for row in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
 
 
 def _logout(user) -> None:
@@ -121,22 +70,109 @@ def test_logout_sends_a_signed_logout_token(app, user, receiver):
     assert claims["sid"] == id_claims["sid"]
     assert claims["events"] == {EVENT: {}}
     assert "nonce" not in claims and claims["jti"]
+    rows = settled_rows(app)
+    assert [(r.client_id, r.status, r.reason) for r in rows] == [(kit.client_id, "sent", "logout")]
+
+
+# --------------------------------------------------------------------------- the real flows
+
+
+def _mail_link(smtp, path: str, timeout: float = 10.0) -> str:
+    """The ``path`` link of the newest mail that has one (waiting for it to arrive)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [m for m in list(smtp.messages) if path in text_of(m)]
+        if found:
+            return path_of(link_in(found[-1], path))
+        time.sleep(0.05)
+    raise AssertionError(f"no mail with a {path} link")
+
+
+def _password_reset(app, smtp, user) -> None:
+    anonymous = app.test_client()
+    page = anonymous.get("/password/forgot").get_data(as_text=True)
+    anonymous.post("/password/forgot", data={"csrf_token": csrf_of(page), "username": USERNAME})
+    link = _mail_link(smtp, "/password/reset/")
+    form = anonymous.get(link).get_data(as_text=True)
+    new = "un tout nouveau mot de passe 2026"
+    answer = anonymous.post(
+        link, data={"csrf_token": csrf_of(form), "password": new, "password_confirm": new}
+    )
+    assert answer.status_code == 302, answer.get_data(as_text=True)
+
+
+def _not_me(app, smtp, user) -> None:
+    elsewhere = Actions(app.test_client(), smtp)
+    assert elsewhere.login().status_code == 302  # an unknown browser: the alert mail
+    link = _mail_link(smtp, "/alerts/not-me/")
+    anonymous = app.test_client()
+    page = anonymous.get(link).get_data(as_text=True)
+    assert anonymous.post(link, data={"csrf_token": csrf_of(page)}).status_code == 200
+
+
+def _security_console(app, smtp, user) -> None:
+    add_user(app, "equipe.securite", role="security")
     with get_database(app).session_scope() as session:
-        rows = session.scalars(select(BackchannelLogout)).all()
-        assert [(r.client_id, r.status, r.reason) for r in rows] == [
-            (kit.client_id, "sent", "logout")
-        ]
+        victim = session.scalar(select(User.id).where(User.username == USERNAME))
+    alert = add_alert(app, kind="new_device", user_id=victim, ip="203.0.113.7")
+    team = client_as(app, smtp, "equipe.securite")
+    page = team.get(f"/security/alerts/{alert}").get_data(as_text=True)
+    answer = team.post(
+        f"/security/alerts/{alert}/actions/revoke_sessions",
+        data={"csrf_token": csrf_of(page), "note": "Par précaution"},
+    )
+    assert answer.status_code == 303
 
 
-def test_revocation_by_not_me_or_security_team_notifies_too(app, user, receiver):
+def _my_sessions(which: str):
+    def revoke(app, smtp, user) -> None:
+        elsewhere = Actions(app.test_client(), smtp)
+        assert elsewhere.login().status_code == 302
+        page = elsewhere.client.get("/account/sessions").get_data(as_text=True)
+        if which == "one":
+            (sid,) = re.findall(r"/account/sessions/([0-9a-f]{32})/revoke", page)
+            target = f"/account/sessions/{sid}/revoke"
+        else:
+            target = "/account/sessions/revoke-others"
+        answer = elsewhere.client.post(target, data={"csrf_token": csrf_of(page)})
+        assert answer.status_code == 302
+        assert elsewhere.client.get("/auth/verify").status_code == 200  # its own is kept
+
+    return revoke
+
+
+FLOWS = {
+    "password_reset": (_password_reset, "password_reset"),
+    "not_me": (_not_me, "not_me"),
+    "security_console": (_security_console, "security_console"),
+    "my_sessions_one": (_my_sessions("one"), "user_revoked"),
+    "my_sessions_others": (_my_sessions("others"), "user_revoked"),
+}
+
+
+@pytest.mark.parametrize("flow", list(FLOWS))
+def test_each_way_a_session_is_ended_tells_the_services(app, smtp, user, receiver, flow):
+    """Driven over HTTP as a person does it: the session's tokens stop working everywhere
+    (userinfo, introspection, refresh) and the service gets a logout token for that sid."""
     service = receiver()
     kit = register(app, first_party=True, backchannel_logout_uri=service.url)
-    tokens(user.client, kit)
-    with app.test_request_context(), get_database(app).session_scope() as session:
-        user_id = session.scalar(select(User.id).where(User.username == USERNAME))
-        store.revoke_all(session, user_id, "not_me")
+    issued = tokens(user.client, kit)
+    published = jwks(user.client)
+    id_claims = verify_jwt(issued["id_token"], published, audience=kit.client_id)
+
+    act, reason = FLOWS[flow]
+    act(app, smtp, user)
+
+    assert user.client.get("/auth/verify").status_code == 401
+    assert userinfo(user.client, issued["access_token"]).status_code == 401
+    assert introspect(user.client, kit, issued["access_token"])["active"] is False
+    assert introspect(user.client, kit, issued["refresh_token"])["active"] is False
+    assert refresh(user.client, kit, issued["refresh_token"]).status_code == 400
     (token,) = service.wait(1)
-    assert verify_jwt(token, jwks(user.client), audience=kit.client_id)["sid"]
+    claims = verify_jwt(token, published, audience=kit.client_id)
+    assert (claims["sub"], claims["sid"]) == (id_claims["sub"], id_claims["sid"])
+    rows = settled_rows(app)
+    assert [(r.client_id, r.reason, r.status) for r in rows] == [(kit.client_id, reason, "sent")]
 
 
 def test_delivery_is_retried_and_never_blocks_the_logout(app, user, receiver):
@@ -147,9 +183,8 @@ def test_delivery_is_retried_and_never_blocks_the_logout(app, user, receiver):
     _logout(user)
     assert time.monotonic() - started < 0.5  # the service's slowness is not ours
     service.wait(1, timeout=15)
-    with get_database(app).session_scope() as session:
-        row = session.scalar(select(BackchannelLogout))
-        assert row.status == "sent" and row.attempts == 3
+    (row,) = settled_rows(app)
+    assert row.status == "sent" and row.attempts == 3
 
 
 def test_nothing_queued_for_sessions_without_tokens(app, user, receiver):

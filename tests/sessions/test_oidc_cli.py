@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +12,8 @@ from sqlalchemy import select
 
 from authserver.cli import cli
 from authserver.db import Database
-from authserver.models import OAuthClient
+from authserver.models import OAuthClient, OIDCSigningKey
+from authserver.sessions.oidc import keys
 from authserver.sessions.oidc.clients import hash_secret
 
 
@@ -90,13 +92,53 @@ def test_bad_values_are_refused_with_one_line(env, args):
     assert rows(env) == []
 
 
-def test_rotate_list_and_retire_keys(env):
-    first = json.loads(run(env, "oidc", "rotate-key").output)
+def _kids(env) -> list[tuple[str, bool]]:
+    return [(key["kid"], key["signing"]) for key in json.loads(run(env, "oidc", "keys").output)]
+
+
+def _time_passes(env, seconds: int) -> None:
+    """Every key's times move ``seconds`` into the past, as if that long had gone by."""
+    database = Database(env["AUTHSERVER_DATABASE_URL"])
+    try:
+        with database.session_scope() as session:
+            for row in session.scalars(select(OIDCSigningKey)):
+                row.created_at -= timedelta(seconds=seconds)
+                row.signs_from -= timedelta(seconds=seconds)
+    finally:
+        database.dispose()
+
+
+def test_rotate_publishes_ahead_list_and_retire_keys(env):
+    first = json.loads(run(env, "oidc", "rotate-key").output)  # the very first: signs at once
+    assert first["still_verifying"] == []
     second = json.loads(run(env, "oidc", "rotate-key").output)
     assert second["still_verifying"] == [first["kid"]]
-    listed = [key["kid"] for key in json.loads(run(env, "oidc", "keys").output)]
-    assert listed == [second["kid"], first["kid"]]
-    refused = run(env, "oidc", "retire-key", second["kid"])
-    assert refused.exit_code == 2  # the signing key
+    ahead = datetime.fromisoformat(second["signs_from"]) - datetime.fromisoformat(
+        first["signs_from"]
+    )
+    assert ahead >= timedelta(seconds=2 * keys.JWKS_MAX_AGE) - timedelta(seconds=5)
+    # Published (listed) at once, but the first key signs until the second one's time.
+    assert _kids(env) == [(second["kid"], False), (first["kid"], True)]
+    again = run(env, "oidc", "rotate-key")  # one rotation at a time
+    assert again.exit_code == 2 and "attend déjà" in again.output
+    refused = run(env, "oidc", "retire-key", first["kid"])
+    assert refused.exit_code == 2 and "signe les jetons" in refused.output
+
+    _time_passes(env, 2 * keys.JWKS_MAX_AGE + 1)
+    assert _kids(env) == [(second["kid"], True), (first["kid"], False)]
+    assert run(env, "oidc", "retire-key", second["kid"]).exit_code == 2  # the signing key
     assert run(env, "oidc", "retire-key", first["kid"]).exit_code == 0
-    assert [key["kid"] for key in json.loads(run(env, "oidc", "keys").output)] == [second["kid"]]
+    assert _kids(env) == [(second["kid"], True)]
+
+
+def test_a_rotation_can_be_cancelled_or_made_immediate(env):
+    first = json.loads(run(env, "oidc", "rotate-key").output)
+    pending = json.loads(run(env, "oidc", "rotate-key").output)
+    assert run(env, "oidc", "retire-key", pending["kid"]).exit_code == 0  # cancelled
+    assert _kids(env) == [(first["kid"], True)]
+
+    pending = json.loads(run(env, "oidc", "rotate-key").output)
+    now = json.loads(run(env, "oidc", "rotate-key", "--immediately").output)
+    assert now["still_verifying"] == [first["kid"]]  # the pending one was superseded
+    assert _kids(env) == [(now["kid"], True), (first["kid"], False)]
+    assert pending["kid"] not in {kid for kid, _ in _kids(env)}

@@ -4,6 +4,8 @@ logout, and what it refuses."""
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 
 import pytest
@@ -84,7 +86,12 @@ def test_uncertified_user_sees_the_message_and_cannot_download(setup):
     browser = kit_login(kit, user, url)
     page = browser.get("/").get_data(as_text=True)
     assert "vous devez disposer d" in page and "08 06 06 00 20" in page
-    assert browser.get("/documents/demande-allocations").status_code == 403
+    # A direct link to a document: the same message, not a bare error page.
+    refused = browser.get("/documents/demande-allocations")
+    assert refused.status_code == 403 and refused.mimetype == "text/html"
+    body = refused.get_data(as_text=True)
+    assert 'id="certification-required"' in body and "08 06 06 00 20" in body
+    assert "Télécharger" not in body
     assert browser.get("/documents/nope").status_code == 404
 
 
@@ -126,12 +133,70 @@ def test_backchannel_endpoint_checks_the_token(setup):
     assert "Je lance la démarche" in browser.get("/").get_data(as_text=True)
 
 
+def kit_csrf(browser) -> str:
+    page = browser.get("/").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
 def test_logout_goes_through_the_end_session_endpoint(setup):
     _app, url, kit, user = setup
     browser = kit_login(kit, user, url)
-    answer = browser.post("/logout")
+    answer = browser.post("/logout", data={"csrf_token": kit_csrf(browser)})
     assert answer.status_code == 302
     assert answer.headers["Location"].startswith(f"{url}/oauth/logout?id_token_hint=")
+    assert "Je lance la démarche" in browser.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("token", [None, "", "forged"])
+def test_logout_needs_the_pages_csrf_token(setup, token):
+    _app, url, kit, user = setup
+    browser = kit_login(kit, user, url)
+    kit_csrf(browser)  # the browser has a token; a cross-site form does not know it
+    answer = browser.post("/logout", data={} if token is None else {"csrf_token": token})
+    assert answer.status_code == 400
+    assert "Se déconnecter" in browser.get("/").get_data(as_text=True)  # still logged in
+
+
+def test_parallel_downloads_after_expiry_refresh_once(setup):
+    """Two downloads started together once the access token expired: one refresh, both
+    served, and the provider sees no reuse (which would revoke the family)."""
+    app, url, kit, user = setup
+    certify(app)
+    browser = kit_login(kit, user, url)
+    store = kit.extensions["cspkit.sessions"]
+    (item,) = store._items.values()
+    item.token["expires_at"] = time.time() - 1
+
+    portal = kit.extensions["cspkit.portal"]
+    original = portal.fetch_access_token
+    calls: list[str] = []
+
+    def slow_refresh(**params):
+        calls.append(params["refresh_token"])
+        time.sleep(0.3)  # long enough for the second download to arrive meanwhile
+        return original(**params)
+
+    portal.fetch_access_token = slow_refresh
+    second = kit.test_client()
+    second.set_cookie("cspkit_session", browser.get_cookie("cspkit_session").value)
+    start = threading.Barrier(2)
+    answers: dict[str, int] = {}
+
+    def download(name: str, client) -> None:
+        start.wait()
+        answers[name] = client.get(f"/documents/{name}").status_code
+
+    threads = [
+        threading.Thread(target=download, args=(name, client))
+        for name, client in (("bulletin-acceptation", browser), ("demande-allocations", second))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert answers == {"bulletin-acceptation": 200, "demande-allocations": 200}
+    assert len(calls) == 1
+    assert browser.get("/documents/document-information").status_code == 200
 
 
 def test_missing_configuration_is_one_clear_error():

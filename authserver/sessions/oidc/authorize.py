@@ -17,6 +17,7 @@ from authserver.models import utcnow
 from authserver.sessions.login import current_auth_session
 from authserver.sessions.oidc import claims, policy, storage
 from authserver.sessions.oidc.server import server_of
+from authserver.web import settings
 
 bp = Blueprint("oidc_authorize", __name__)
 
@@ -79,18 +80,24 @@ def authorize() -> object:
     prompts = set((params.get("prompt") or "").split())
     now = utcnow()
 
-    need = policy.decide(
-        params=params,
-        logged_in=record is not None,
-        authenticated_at=record.authenticated_at if record else None,
-        method=record.method if record else None,
-        now=now,
-    )
+    secret_key = settings().secret_key
+    try:
+        need = policy.decide(
+            params=params,
+            logged_in=record is not None,
+            authenticated_at=record.authenticated_at if record else None,
+            method=record.method if record else None,
+            now=now,
+            login_after=policy.read_marker(secret_key, params, now),
+        )
+    except policy.InvalidParameter:
+        return _redirect_error(grant.redirect_uri, "invalid_request", state)
     if need is not policy.Need.NOTHING:
         if "none" in prompts:
             code = "login_required" if record is None else "interaction_required"
             return _redirect_error(grant.redirect_uri, code, state)
-        target = policy.return_path(request.path, params, now)
+        marker = policy.sign_marker(secret_key, params, now)
+        target = policy.return_path(request.path, params, marker)
         extra = {"passkey": "1"} if need is policy.Need.PASSKEY else {}
         return redirect(url_for("accounts.login", next=target, **extra))
 

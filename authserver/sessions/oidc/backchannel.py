@@ -22,11 +22,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc import jwt
-from sqlalchemy import event, or_, select, update
+from sqlalchemy import ColumnElement, and_, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from authserver.db import Database
-from authserver.models import BackchannelLogout, OAuthClient, OAuthToken, User, utcnow
+from authserver.models import (
+    AuthSession,
+    BackchannelLogout,
+    OAuthClient,
+    OAuthToken,
+    User,
+    utcnow,
+)
 from authserver.sessions.oidc import claims, keys
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,25 @@ _FLAG = "authserver.backchannel_queued"
 
 def queue_logouts(session: Session, id_hashes: list[bytes], reason: str) -> None:
     """``store.on_revoke`` hook: one logout per (session, service with a back-channel URI)."""
+    _queue(session, OAuthToken.session_id_hash.in_(id_hashes), reason)
+
+
+def queue_service_logouts(session: Session, user_id: int, client_id: str, reason: str) -> None:
+    """One service loses its access (« Retirer l'autorisation »): one logout per session in
+    which it still holds tokens. Call it before the tokens are revoked."""
+    _queue(
+        session,
+        and_(
+            OAuthToken.user_id == user_id,
+            OAuthToken.client_id == client_id,
+            OAuthToken.revoked_at.is_(None),
+            AuthSession.revoked_at.is_(None),
+        ),
+        reason,
+    )
+
+
+def _queue(session: Session, where: ColumnElement[bool], reason: str) -> None:
     rows = session.execute(
         select(
             OAuthToken.session_id_hash,
@@ -49,10 +75,8 @@ def queue_logouts(session: Session, id_hashes: list[bytes], reason: str) -> None
         )
         .join(OAuthClient, OAuthClient.client_id == OAuthToken.client_id)
         .join(User, User.id == OAuthToken.user_id)
-        .where(
-            OAuthToken.session_id_hash.in_(id_hashes),
-            OAuthClient.backchannel_logout_uri.is_not(None),
-        )
+        .join(AuthSession, AuthSession.id_hash == OAuthToken.session_id_hash)
+        .where(where, OAuthClient.backchannel_logout_uri.is_not(None))
         .distinct()
     ).all()
     for id_hash, client_id, uri, sub in rows:

@@ -1,6 +1,8 @@
 """What an id_token and userinfo say about a user and a session. Pure functions: no Flask, no I/O.
 
-``sub`` is the user's stable public id (never the identifiant); the ``portal`` scope adds
+``sub`` is the user's stable public id. The identifiant is never given (no
+``preferred_username``): it is half of the user's password credential, and the consent page
+promises « sans votre identifiant de connexion ». The ``portal`` scope adds
 what the portal's services need: the establishment's SIRET and name, and whether the
 account is certified. ``amr`` follows RFC 8176; ``acr`` names our two levels.
 """
@@ -35,7 +37,6 @@ CLAIMS_SUPPORTED = (
     "name",
     "given_name",
     "family_name",
-    "preferred_username",
     "email",
     "email_verified",
     "phone_number",
@@ -74,7 +75,6 @@ def user_claims(
             claims["given_name"] = user.first_name
         if user.last_name:
             claims["family_name"] = user.last_name
-        claims["preferred_username"] = user.username
     if "email" in granted:
         claims["email"] = user.email
         claims["email_verified"] = user.activated_at is not None

@@ -1,9 +1,16 @@
 """ES256 signing keys kept in the database; storage and crypto only (no Flask).
 
-The newest unretired key signs; every unretired key is published on the JWKS, so after
-``authserver oidc rotate-key`` tokens signed by the previous key still verify until it is
-retired (``authserver oidc retire-key KID``). Private halves are sealed with AES-GCM under a
-key derived from AUTHSERVER_SECRET_KEY.
+Every unretired key is published on the JWKS; the newest one whose ``signs_from`` has come
+signs. Services cache the JWKS (we say ``max-age=JWKS_MAX_AGE``), so a key that signed at
+once would be unknown to them for up to that long: ``authserver oidc rotate-key`` publishes
+the new key as the *next* one and it starts signing ``PUBLISH_AHEAD`` later (twice the cache
+lifetime: one cache period plus margin for clocks and intermediate caches). No second
+command to remember, and every instance switches at the same instant since they all read
+the same row. Tokens signed by the previous key still verify until it is retired
+(``authserver oidc retire-key KID``), which is refused while it is still the signing key.
+The very first key signs at once (nothing can have cached a JWKS yet).
+
+Private halves are sealed with AES-GCM under a key derived from AUTHSERVER_SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -28,6 +35,8 @@ log = logging.getLogger(__name__)
 
 ALG = "ES256"
 _AAD = b"authserver oidc signing key v1"
+JWKS_MAX_AGE = 300  # seconds: Cache-Control of the JWKS and discovery documents
+PUBLISH_AHEAD = timedelta(seconds=2 * JWKS_MAX_AGE)
 
 
 class KeyError_(Exception):
@@ -49,8 +58,14 @@ def unseal(secret_key: str, sealed: bytes) -> bytes:
     return AESGCM(_sealing_key(secret_key)).decrypt(sealed[:12], sealed[12:], _AAD)
 
 
-def create_key(session: Session, secret_key: str, now: datetime | None = None) -> OIDCSigningKey:
-    """A new key pair; it signs from now on (newest). The caller commits."""
+def create_key(
+    session: Session,
+    secret_key: str,
+    now: datetime | None = None,
+    signs_from: datetime | None = None,
+) -> OIDCSigningKey:
+    """A new key pair, published now, signing from ``signs_from`` (now by default).
+    The caller commits."""
     now = now or utcnow()
     key = ECKey.generate_key("P-256", private=True)
     kid = f"{now:%Y%m%d}-{key.thumbprint()[:16]}"
@@ -62,6 +77,7 @@ def create_key(session: Session, secret_key: str, now: datetime | None = None) -
         public_jwk=public,
         private_jwk_sealed=seal(secret_key, private),
         created_at=now,
+        signs_from=signs_from or now,
     )
     session.add(row)
     session.flush()
@@ -69,45 +85,85 @@ def create_key(session: Session, secret_key: str, now: datetime | None = None) -
 
 
 def live_keys(session: Session) -> list[OIDCSigningKey]:
+    """Every published key, the one that signs last (the next one, if any, first)."""
     return list(
         session.scalars(
             select(OIDCSigningKey)
             .where(OIDCSigningKey.retired_at.is_(None))
-            .order_by(OIDCSigningKey.created_at.desc(), OIDCSigningKey.kid.desc())
+            .order_by(OIDCSigningKey.signs_from.desc(), OIDCSigningKey.kid.desc())
         )
     )
 
 
-def signing_key(session: Session, secret_key: str) -> tuple[str, ECKey]:
-    """The key that signs now: the newest live one we can unseal (one is made if none)."""
+def current_key(session: Session, now: datetime | None = None) -> OIDCSigningKey | None:
+    """The key that signs now (not checking that it can be unsealed)."""
+    now = now or utcnow()
+    return next((row for row in live_keys(session) if row.signs_from <= now), None)
+
+
+def signing_key(
+    session: Session, secret_key: str, now: datetime | None = None
+) -> tuple[str, ECKey]:
+    """The key that signs now: the newest live one already due that we can unseal (one is
+    made, signing at once, if none)."""
+    now = now or utcnow()
     for row in live_keys(session):
+        if row.signs_from > now:
+            continue  # published ahead, not signing yet
         try:
             data = json.loads(unseal(secret_key, row.private_jwk_sealed))
         except InvalidTag:
             log.error("OIDC key %s cannot be unsealed (AUTHSERVER_SECRET_KEY changed?)", row.kid)
             continue
         return row.kid, ECKey.import_key(data)
-    row = create_key(session, secret_key)
+    row = create_key(session, secret_key, now)
     log.warning("no usable OIDC signing key: created %s", row.kid)
-    return signing_key(session, secret_key)
+    return signing_key(session, secret_key, now)
 
 
 def public_jwks(session: Session) -> dict[str, Any]:
     return {"keys": [row.public_jwk for row in live_keys(session)]}
 
 
-def rotate(session: Session, secret_key: str) -> tuple[OIDCSigningKey, list[str]]:
-    """Make a new signing key; return it and the kids that still verify beside it."""
-    previous = [row.kid for row in live_keys(session)]
-    return create_key(session, secret_key), previous
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def rotate(
+    session: Session, secret_key: str, now: datetime | None = None, *, immediately: bool = False
+) -> tuple[OIDCSigningKey, list[str]]:
+    """Publish a new key that signs from ``now + PUBLISH_AHEAD``; return it and the kids that
+    still verify beside it. It signs at once when there is no key yet, or ``immediately``
+    (a compromised key: services that cached the JWKS refetch it on the unknown kid)."""
+    now = now or utcnow()
+    live = live_keys(session)
+    pending = [row for row in live if row.signs_from > now]
+    if pending and not immediately:
+        raise KeyError_(
+            f"la clé « {pending[0].kid} » attend déjà de signer "
+            f"(à partir du {_when(pending[0].signs_from)})"
+        )
+    for row in pending:  # superseded before it ever signed
+        row.retired_at = now
+    signs_from = now if immediately or not live else now + PUBLISH_AHEAD
+    still = [row.kid for row in live if row not in pending]
+    return create_key(session, secret_key, now, signs_from), still
 
 
 def retire(session: Session, kid: str, now: datetime | None = None) -> None:
-    """Stop publishing ``kid``: tokens it signed no longer verify. Never the signing key."""
-    keys = live_keys(session)
-    row = next((key for key in keys if key.kid == kid), None)
+    """Stop publishing ``kid``: tokens it signed no longer verify. Never the signing key; a
+    key published ahead may be retired (the rotation is cancelled)."""
+    now = now or utcnow()
+    row = next((key for key in live_keys(session) if key.kid == kid), None)
     if row is None:
         raise KeyError_(f"aucune clé active « {kid} »")
-    if row is keys[0]:
+    signing = current_key(session, now)
+    if signing is not None and row.kid == signing.kid:
+        following = [key for key in live_keys(session) if key.signs_from > now]
+        if following:
+            raise KeyError_(
+                f"« {kid} » signe les jetons jusqu'au {_when(following[-1].signs_from)} : "
+                "retirez-la après"
+            )
         raise KeyError_(f"« {kid} » signe les jetons : faites d'abord une rotation")
-    row.retired_at = now or utcnow()
+    row.retired_at = now

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -97,6 +97,7 @@ class IssuedToken:
         self.auth_session = loaded.auth_session
         self.user = loaded.user
         self.kind = kind  # "access_token" or "refresh_token"
+        self.introspected_by: RegisteredClient | None = None  # set by Introspection
         self.client_id = self.row.client_id
         self.scope = self.row.scope
         now = now or utcnow()
@@ -238,6 +239,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):
 
 
 class RefreshGrant(grants.RefreshTokenGrant):
+    """Rotation with reuse detection. The presented token is spent only once the whole request
+    is known to be good (client, token, scope): a refused refresh leaves it usable."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
     INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
 
@@ -256,21 +260,27 @@ class RefreshGrant(grants.RefreshTokenGrant):
                 revoked,
             )
             return None
-        if not storage.claim_refresh(session, row.id):
-            storage.revoke_family(session, row.family, "refresh_reuse")
-            return None
         token = IssuedToken(loaded, "refresh_token")
         if token.is_expired() or not token.session_live:
             return None
+        return token
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()  # client, token (its client), scope: Authlib's checks
+        token: IssuedToken = self.request.refresh_token
+        session = _session()
+        if not storage.claim_refresh(session, token.row.id):
+            # Another request spent it between our read and now: a reuse, as above.
+            storage.revoke_family(session, token.row.family, "refresh_reuse")
+            raise InvalidGrantError()
         if store.needs_touch(token.auth_session):
             store.touch(session, token.auth_session)  # the service acts for a present user
-        return token
 
     def authenticate_user(self, refresh_token: IssuedToken) -> User:
         return refresh_token.user
 
     def revoke_old_credential(self, refresh_token: IssuedToken) -> None:
-        """Nothing to do: the old refresh token was marked used when presented."""
+        """Nothing to do: the old refresh token was marked used in validate_token_request."""
 
 
 class OpenID(OpenIDCode):
@@ -343,10 +353,11 @@ class Introspection(IntrospectionEndpoint):
 
     def check_permission(self, token: IssuedToken, client: RegisteredClient, request: Any) -> bool:
         # The token's own service, or a first-party resource server of the portal.
+        token.introspected_by = client
         return token.client_id == client.get_client_id() or client.first_party
 
     def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
-        return {
+        answer = {
             "active": True,
             "client_id": token.client_id,
             "token_type": "Bearer" if token.kind == "access_token" else "refresh_token",
@@ -362,6 +373,12 @@ class Introspection(IntrospectionEndpoint):
             "amr": token.row.amr.split(),
             "sid": claims.session_sid(token.row.session_id_hash),
         }
+        caller = token.introspected_by
+        if caller is None or not caller.first_party:
+            # The identifiant only for the portal's own resource servers (as forward-auth's
+            # X-Auth-User); a third-party service gets ``sub``, as in its id_token.
+            del answer["username"]
+        return answer
 
 
 class EndSession(EndSessionEndpoint):

@@ -13,12 +13,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from authserver.models import (
     AuthSession,
     Establishment,
+    OAuthClient,
     OAuthCode,
     OAuthConsent,
     OAuthToken,
@@ -267,3 +268,104 @@ def record_consent(session: Session, user_id: int, client_id: str, scope: str) -
         return
     row.scope = " ".join(sorted(set(row.scope.split()) | set(scope.split())))
     row.granted_at = utcnow()
+
+
+# --------------------------------------------------------------------------- connected services
+
+
+@dataclass(frozen=True)
+class ConnectedService:
+    """A service the user let in (consent) or that holds live tokens of theirs."""
+
+    client_id: str
+    name: str
+    first_party: bool
+    scope: str  # what it may read: the consent, else what its live tokens carry
+    consented_at: datetime | None
+    last_login_at: datetime | None  # newest live token's issue time
+
+
+def live_tokens(
+    session: Session, user_id: int, lifetimes: store.Lifetimes, now: datetime | None = None
+) -> list[OAuthToken]:
+    """The user's tokens a service can still use: not revoked, not expired, session live."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(OAuthToken, AuthSession)
+        .join(AuthSession, AuthSession.id_hash == OAuthToken.session_id_hash)
+        .where(
+            OAuthToken.user_id == user_id,
+            OAuthToken.revoked_at.is_(None),
+            AuthSession.revoked_at.is_(None),
+            or_(OAuthToken.access_expires_at > now, OAuthToken.refresh_expires_at > now),
+        )
+    )
+    return [token for token, record in rows if store.is_live(record, lifetimes, now)]
+
+
+def connected_services(
+    session: Session, user_id: int, lifetimes: store.Lifetimes, now: datetime | None = None
+) -> list[ConnectedService]:
+    held: dict[str, tuple[set[str], datetime]] = {}
+    for token in live_tokens(session, user_id, lifetimes, now):
+        scopes, last = held.get(token.client_id, (set(), token.issued_at))
+        held[token.client_id] = (scopes | set(token.scope.split()), max(last, token.issued_at))
+    consents = {
+        row.client_id: row
+        for row in session.scalars(select(OAuthConsent).where(OAuthConsent.user_id == user_id))
+    }
+    wanted = set(held) | set(consents)
+    if not wanted:
+        return []
+    clients = session.scalars(select(OAuthClient).where(OAuthClient.client_id.in_(wanted)))
+    found = []
+    for client in clients:
+        consent = consents.get(client.client_id)
+        scopes, last = held.get(client.client_id, (set(), None))
+        granted = set(consent.scope.split()) if consent is not None else scopes
+        found.append(
+            ConnectedService(
+                client_id=client.client_id,
+                name=client.name,
+                first_party=client.first_party,
+                scope=" ".join(sorted(granted)),
+                consented_at=consent.granted_at if consent is not None else None,
+                last_login_at=last,
+            )
+        )
+    found.sort(key=lambda item: item.name.casefold())
+    return found
+
+
+def withdraw_service(session: Session, user_id: int, client_id: str, reason: str) -> int:
+    """« Retirer l'autorisation »: forget the consent, revoke the service's tokens and codes of
+    this user. Returns how many tokens were revoked. The caller queues the back-channel
+    logouts first (they are computed from the tokens still live) and commits."""
+    now = utcnow()
+    revoked = (
+        session.execute(
+            update(OAuthToken)
+            .where(
+                OAuthToken.user_id == user_id,
+                OAuthToken.client_id == client_id,
+                OAuthToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=now, revoked_reason=reason)
+        ).rowcount
+        or 0
+    )
+    session.execute(  # a code not yet exchanged is spent: it cannot bring the grant back
+        update(OAuthCode)
+        .where(
+            OAuthCode.user_id == user_id,
+            OAuthCode.client_id == client_id,
+            OAuthCode.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    session.execute(
+        delete(OAuthConsent).where(
+            OAuthConsent.user_id == user_id, OAuthConsent.client_id == client_id
+        )
+    )
+    return revoked

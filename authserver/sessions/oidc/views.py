@@ -17,7 +17,7 @@ from authserver.web import csrf, settings
 
 bp = Blueprint("oidc", __name__)
 
-CACHEABLE = "public, max-age=300"
+CACHEABLE = f"public, max-age={keys.JWKS_MAX_AGE}"  # rotation publishes keys this far ahead
 
 
 def _url(endpoint: str) -> str:
