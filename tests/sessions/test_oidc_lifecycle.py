@@ -517,7 +517,6 @@ def _relogin_for_b(user: Actions, kit_a, service_b, how: str) -> tuple[dict, dic
     return issued_a, answer.get_json()
 
 
-@pytest.mark.xfail(strict=True, reason="re-login fix in sessions/login.py")
 @pytest.mark.parametrize("how", ["prompt_login", "max_age", "step_up"])
 def test_relogin_of_the_same_user_keeps_the_session_and_its_tokens(app, user, receiver, how):
     service = receiver()

@@ -1,7 +1,7 @@
 """oidc signing keys: signs_from (a rotated key is published before it signs)
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0005"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
