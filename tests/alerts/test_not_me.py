@@ -301,3 +301,23 @@ def test_confirming_without_the_csrf_token_changes_nothing(scene):
     assert scene.token_row().used_at is None
     assert logged_in(scene.attacker.client)
     assert security_events(scene.app, "not_me") == []
+
+
+def test_passkeys_are_refused_until_their_review(app, smtp):
+    from tests.webauthn.test_api import Browser, authenticator
+
+    owner = account_with_first_login(app, smtp)
+    auth = authenticator()
+    Browser(owner).register(auth)
+    login_ok(browser(app, smtp, ip=ATTACKER_IP))
+    wait_delivered(app)
+    alert = next(m for m in smtp.messages if m["Subject"].startswith("Nouvelle connexion"))
+    reporter = browser(app, smtp)
+    path = path_of(not_me_link(alert))
+    page = reporter.client.get(path).get_data(as_text=True)
+    assert reporter.client.post(path, data={"csrf_token": csrf_of(page)}).status_code == 200
+
+    refused = Browser(browser(app, smtp, ip="198.51.100.8")).login(auth)
+    assert 400 <= refused.status_code < 500
+    assert refused.get_json()["error"]
+    assert live_sessions(app) == []
