@@ -87,6 +87,8 @@ class Settings:
     cookie_domain: str | None = None
     # Reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0: none, direct).
     trusted_proxies: int = 0
+    # Security events, one JSON line each (issue 4): "stdout", "off", or a file path.
+    security_log: str = "stdout"
 
     @property
     def secure_cookies(self) -> bool:
@@ -205,6 +207,23 @@ def _cookie_domain(raw: str | None, base_url: str) -> str | None:
     return domain
 
 
+def _security_log(raw: str | None) -> str:
+    """AUTHSERVER_SECURITY_LOG: ``stdout`` (default), ``off``, or a file the server can append."""
+    target = (raw or "").strip() or "stdout"
+    if target in ("stdout", "off"):
+        return target
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            "AUTHSERVER_SECURITY_LOG",
+            f"« stdout », « off » ou un fichier accessible en écriture attendu ; "
+            f"{target!r} : {exc.strerror or exc}",
+        ) from None
+    return target
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment; raise ConfigError on the first bad value."""
     env = os.environ if env is None else env
@@ -296,6 +315,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         cookie_domain=cookie_domain,
         trusted_proxies=_int(env, "AUTHSERVER_TRUSTED_PROXIES", 0),
+        security_log=_security_log(env.get("AUTHSERVER_SECURITY_LOG")),
         directory=directory,
         directory_url=directory_url,
         sirene_api_key=sirene_api_key,

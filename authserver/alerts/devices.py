@@ -15,7 +15,7 @@ from datetime import timedelta
 from flask import Response, current_app, g, request
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import bindparam, select, update
-from user_agents import parse as parse_user_agent
+from ua_parser import OS, UserAgent, parse_os, parse_user_agent
 
 from authserver import db
 from authserver.models import Device, User, utcnow
@@ -55,11 +55,25 @@ def known_device(user_id: int) -> Device | None:
 
 
 def describe(ua: str) -> tuple[str, str]:
-    """Readable browser and system, e.g. ("Chrome 131", "Windows 10")."""
-    parsed = parse_user_agent(ua or "")
-    browser = f"{parsed.browser.family} {parsed.browser.version_string}".strip()
-    system = f"{parsed.os.family} {parsed.os.version_string}".strip()
-    return browser[:64] or "Navigateur inconnu", system[:64] or "Système inconnu"
+    """Readable browser and system: ("Chrome 131", "Windows 10"), ("Mobile Safari 17.5", "iOS 17.5")
+
+    ua-parser (uap-core's regexes, maintained) does the parsing; what it cannot name
+    (family ``Other``, an empty or garbage header) is « Navigateur inconnu » /
+    « Système inconnu ». A minor version of 0 says nothing and is left out.
+    """
+
+    def readable(found: UserAgent | OS | None, unknown: str) -> str:
+        if found is None or not found.family or found.family == "Other":
+            return unknown
+        version = found.major or ""
+        if version and found.minor and found.minor != "0":
+            version += f".{found.minor}"
+        return f"{found.family} {version}".strip()[:64]
+
+    return (
+        readable(parse_user_agent(ua) if ua else None, "Navigateur inconnu"),
+        readable(parse_os(ua) if ua else None, "Système inconnu"),
+    )
 
 
 @dataclass(frozen=True)

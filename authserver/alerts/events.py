@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from typing import Any
 
 from flask import Flask
@@ -25,18 +23,10 @@ _RECORD = insert(LoginEvent.__table__)
 
 
 def init_security_log(app: Flask) -> None:
-    """Security events go to stdout, or to the file named by AUTHSERVER_SECURITY_LOG."""
-    if security_log.handlers:
-        return
-    target = os.environ.get("AUTHSERVER_SECURITY_LOG", "stdout")
-    if target == "off":
-        security_log.addHandler(logging.NullHandler())
-    elif target == "stdout":
-        security_log.addHandler(logging.StreamHandler(sys.stdout))
-    else:
-        security_log.addHandler(logging.FileHandler(target, encoding="utf-8"))
-    security_log.setLevel(logging.INFO)
-    security_log.propagate = False
+    """Security events go where the app's settings say (AUTHSERVER_SECURITY_LOG)."""
+    from authserver.alerts.security_log import init_app
+
+    init_app(app)
 
 
 ALERT_EVENTS = {

@@ -1,20 +1,28 @@
 """« Ce n'était pas moi »: lock the attacker out and hand the account back to its owner.
 
 Every session ends at once, the next password login needs a reset (a link is
-e-mailed), every passkey waits for the owner's review, and the security team
-gets a high-priority alert.
+e-mailed), every passkey waits for the owner's review, the browsers trusted since
+the reported login are forgotten, and the security team gets a high-priority alert.
+
+The link's token is random (32 bytes) and only its SHA-256 is stored, with its purpose,
+expiry and single use (``accounts.tokens``): as strong as an itsdangerous signature, and
+it can be revoked and used once, which a bare signature cannot.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import update
+import secrets
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from authserver import db
 from authserver.accounts import tokens
 from authserver.accounts.service import send_reset_link
 from authserver.alerts import events
 from authserver.alerts.notify import NOT_ME
-from authserver.models import SecurityEvent, User, WebAuthnCredential
+from authserver.models import Device, SecurityEvent, User, WebAuthnCredential
 from authserver.sessions import store
 from authserver.web import client_ip, user_agent
 
@@ -29,13 +37,41 @@ def pending_report(token: str) -> tuple[User, dict[str, object]]:
     return user, dict(row.data or {})
 
 
+def forget_devices(session: Session, user_id: int, reported: Any) -> list[int]:
+    """Stop trusting the reported browser and every one first seen since; return their ids.
+
+    Those are the browsers that became known from the intrusion on: an attacker holding
+    the password may have added more after the one reported. Browsers known before it
+    stay trusted: the owner's usual browser keeps its own throttling counter (it is not
+    locked out while the attacker hammers the account) and raises no new alert. An
+    earlier login the owner does not recognise has its own alert, and its own link. If
+    the reported device is unknown, every browser of the account is forgotten.
+
+    A forgotten row keeps its history (login events and sessions point at it, the
+    console shows it) but its cookie hash is replaced by random bytes that no cookie
+    hashes to: the browser's next login is a new device again, with its alert, and it
+    shares the unknown browsers' throttle. (Deleting the rows instead could make that
+    login look like the account's very first one, which alerts nobody.)
+    """
+    statement = select(Device).where(Device.user_id == user_id)
+    origin = session.get(Device, reported) if isinstance(reported, int) else None
+    if origin is not None and origin.user_id == user_id:
+        statement = statement.where(Device.first_seen_at >= origin.first_seen_at)
+    forgotten = []
+    for device in session.scalars(statement.order_by(Device.id)):
+        device.cookie_hash = secrets.token_bytes(32)
+        forgotten.append(device.id)
+    return forgotten
+
+
 def report(token: str) -> User:
-    """Consume the link and secure the account (caller commits)."""
+    """Consume the link and secure the account, all in the caller's transaction."""
     session = db.session()
     consumed = tokens.consume(session, token, NOT_ME)
     user = session.get(User, consumed.user_id)
     if user is None:
         raise tokens.TokenInvalid()
+    data = dict(consumed.data or {})
     revoked = store.revoke_all(session, user.id, "not_me")
     user.password_reset_required = True
     session.execute(
@@ -43,11 +79,19 @@ def report(token: str) -> User:
         .where(WebAuthnCredential.user_id == user.id)
         .values(review_required=True)
     )
+    forgotten = forget_devices(session, user.id, data.get("device_id"))
     send_reset_link(user)
-    details = {**(consumed.data or {}), "sessions_revoked": revoked, "reporter_ip": client_ip()}
+    details = {
+        **data,
+        "sessions_revoked": revoked,
+        "devices_forgotten": forgotten,
+        "reporter_ip": client_ip(),
+    }
+    # The alert's address is the reported login's (the suspect), the reporter's is a detail.
+    suspect_ip = str(data.get("ip") or client_ip())
     session.add(
         SecurityEvent(
-            kind="not_me", severity="high", user_id=user.id, ip=client_ip(), details=details
+            kind="not_me", severity="high", user_id=user.id, ip=suspect_ip, details=details
         )
     )
     events.emit(
@@ -55,7 +99,10 @@ def report(token: str) -> User:
         account=user.username,
         ip=client_ip(),
         user_agent=user_agent(),
+        device=data.get("device_id"),
+        outcome="account_secured",
         sessions_revoked=revoked,
+        devices_forgotten=forgotten,
         severity="high",
     )
     return user

@@ -11,10 +11,10 @@ from flask import url_for
 from authserver import db
 from authserver.accounts import tokens
 from authserver.alerts import events
-from authserver.alerts.devices import DeviceLogin
+from authserver.alerts.devices import DeviceLogin, known_device
 from authserver.mail.outbox import enqueue
 from authserver.models import SecurityEvent, User, utcnow
-from authserver.web import client_ip, settings
+from authserver.web import client_ip, settings, user_agent
 
 NOT_ME = "not_me"
 NOT_ME_TTL = 7 * 24 * 3600
@@ -66,7 +66,9 @@ def new_device_login(user: User, device_login: DeviceLogin, method: str) -> None
         "new_device_alert",
         account=user.username,
         ip=client_ip(),
+        user_agent=user_agent(),
         device=device.id,
+        outcome="alert_sent",
         browser=device.browser,
         system=device.system,
         method=method,
@@ -74,7 +76,9 @@ def new_device_login(user: User, device_login: DeviceLogin, method: str) -> None
 
 
 def account_throttled(user: User) -> None:
+    """E-mail the owner that password logins are suspended for a while (caller commits)."""
     base = settings().base_url
+    known = known_device(user.id)  # rare: only when a limit was just reached
     enqueue(
         kind="throttled",
         to=user.email,
@@ -96,4 +100,11 @@ def account_throttled(user: User) -> None:
             details={"reason": "too_many_failures"},
         )
     )
-    events.emit("account_throttled", account=user.username, ip=client_ip(), outcome="throttled")
+    events.emit(
+        "account_throttled",
+        account=user.username,
+        ip=client_ip(),
+        user_agent=user_agent(),
+        device=known.id if known else None,
+        outcome="throttled",
+    )

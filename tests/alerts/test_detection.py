@@ -335,3 +335,97 @@ def test_a_bad_interval_names_the_variable(value):
     with pytest.raises(ConfigError) as caught:
         interval_from({"AUTHSERVER_DETECTOR_INTERVAL": value})
     assert caught.value.variable == "AUTHSERVER_DETECTOR_INTERVAL"
+
+
+# --------------------------------------------------------------------------- late commits
+
+
+def _state_mark(app: Flask) -> int | None:
+    with get_database(app).session_scope() as session:
+        state = session.get(DetectorState, "login_bursts")
+        return state.last_id if state else None
+
+
+def test_an_event_committed_below_the_mark_is_still_read(app):
+    """On PostgreSQL an id is taken at INSERT: a slow transaction commits it after higher ids
+    were read. Simulated with explicit ids: id 2 shows up after 3..11 were read."""
+    victim = add_user(app, "victime.b")
+    add_events(app, [{"id": 1, "user_id": victim, "created_at": minutes(-5)}])
+    assert run(app) == []
+    assert _state_mark(app) == 1
+    add_events(
+        app,
+        [{"id": 2 + n, **row} for n, row in enumerate(failures(victim, [minutes(-0.5)] * 9), 1)],
+    )
+    assert on_accounts(run(app)) == []  # 9 failures: below the threshold
+    assert _state_mark(app) == 1  # not past the missing id 2, its neighbours are young
+    add_events(app, [{"id": 2, **failures(victim, [minutes(-0.6)])[0]}])  # the late commit
+    (alert,) = on_accounts(run(app))
+    assert alert.details["failures"] == 10
+    assert _state_mark(app) == 11
+    assert on_accounts(run(app)) == []
+
+
+def test_a_gap_that_never_fills_stops_holding_the_mark(app):
+    victim = add_user(app, "victime.b")
+    add_events(app, [{"id": 1, "user_id": victim, "created_at": minutes(-5)}])
+    run(app)
+    add_events(
+        app, [{"id": 3 + n, "user_id": victim, "created_at": minutes(-0.5)} for n in range(3)]
+    )
+    run(app)
+    assert _state_mark(app) == 1
+    run(app, minutes(2))  # id 2 was rolled back: older than SETTLE, it will never commit
+    assert _state_mark(app) == 5
+
+
+def test_events_read_again_raise_nothing_new(app):
+    """Re-read past the gap after the alert was closed and its window passed: same events,
+    no second alert, and a newer burst of the same account is still seen."""
+    victim = add_user(app, "victime.b")
+    add_events(app, [{"id": 1, "user_id": victim, "created_at": minutes(-5)}])
+    run(app)
+    rows = failures(victim, [minutes(-0.9 + m / 20) for m in range(10)])
+    add_events(app, [{"id": 3 + n, **row} for n, row in enumerate(rows)])
+    (first,) = on_accounts(run(app))
+    assert _state_mark(app) == 1
+    set_status(app, first.id, "closed")
+    assert on_accounts(run(app, minutes(20))) == []  # read again: covered by the first alert
+    add_events(app, failures(victim, [minutes(30 + m / 10) for m in range(10)]))
+    (second,) = on_accounts(run(app, minutes(31)))
+    assert second.id != first.id
+
+
+@pytest.mark.pg
+def test_a_transaction_committing_late_on_postgresql(postgres, pg_template, make_app):
+    from sqlalchemy import insert
+
+    from authserver.models import LoginEvent
+    from tests.conftest import fresh_pg_url
+
+    app = make_app(fresh_pg_url(postgres, pg_template))
+    victim = add_user(app, "victime.b")
+    add_events(app, [{"user_id": victim, "created_at": minutes(-5)}])
+    run(app)
+    database = get_database(app)
+    slow = database.factory()
+    try:
+        # The slow login takes its id first and commits last.
+        slow.execute(
+            insert(LoginEvent),
+            {
+                "user_id": victim,
+                "ip": "203.0.113.5",
+                "method": "password",
+                "outcome": "failure",
+                "reason": "bad_credentials",
+                "created_at": minutes(-0.2),
+            },
+        )
+        add_events(app, failures(victim, [minutes(-0.1)] * 9))
+        assert on_accounts(run(app)) == []
+        slow.commit()
+    finally:
+        slow.close()
+    (alert,) = on_accounts(run(app))
+    assert alert.details["failures"] == 10

@@ -22,6 +22,6 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api.bp)
     interval = configured_interval(app.config)
     if interval > 0 and not app.config.get("DETECTOR_DISABLED", app.testing):
-        worker = DetectorWorker(get_database(app), interval)
+        worker = DetectorWorker(get_database(app), interval, app)
         app.extensions[EXTENSION_KEY] = worker
         worker.start()

@@ -8,10 +8,13 @@ import click
 
 
 def _database():  # type: ignore[no-untyped-def]
+    from authserver.alerts.security_log import open_target
     from authserver.config import load_settings
     from authserver.db import Database
 
-    return Database(load_settings().database_url)
+    settings = load_settings()
+    open_target(settings.security_log)  # the alerts this command raises are logged too
+    return Database(settings.database_url)
 
 
 def _fail(message: str) -> None:

@@ -11,10 +11,19 @@ addresses and browsers they involve, and looks at each one's recent history:
   cookie) within 1 hour.
 
 Refused attempts (``failure`` and ``throttled``) both count as failures. One subject
-gets at most one alert while an alert of the same kind is open, and never two in one
-window. Runs are serialised by a write on the state row first (a row lock on
-PostgreSQL, the write lock on SQLite), so several server processes may run it.
-The caller commits.
+gets at most one alert while an alert of the same kind is open, never two in one
+window, and never two for the same events.
+
+Ids are not handed out in commit order on PostgreSQL (a sequence value is taken at
+INSERT, the row shows at COMMIT): a slower login transaction can commit an id below
+one a run already read. So the mark never moves past a missing id while the events
+after it are younger than ``SETTLE`` (older, it was rolled back): the next run reads
+from the gap again, late event included. Reading an event twice raises nothing new:
+an alert's events are skipped for its subject (``_covered``), and an open or recent
+alert holds back another (``_already_alerted``).
+
+Runs are serialised by a write on the state row first (a row lock on PostgreSQL,
+the write lock on SQLite), so several server processes may run it. The caller commits.
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ FAILED = ("failure", "throttled")
 BATCH = 5000
 MAX_BATCHES = 20  # per run; the next run goes on from the mark
 IN_CHUNK = 500  # subjects per query
+# A missing id followed by events younger than this may still commit (longer than any
+# login transaction takes); older, it never will.
+SETTLE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,30 @@ def _usernames(session: Session, user_ids: set[Any]) -> list[str]:
     return sorted(session.scalars(select(User.username).where(User.id.in_(ids))))
 
 
+def _covered(session: Session, rule: Rule, since: datetime) -> dict[str, datetime]:
+    """Each subject's last event already in an alert of this rule (its ``last_at``).
+
+    Events read again (behind a gap, see ``SETTLE``) are cut at that point: an old burst
+    read again neither raises a second alert nor hides a newer burst of the subject.
+    (An alert is raised after its last event: reading alerts from ``since`` is enough.)
+    """
+    covered: dict[str, datetime] = {}
+    statement = select(SecurityEvent.details).where(
+        SecurityEvent.kind == rule.kind, SecurityEvent.created_at >= since
+    )
+    for details in session.scalars(statement):
+        subject, last_at = (details or {}).get("subject"), (details or {}).get("last_at")
+        if isinstance(subject, str) and isinstance(last_at, str):
+            moment = datetime.fromisoformat(last_at)
+            if subject not in covered or moment > covered[subject]:
+                covered[subject] = moment
+    return covered
+
+
+def _after(rows: list[tuple[Any, ...]], moment: datetime | None) -> list[tuple[Any, ...]]:
+    return rows if moment is None else [row for row in rows if row[0] > moment]
+
+
 def _failure_bursts_account(
     session: Session, user_ids: set[int], mark: int, since: datetime
 ) -> list[Finding]:
@@ -180,8 +216,10 @@ def _failure_bursts_account(
         LoginEvent.outcome.in_(FAILED),
         since=since - rule.window,
     )
+    covered = _covered(session, rule, since - rule.window)
     found = []
-    for user_id, rows in sorted(histories.items()):
+    for user_id, all_rows in sorted(histories.items()):
+        rows = _after(all_rows, covered.get(f"account:{user_id}"))
         if len(rows) < rule.threshold:
             continue
         burst = densest(
@@ -210,8 +248,10 @@ def _ip_bursts(
     failures = kind == "failure_burst_ip"
     outcome = LoginEvent.outcome.in_(FAILED) if failures else LoginEvent.outcome == "success"
     histories = _histories(session, LoginEvent.ip, ips, outcome, since=since - rule.window)
+    covered = _covered(session, rule, since - rule.window)
     found = []
-    for ip, rows in sorted(histories.items()):
+    for ip, all_rows in sorted(histories.items()):
+        rows = _after(all_rows, covered.get(f"ip:{ip}"))
         if len(rows) < rule.threshold:
             continue
         if failures:
@@ -302,11 +342,16 @@ def _raise(session: Session, finding: Finding, now: datetime) -> SecurityEvent:
         },
     )
     session.add(alert)
+    user = session.get(User, finding.user_id) if finding.user_id is not None else None
     events.emit(
         "burst_alert",
         kind=rule.kind,
         subject=finding.subject,
+        account=user.username if user else None,
         ip=finding.ip or None,
+        user_agent=None,  # many attempts: their user agents are in the login lines
+        device=finding.details.get("device"),
+        outcome="alert_raised",
         count=burst.count,
         severity=rule.severity,
     )
@@ -318,6 +363,7 @@ def detect(session: Session, now: datetime | None = None) -> list[SecurityEvent]
     now = now or utcnow()
     state = _claim_state(session, now)
     mark = state.last_id if state.last_id is not None else _initial_mark(session, now)
+    settled, blocked = mark, False
     raised: list[SecurityEvent] = []
     for _ in range(MAX_BATCHES):
         batch = session.execute(
@@ -354,8 +400,16 @@ def detect(session: Session, now: datetime | None = None) -> list[SecurityEvent]
             if not _already_alerted(session, finding, now):
                 raised.append(_raise(session, finding, now))
                 session.flush()
+        # The stored mark stops below a missing id that may still commit; this run reads on.
+        previous = mark
+        for row in batch:
+            gap = row.id != previous + 1
+            blocked = blocked or (gap and row.created_at > now - SETTLE)
+            if not blocked:
+                settled = row.id
+            previous = row.id
         mark = batch[-1].id
         if len(batch) < BATCH:
             break
-    state.last_id = mark
+    state.last_id = settled
     return raised

@@ -1,9 +1,11 @@
 """CSV exports of the console's filtered views: French headers, one line per row, streamed.
 
 Semicolon-separated UTF-8 with a byte-order mark, as spreadsheet software in
-France expects. Cells that a spreadsheet would run as a formula (``=``, ``+``,
-``-``, ``@``...) are prefixed with ``'``: identifiants and user agents come from
-the outside.
+France expects. Cells that a spreadsheet would run as a formula are prefixed with
+``'``: identifiants and user agents come from the outside. That is a cell starting,
+once leading spaces are skipped (spreadsheets skip them too), with ``=``, ``+``,
+``-``, ``@`` or their full-width forms (``＝＋－＠``, which some spreadsheets read as
+the ASCII ones), or a cell starting with a tab, carriage return or line feed.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from authserver.alerts.console.filters import (
 
 BOM = "\ufeff"
 DELIMITER = ";"
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+CONTROL_STARTS = ("\t", "\r", "\n")
 CHUNK = 64 * 1024
 
 
@@ -36,7 +39,9 @@ def paris(moment: datetime | None) -> str:
 
 def safe_cell(value: Any) -> str:
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    if text.startswith(CONTROL_STARTS) or text.lstrip().startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 Column = tuple[str, Callable[[Any], Any]]

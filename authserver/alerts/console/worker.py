@@ -7,11 +7,14 @@ retried at the next tick: detection never touches the login path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import threading
 from collections.abc import Mapping
+
+from flask import Flask
 
 from authserver.alerts.console.detection import detect
 from authserver.config import ConfigError
@@ -48,9 +51,12 @@ def configured_interval(config: Mapping[str, object]) -> float:
 
 
 class DetectorWorker:
-    def __init__(self, database: Database, interval: float) -> None:
+    """``app``, when given, is the context of each run: its alerts go to that app's security log."""
+
+    def __init__(self, database: Database, interval: float, app: Flask | None = None) -> None:
         self.database = database
         self.interval = interval
+        self.app = app
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -66,7 +72,8 @@ class DetectorWorker:
             self._thread = None
 
     def run_once(self) -> int:
-        with self.database.session_scope() as session:
+        context = self.app.app_context() if self.app is not None else contextlib.nullcontext()
+        with context, self.database.session_scope() as session:
             return len(detect(session))
 
     def _run(self) -> None:
