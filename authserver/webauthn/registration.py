@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,7 @@ def descriptors(existing: list[ExistingCredential]) -> list[PublicKeyCredentialD
     return [
         PublicKeyCredentialDescriptor(
             id=item.credential_id,
-            transports=[
-                AuthenticatorTransport(t) for t in item.transports if t in KNOWN_TRANSPORTS
-            ],
+            transports=[AuthenticatorTransport(t) for t in known_transports(item.transports)],
         )
         for item in existing
     ]
@@ -79,6 +78,13 @@ def creation_options(
         hints=[PublicKeyCredentialHint.CLIENT_DEVICE, PublicKeyCredentialHint.HYBRID],
     )
     return options_to_json_dict(options)
+
+
+def known_transports(values: Iterable[str]) -> tuple[str, ...]:
+    """The transports we know, each once, in the browser's order: at most the handful of
+    AuthenticatorTransport values, so the stored list always fits its column
+    (``["internal"] * 40`` is one ``internal``)."""
+    return tuple(dict.fromkeys(t for t in values if t in KNOWN_TRANSPORTS))
 
 
 @dataclass(frozen=True)
@@ -129,9 +135,7 @@ def verify_registration(
         )
     except Exception as exc:
         raise VerificationFailed(f"unusable public key: {type(exc).__name__}: {exc}") from None
-    transports = tuple(
-        t for t in credential["response"].get("transports", []) if t in KNOWN_TRANSPORTS
-    )
+    transports = known_transports(credential["response"].get("transports", []))
     device_type = verified.credential_device_type
     return NewCredential(
         credential_id=verified.credential_id,

@@ -96,9 +96,18 @@ def begin_registration(user: User) -> dict[str, Any]:
     return options
 
 
+# A default name is "<provider> (dd/mm/yyyy)" in the 64 characters of the name column; a
+# few provider names of the shipped table are longer than what is left.
+NAME_LENGTH = 64
+
+
 def default_name(aaguid: str, when: datetime) -> str:
-    provider = provider_name(aaguid)
-    return (provider or "Clé d'accès") + f" ({when:%d/%m/%Y})"
+    suffix = f" ({when:%d/%m/%Y})"
+    provider = provider_name(aaguid) or "Clé d'accès"
+    room = NAME_LENGTH - len(suffix)
+    if len(provider) > room:
+        provider = provider[: room - 1].rstrip() + "…"
+    return provider + suffix
 
 
 def finish_registration(user: User, credential: Any, name: str | None) -> WebAuthnCredential:
@@ -121,7 +130,7 @@ def finish_registration(user: User, credential: Any, name: str | None) -> WebAut
         attestation_format=new.attestation_format,
         backup_eligible=new.backup_eligible,
         backup_state=new.backup_state,
-        name=(name or "").strip()[:64] or default_name(new.aaguid, now),
+        name=" ".join((name or "").split())[:NAME_LENGTH] or default_name(new.aaguid, now),
         created_at=now,
     )
     session.add(row)
