@@ -105,9 +105,20 @@ def challenge_of(credential: Any) -> bytes:
 
 
 def verify_registration(
-    *, rp: RelyingParty, credential: dict[str, Any], expected_challenge: bytes
+    *,
+    rp: RelyingParty,
+    credential: dict[str, Any],
+    expected_challenge: bytes,
+    conditional: bool = False,
 ) -> NewCredential:
-    """Every relying-party step of §7.1, the ones py_webauthn skips included."""
+    """Every relying-party step of §7.1, the ones py_webauthn skips included.
+
+    ``conditional``: the ceremony was a conditional create (WebAuthn L3 §5.1.3, offered right
+    after a password login). The client then makes the credential without any gesture and
+    MUST ask the authenticator for neither presence nor verification, so UP and UV are
+    usually 0: step 14/15 of §7.1 are skipped for it, and only for it (the modal path still
+    requires both). Logins with the passkey still require UP and UV.
+    """
     check_shape(credential, "create")
     check_origin(parse_client_data(credential, "webauthn.create"), rp.origins)
     try:
@@ -116,7 +127,8 @@ def verify_registration(
             expected_challenge=expected_challenge,
             expected_rp_id=rp.id,
             expected_origin=list(rp.origins),
-            require_user_verification=True,
+            require_user_presence=not conditional,
+            require_user_verification=not conditional,
             supported_pub_key_algs=list(ALGORITHMS),
         )
     except WebAuthnException as exc:
