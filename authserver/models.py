@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -248,7 +249,8 @@ class WebAuthnCredential(Base):
     credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
-    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    # WebAuthn counters are unsigned 32-bit: past 2**31 - 1 an INTEGER column overflows.
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
     transports: Mapped[str] = mapped_column(String(128), default="")
     aaguid: Mapped[str] = mapped_column(String(36), default="")
     attestation_format: Mapped[str] = mapped_column(String(32), default="none")

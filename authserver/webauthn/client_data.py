@@ -89,14 +89,17 @@ def parse_client_data(credential: dict[str, Any], expected_type: str) -> ClientD
     origin = data.get("origin")
     if not isinstance(origin, str):
         raise MalformedCredential("clientDataJSON.origin missing")
-    cross_origin = data.get("crossOrigin", False)
     top_origin = data.get("topOrigin")
+    if top_origin is not None and not isinstance(top_origin, str):
+        raise MalformedCredential("clientDataJSON.topOrigin must be a string")
     return ClientData(
         type=expected_type,
         challenge=challenge or b"",
         origin=origin,
-        cross_origin=cross_origin is True,
-        top_origin=top_origin if isinstance(top_origin, str) else None,
+        # A boolean in the spec; only false (or absent) is same-origin: "true", 1, null or
+        # anything else is refused as cross-origin, never read as false.
+        cross_origin=data.get("crossOrigin", False) is not False,
+        top_origin=top_origin,
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import session as flask_session
 from flask_login import current_user, login_required
 from webauthn.helpers import bytes_to_base64url
 from werkzeug.wrappers import Response
 
 from authserver import db
+from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.models import User, utcnow
 from authserver.sessions.completion import safe_next
 from authserver.sessions.login import current_auth_session, recently_authenticated
@@ -19,6 +21,12 @@ from authserver.webauthn.notifications import passkey_removed
 from authserver.webauthn.providers import provider_name
 
 bp = Blueprint("passkeys", __name__)
+
+# Credential ids deleted by this browser's user, kept in the signed session cookie until the
+# passkeys page has told the browser (Signal API). Never read from the URL: a crafted link
+# could otherwise make a password manager hide a passkey that still works.
+REMOVED_KEY = "passkeys_removed"
+MAX_REMOVED = 10
 
 
 def should_offer(user: User) -> bool:
@@ -67,6 +75,14 @@ def offer_never() -> Response:
 @login_required
 def manage() -> str:
     rows = credentials.for_user(db.session(), current_user.id)
+    live = {bytes_to_base64url(row.credential_id) for row in rows}
+    # Signal only what this user deleted and no passkey of theirs still uses.
+    deleted = flask_session.pop(REMOVED_KEY) if REMOVED_KEY in flask_session else []
+    removed = [
+        credential_id
+        for user_id, credential_id in deleted
+        if user_id == current_user.id and credential_id not in live
+    ]
     items = [
         {
             "row": row,
@@ -80,7 +96,7 @@ def manage() -> str:
         items=items,
         rp_id=settings().rp_id,
         user_handle_b64=bytes_to_base64url(current_user.user_handle),
-        removed_id=request.args.get("removed", ""),
+        removed_ids=removed,
     )
 
 
@@ -88,7 +104,9 @@ def manage() -> str:
 @login_required
 def rename(passkey_id: int) -> Response:
     row = credentials.owned(db.session(), current_user.id, passkey_id)
-    name = " ".join((request.form.get("name") or "").split())[:64]
+    # Control characters (a NUL is a 500 on PostgreSQL) go; runs of blanks become one space.
+    raw = FORBIDDEN_CHARACTERS.sub(" ", request.form.get("name") or "")
+    name = " ".join(raw.split())[:64]
     if row is None:
         flash("Cette clé d'accès n'existe pas.", "error")
     elif not name:
@@ -118,12 +136,14 @@ def delete(passkey_id: int) -> Response:
             "error",
         )
         return redirect(url_for("passkeys.manage"))
-    removed = bytes_to_base64url(row.credential_id)
+    removed = [current_user.id, bytes_to_base64url(row.credential_id)]
     passkey_removed(current_user, row)
     session.delete(row)
     session.commit()
+    earlier = flask_session.get(REMOVED_KEY, [])[-(MAX_REMOVED - 1) :]
+    flask_session[REMOVED_KEY] = [*earlier, removed]
     flash("La clé d'accès a été supprimée.", "success")
-    return redirect(url_for("passkeys.manage", removed=removed))
+    return redirect(url_for("passkeys.manage"))
 
 
 @bp.post("/account/passkeys/<int:passkey_id>/confirm")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,7 @@ def descriptors(existing: list[ExistingCredential]) -> list[PublicKeyCredentialD
     return [
         PublicKeyCredentialDescriptor(
             id=item.credential_id,
-            transports=[
-                AuthenticatorTransport(t) for t in item.transports if t in KNOWN_TRANSPORTS
-            ],
+            transports=[AuthenticatorTransport(t) for t in known_transports(item.transports)],
         )
         for item in existing
     ]
@@ -81,6 +80,13 @@ def creation_options(
     return options_to_json_dict(options)
 
 
+def known_transports(values: Iterable[str]) -> tuple[str, ...]:
+    """The transports we know, each once, in the browser's order: at most the handful of
+    AuthenticatorTransport values, so the stored list always fits its column
+    (``["internal"] * 40`` is one ``internal``)."""
+    return tuple(dict.fromkeys(t for t in values if t in KNOWN_TRANSPORTS))
+
+
 @dataclass(frozen=True)
 class NewCredential:
     credential_id: bytes
@@ -99,9 +105,20 @@ def challenge_of(credential: Any) -> bytes:
 
 
 def verify_registration(
-    *, rp: RelyingParty, credential: dict[str, Any], expected_challenge: bytes
+    *,
+    rp: RelyingParty,
+    credential: dict[str, Any],
+    expected_challenge: bytes,
+    conditional: bool = False,
 ) -> NewCredential:
-    """Every relying-party step of §7.1, the ones py_webauthn skips included."""
+    """Every relying-party step of §7.1, the ones py_webauthn skips included.
+
+    ``conditional``: the ceremony was a conditional create (WebAuthn L3 §5.1.3, offered right
+    after a password login). The client then makes the credential without any gesture and
+    MUST ask the authenticator for neither presence nor verification, so UP and UV are
+    usually 0: step 14/15 of §7.1 are skipped for it, and only for it (the modal path still
+    requires both). Logins with the passkey still require UP and UV.
+    """
     check_shape(credential, "create")
     check_origin(parse_client_data(credential, "webauthn.create"), rp.origins)
     try:
@@ -110,7 +127,8 @@ def verify_registration(
             expected_challenge=expected_challenge,
             expected_rp_id=rp.id,
             expected_origin=list(rp.origins),
-            require_user_verification=True,
+            require_user_presence=not conditional,
+            require_user_verification=not conditional,
             supported_pub_key_algs=list(ALGORITHMS),
         )
     except WebAuthnException as exc:
@@ -129,9 +147,7 @@ def verify_registration(
         )
     except Exception as exc:
         raise VerificationFailed(f"unusable public key: {type(exc).__name__}: {exc}") from None
-    transports = tuple(
-        t for t in credential["response"].get("transports", []) if t in KNOWN_TRANSPORTS
-    )
+    transports = known_transports(credential["response"].get("transports", []))
     device_type = verified.credential_device_type
     return NewCredential(
         credential_id=verified.credential_id,

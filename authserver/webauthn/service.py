@@ -78,7 +78,15 @@ def _take(challenge: bytes, purposes: tuple[str, ...], user_id: int | None = Non
 # --- Registration -------------------------------------------------------------------------
 
 
-def begin_registration(user: User) -> dict[str, Any]:
+REGISTER = "register"
+# A conditional create (WebAuthn L3 `mediation: "conditional"` on create()): the browser makes
+# the passkey without a gesture, so its response has UP=0 (and often UV=0); only a ceremony
+# begun as such is verified without them. (The purpose column holds 16 characters.)
+REGISTER_CONDITIONAL = "register-cond"
+
+
+def begin_registration(user: User, *, conditional: bool = False) -> dict[str, Any]:
+    """Creation options; ``conditional`` for a conditional create (see REGISTER_CONDITIONAL)."""
     session = db.session()
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     options = registration.creation_options(
@@ -92,21 +100,36 @@ def begin_registration(user: User) -> dict[str, Any]:
     )
     binding = browser_binding(create=True)
     assert binding is not None
-    store().save(challenge, Pending("register", user.id, binding), CHALLENGE_TTL)
+    purpose = REGISTER_CONDITIONAL if conditional else REGISTER
+    store().save(challenge, Pending(purpose, user.id, binding), CHALLENGE_TTL)
     return options
 
 
+# A default name is "<provider> (dd/mm/yyyy)" in the 64 characters of the name column; a
+# few provider names of the shipped table are longer than what is left.
+NAME_LENGTH = 64
+
+
 def default_name(aaguid: str, when: datetime) -> str:
-    provider = provider_name(aaguid)
-    return (provider or "Clé d'accès") + f" ({when:%d/%m/%Y})"
+    suffix = f" ({when:%d/%m/%Y})"
+    provider = provider_name(aaguid) or "Clé d'accès"
+    room = NAME_LENGTH - len(suffix)
+    if len(provider) > room:
+        provider = provider[: room - 1].rstrip() + "…"
+    return provider + suffix
 
 
 def finish_registration(user: User, credential: Any, name: str | None) -> WebAuthnCredential:
     session = db.session()
     challenge = registration.challenge_of(credential)
-    _take(challenge, ("register",), user.id)
+    pending = _take(challenge, (REGISTER, REGISTER_CONDITIONAL), user.id)
+    if pending.user_id != user.id:  # _take checks the owner of "register" ceremonies only
+        raise ChallengeInvalid("registration ceremony of another account")
     new = registration.verify_registration(
-        rp=relying_party(), credential=credential, expected_challenge=challenge
+        rp=relying_party(),
+        credential=credential,
+        expected_challenge=challenge,
+        conditional=pending.purpose == REGISTER_CONDITIONAL,
     )
     if credentials.by_credential_id(session, new.credential_id) is not None:
         raise AlreadyRegistered("credential id already stored")
@@ -121,7 +144,7 @@ def finish_registration(user: User, credential: Any, name: str | None) -> WebAut
         attestation_format=new.attestation_format,
         backup_eligible=new.backup_eligible,
         backup_state=new.backup_state,
-        name=(name or "").strip()[:64] or default_name(new.aaguid, now),
+        name=" ".join((name or "").split())[:NAME_LENGTH] or default_name(new.aaguid, now),
         created_at=now,
     )
     session.add(row)

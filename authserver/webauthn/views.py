@@ -41,11 +41,31 @@ def _ceremony_failed(exc: CeremonyError) -> Response:
     return json_error(exc.status, exc.error, exc.message)
 
 
+# CredentialMediationRequirement values a create() may carry; only "conditional" changes
+# anything here (absent, "optional" and "required" are the modal ceremony).
+MEDIATIONS = ("optional", "required", "conditional")
+
+
 @bp.post("/register/options")
 def register_options() -> Response:
+    from authserver.sessions.login import recently_authenticated
+
     user = _require_login()
-    read_json()
-    options = service.begin_registration(user)
+    body = read_json()
+    mediation = optional_str(body, "mediation", 16)
+    if mediation is not None and mediation not in MEDIATIONS:
+        raise APIError(400, "invalid_field", "Le champ « mediation » est invalide.")
+    conditional = mediation == "conditional"
+    if conditional and not recently_authenticated():
+        # A conditional create needs no gesture: offer it only right after a login (as
+        # browsers do, after a password was just used), never to a session left open.
+        raise APIError(
+            403,
+            "recent_login_required",
+            "L'enregistrement automatique d'une clé d'accès n'est proposé que juste après "
+            "une connexion.",
+        )
+    options = service.begin_registration(user, conditional=conditional)
     db.session().commit()
     return jsonify(options)
 

@@ -1,5 +1,11 @@
 // Login page: passkeys in the Identifiant field's autofill (conditional mediation, started
 // as soon as the page loads) and the "Se connecter sans mot de passe" button.
+//
+// The autofill request must stay alive as long as the page is open: it is started again when
+// its own 5-minute timeout ends, and after the server refused the passkey the user picked.
+// After a refusal it restarts once the user is back on the Identifiant field (at once when
+// the field still has the focus, as after picking a suggestion): a restarted request only
+// waits for the user's choice, but never turns into a loop of automatic attempts.
 import * as webauthn from "./webauthn.js";
 
 const button = document.getElementById("passkey-login");
@@ -9,20 +15,48 @@ const nextField = document.querySelector('#login-form input[name="next"]');
 const next = nextField ? nextField.value : undefined;
 
 let pending = null; // the AbortController of the running request
+let modal = false; // whether that request is the button's
+let rearmed = false; // a restart waits for the user on the Identifiant field
 
 function abortPending() {
   if (pending) {
-    pending.abort();
+    const controller = pending;
     pending = null;
+    controller.abort();
   }
+}
+
+function timedOut(controller, error) {
+  const reason = controller.signal.reason;
+  return (reason && reason.name === "TimeoutError") || (error && error.name === "TimeoutError");
+}
+
+function restartWhenBack() {
+  if (!usernameField) return; // no field, no autofill
+  if (document.activeElement === usernameField) {
+    startConditional();
+    return;
+  }
+  if (rearmed) return;
+  rearmed = true;
+  const back = () => {
+    rearmed = false;
+    for (const type of ["focus", "pointerdown", "input"]) {
+      usernameField.removeEventListener(type, back);
+    }
+    if (!pending) startConditional();
+  };
+  for (const type of ["focus", "pointerdown", "input"]) usernameField.addEventListener(type, back);
 }
 
 async function startConditional() {
   const caps = await webauthn.capabilities();
   if (!caps.conditionalGet) return;
+  if (pending && modal) return; // the button's request runs; it restarts autofill when done
   abortPending();
   const controller = new AbortController();
   pending = controller;
+  modal = false;
   try {
     const result = await webauthn.authenticate({
       conditional: true,
@@ -31,8 +65,16 @@ async function startConditional() {
     });
     window.location.assign(result.redirect);
   } catch (error) {
-    if (controller.signal.aborted || error.name === "AbortError") return;
+    if (pending !== controller) return; // replaced by the button's request
+    pending = null;
+    if (timedOut(controller, error)) {
+      startConditional(); // its own 5 minutes are over: nothing was refused, wait again
+      return;
+    }
+    if (error.name === "AbortError") return;
     webauthn.showMessage(message, webauthn.frenchMessage(error));
+    await webauthn.signalUnknown(error);
+    restartWhenBack();
   }
 }
 
@@ -41,6 +83,7 @@ async function startModal() {
   abortPending();
   const controller = new AbortController();
   pending = controller;
+  modal = true;
   const username = usernameField && usernameField.value.trim() ? usernameField.value.trim() : undefined;
   button.disabled = true;
   try {
@@ -51,9 +94,9 @@ async function startModal() {
     });
     window.location.assign(result.redirect);
   } catch (error) {
-    if (!(controller.signal.aborted && pending !== controller)) {
-      webauthn.showMessage(message, webauthn.frenchMessage(error));
-    }
+    if (pending === controller) pending = null;
+    webauthn.showMessage(message, webauthn.frenchMessage(error));
+    await webauthn.signalUnknown(error);
     button.disabled = false;
     startConditional();
   }

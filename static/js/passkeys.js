@@ -4,6 +4,33 @@ import * as webauthn from "./webauthn.js";
 
 const button = document.getElementById("passkey-register");
 const message = document.getElementById("passkey-message");
+const hint = document.getElementById("passkey-hint");
+
+// What this device can do (getClientCapabilities), in words: the platform's own unlock, or
+// the phone over a QR code when the computer has none.
+const HINTS = {
+  platform:
+    "Votre appareil est compatible : vous utiliserez son déverrouillage (empreinte digitale, " +
+    "reconnaissance faciale ou code PIN).",
+  phone:
+    "Votre ordinateur n'a pas de déverrouillage compatible : utilisez votre smartphone sans " +
+    "télécharger d'application. Au moment d'activer, choisissez votre téléphone et scannez le " +
+    "QR code affiché.",
+  none:
+    "Cet appareil n'a pas de déverrouillage compatible et ne peut pas joindre votre smartphone " +
+    "(Bluetooth indisponible) : utilisez une clé de sécurité, ou activez la connexion sans mot " +
+    "de passe depuis votre smartphone.",
+};
+
+async function explain() {
+  if (!hint || !button || !webauthn.supported()) return;
+  const caps = await webauthn.capabilities();
+  const platform = caps.userVerifyingPlatformAuthenticator;
+  let text = "";
+  if (platform === true) text = HINTS.platform;
+  else if (platform === false) text = caps.hybridTransport === false ? HINTS.none : HINTS.phone;
+  webauthn.showMessage(hint, text);
+}
 
 // Conditional create (WebAuthn L3): on the page shown right after a password login, let the
 // password manager that just filled the password save a passkey without a dialog.
@@ -12,7 +39,7 @@ let conditional = null; // { controller, done }
 async function startConditionalCreate() {
   if (!button || button.dataset.conditionalCreate !== "1") return;
   const caps = await webauthn.capabilities();
-  if (!caps.conditionalCreate) return;
+  if (!caps.conditionalCreate || button.disabled) return; // `Activer` was clicked meanwhile
   const controller = new AbortController();
   const done = webauthn
     .register({ conditional: true, signal: webauthn.timeoutSignal(controller) })
@@ -51,12 +78,17 @@ async function signal() {
   const holder = document.getElementById("passkey-signal");
   if (!holder || !webauthn.supported()) return;
   const rpId = holder.dataset.rpId;
+  const list = (value) => (value ? value.split(",").filter(Boolean) : []);
+  const accepted = list(holder.dataset.accepted);
+  // Deleted from this account here (the server keeps them, never the URL), still not live.
+  const removed = list(holder.dataset.removed).filter((id) => !accepted.includes(id));
   try {
-    if (holder.dataset.removed && typeof PublicKeyCredential.signalUnknownCredential === "function") {
-      await PublicKeyCredential.signalUnknownCredential({ rpId, credentialId: holder.dataset.removed });
+    if (typeof PublicKeyCredential.signalUnknownCredential === "function") {
+      for (const credentialId of removed) {
+        await PublicKeyCredential.signalUnknownCredential({ rpId, credentialId });
+      }
     }
     if (typeof PublicKeyCredential.signalAllAcceptedCredentials === "function") {
-      const accepted = holder.dataset.accepted ? holder.dataset.accepted.split(",") : [];
       await PublicKeyCredential.signalAllAcceptedCredentials({
         rpId,
         userId: holder.dataset.userId,
@@ -77,4 +109,5 @@ if (button) {
     startConditionalCreate();
   }
 }
+explain();
 signal();

@@ -2,6 +2,8 @@
 // them, plain base64url conversion otherwise. Every request carries an AbortSignal.
 
 const TIMEOUT_MS = 5 * 60 * 1000;
+// Each call to the server: a server that never answers must not leave the page waiting.
+const FETCH_TIMEOUT_MS = 30 * 1000;
 
 export function b64urlToBuffer(value) {
   const base64 = value.replace(/-/g, "+").replace(/_/g, "/");
@@ -33,8 +35,16 @@ export async function capabilities() {
     }
   }
   const caps = {};
-  if (typeof PublicKeyCredential.isConditionalMediationAvailable === "function") {
-    caps.conditionalGet = await PublicKeyCredential.isConditionalMediationAvailable();
+  try {
+    if (typeof PublicKeyCredential.isConditionalMediationAvailable === "function") {
+      caps.conditionalGet = await PublicKeyCredential.isConditionalMediationAvailable();
+    }
+    if (typeof PublicKeyCredential.isUserVerifyingPlatformAuthenticatorAvailable === "function") {
+      caps.userVerifyingPlatformAuthenticator =
+        await PublicKeyCredential.isUserVerifyingPlatformAuthenticatorAvailable();
+    }
+  } catch (_) {
+    /* unknown: say nothing rather than something wrong */
   }
   return caps;
 }
@@ -101,18 +111,46 @@ function csrfToken() {
   return meta ? meta.content : "";
 }
 
-export async function postJSON(url, body) {
-  const response = await fetch(url, {
-    method: "POST",
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: JSON.stringify(body || {}),
-  });
+// An AbortSignal for one fetch: aborted by the caller's signal, or after FETCH_TIMEOUT_MS.
+// (A timer rather than AbortSignal.timeout, so that a test's fake clock drives it too.)
+function fetchSignal(signal) {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("Délai dépassé", "TimeoutError")),
+    FETCH_TIMEOUT_MS,
+  );
+  const follow = () => controller.abort(signal.reason);
+  if (signal) {
+    if (signal.aborted) follow();
+    else signal.addEventListener("abort", follow, { once: true });
+  }
+  const done = () => {
+    clearTimeout(timer);
+    if (signal) signal.removeEventListener("abort", follow);
+  };
+  return { signal: controller.signal, done };
+}
+
+export async function postJSON(url, body, { signal } = {}) {
+  const call = fetchSignal(signal);
+  let response;
   let data = {};
   try {
-    data = await response.json();
-  } catch (_) {
-    data = {};
+    response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body || {}),
+      signal: call.signal,
+    });
+    try {
+      data = await response.json();
+    } catch (error) {
+      if (call.signal.aborted) throw call.signal.reason;
+      data = {};
+    }
+  } finally {
+    call.done();
   }
   if (!response.ok) {
     const error = new Error(data.message || "Le serveur n'a pas pu traiter la demande.");
@@ -152,25 +190,63 @@ export function timeoutSignal(controller) {
 }
 
 export async function register({ name, conditional = false, signal } = {}) {
-  const optionsJSON = await postJSON("/webauthn/register/options", {});
+  // The server verifies a conditional create without UP/UV (the browser asks for neither),
+  // so it must know which kind of ceremony this challenge is for.
+  const optionsJSON = await postJSON(
+    "/webauthn/register/options",
+    conditional ? { mediation: "conditional" } : {},
+    { signal },
+  );
   const publicKey = creationOptionsFromJSON(optionsJSON);
   const request = { publicKey, signal };
   if (conditional) request.mediation = "conditional";
   const credential = await navigator.credentials.create(request);
   const body = { credential: credentialToJSON(credential) };
   if (name) body.name = name;
+  // The authenticator made the passkey: let the server store it even if the page's signal
+  // fires now (only the call's own timeout applies).
   return postJSON("/webauthn/register/verify", body);
 }
 
 export async function authenticate({ username, conditional = false, signal, next } = {}) {
-  const optionsJSON = await postJSON("/webauthn/login/options", username ? { username } : {});
+  const optionsJSON = await postJSON(
+    "/webauthn/login/options",
+    username ? { username } : {},
+    { signal },
+  );
   const publicKey = requestOptionsFromJSON(optionsJSON);
   const request = { publicKey, signal };
   if (conditional) request.mediation = "conditional";
   const credential = await navigator.credentials.get(request);
   const body = { credential: credentialToJSON(credential) };
   if (next) body.next = next;
-  return postJSON("/webauthn/login/verify", body);
+  try {
+    return await postJSON("/webauthn/login/verify", body); // as above: only its own timeout
+  } catch (error) {
+    // Which passkey the server refused, for the Signal API (see signalUnknown).
+    error.credentialId = credential.id;
+    error.rpId = optionsJSON.rpId || location.hostname;
+    error.discoverable = !username;
+    throw error;
+  }
+}
+
+// The server does not know this passkey (deleted, or never registered): tell the password
+// manager, which may then stop offering it (WebAuthn L3 Signal API, where available). Only
+// after a discoverable ceremony: in a username-first one, "unknown" may only mean "not this
+// account's", and another account's live passkey must not be hidden.
+export async function signalUnknown(error) {
+  if (!error || error.serverError !== "unknown_credential") return;
+  if (!error.discoverable || !error.credentialId) return;
+  if (!supported() || typeof PublicKeyCredential.signalUnknownCredential !== "function") return;
+  try {
+    await PublicKeyCredential.signalUnknownCredential({
+      rpId: error.rpId,
+      credentialId: error.credentialId,
+    });
+  } catch (_) {
+    /* a courtesy to the password manager: never block the page */
+  }
 }
 
 export function showMessage(element, text) {

@@ -4,6 +4,7 @@ authenticator, and a watcher for console errors, CSP violations and WebAuthn cal
 from __future__ import annotations
 
 import base64
+import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,6 +57,19 @@ MODAL_CREATE_STARTED = """() => window.__passkeyCalls.some(
 
 SIGNALS_DONE = """() => ["signalUnknownCredential", "signalAllAcceptedCredentials"].every(
   (m) => window.__passkeyCalls.some((c) => c.method === m && c.outcome !== "started"))"""
+
+ACCEPTED_SIGNALLED = """() => window.__passkeyCalls.some(
+  (c) => c.method === "signalAllAcceptedCredentials" && c.outcome !== "started")"""
+
+UNKNOWN_SIGNALLED_ON_LOGIN = """() => window.__passkeyCalls.some(
+  (c) => c.method === "signalUnknownCredential" && c.path === "/login"
+    && c.outcome !== "started")"""
+
+CONDITIONAL_GETS = """() => window.__passkeyCalls.filter(
+  (c) => c.method === "get" && c.mediation === "conditional").length"""
+
+CONDITIONAL_CREATE_STARTED = """() => window.__passkeyCalls.some(
+  (c) => c.method === "create" && c.mediation === "conditional")"""
 
 HAS_CONDITIONAL_GET = """async () => !!window.PublicKeyCredential
   && !!(await PublicKeyCredential.getClientCapabilities()).conditionalGet"""
@@ -201,6 +215,28 @@ def login_with_button(page, username: str | None = None) -> dict[str, Any]:
         page.get_by_role("button", name="Se connecter sans mot de passe", exact=True).click()
     wait_logged_in(page)
     return request.value.post_data_json
+
+
+def override_bits(cdp, aid: str, **bits: bool) -> None:
+    """WebAuthn.setResponseOverrideBits; the bits not named are cleared."""
+    names = ("isBogusSignature", "isBadUV", "isBadUP")
+    values = {name: bool(bits.get(name, False)) for name in names}
+    cdp.send("WebAuthn.setResponseOverrideBits", {"authenticatorId": aid, **values})
+
+
+def fake_capabilities(page, **capabilities: bool) -> None:
+    """Make getClientCapabilities() answer these (for what Chromium here cannot be: a PC
+    without a platform authenticator but with Bluetooth for a phone)."""
+    page.add_init_script(
+        "(() => { const caps = " + json.dumps(capabilities) + ";"
+        " if (window.PublicKeyCredential) PublicKeyCredential.getClientCapabilities ="
+        " async () => ({ ...caps }); })();"
+    )
+
+
+def passkey_hint(page):
+    """What the offer and passkeys pages say this device can do."""
+    return page.locator("#passkey-hint")
 
 
 def passkey_message(page):

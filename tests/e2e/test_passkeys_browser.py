@@ -27,18 +27,26 @@ from authserver.models import (
 from authserver.webauthn import errors
 from tests.conftest import PASSWORD, Actions
 from tests.e2e.helpers import (
+    ACCEPTED_SIGNALLED,
+    CONDITIONAL_CREATE_STARTED,
+    CONDITIONAL_GETS,
+    CONDITIONAL_STARTED,
     MODAL_CREATE_STARTED,
     SIGNALS_DONE,
+    UNKNOWN_SIGNALLED_ON_LOGIN,
     USERNAME,
     Watch,
     add_credential,
     at,
     credentials,
     enroll_from_offer,
+    fake_capabilities,
     login_with_button,
     logout,
     logout_into_autofill,
     logout_keeping_autofill_pending,
+    override_bits,
+    passkey_hint,
     passkey_message,
     password_login,
     path_of,
@@ -48,6 +56,7 @@ from tests.e2e.helpers import (
 )
 from tests.fixtures_services import add_virtual_authenticator
 from tests.services import LiveServer, free_port
+from tests.softauthn import b64url
 
 
 @dataclass
@@ -112,7 +121,8 @@ def assert_refused(page, site: Site, watch: Watch, error: type[errors.CeremonyEr
     assert path_of(page) == "/login"
     assert site.passkey_logins("failure")[-1].reason == error.error
     # The browser got an answer from the authenticator: the server is the one refusing.
-    assert watch.calls[-1]["method"] == "get" and watch.calls[-1]["outcome"] == "ok"
+    last_get = [c for c in watch.calls if c["method"] == "get"][-1]
+    assert last_get["outcome"] == "ok"
 
 
 # --- Enrollment and the two login paths ------------------------------------------------------
@@ -269,10 +279,18 @@ def test_deleted_passkey_cannot_log_in(page, site, watch):
     removed = [c for c in watch.calls if c["method"] == "signalUnknownCredential"]
     assert [c["outcome"] for c in removed] == ["ok"]
     assert credentials(cdp, aid) == []
-    # ...but a password manager that ignores it still offers it: the server refuses it.
+    # ...but a password manager that ignores it still offers it: the server refuses it, and
+    # the login page tells the password manager again, which forgets it this time.
     add_credential(cdp, aid, copy)
     assert logout_into_autofill(page).status == 401
     assert_refused(page, site, watch, errors.UnknownCredential)
+    page.wait_for_function(UNKNOWN_SIGNALLED_ON_LOGIN)
+    (on_login,) = [
+        c for c in watch.calls if c["method"] == "signalUnknownCredential" and c["path"] == "/login"
+    ]
+    assert on_login["credentialId"] == b64url(raw_id(copy))
+    assert on_login["outcome"] == "ok"
+    assert credentials(cdp, aid) == []
 
 
 # --- The offer's choices and the passkeys page -----------------------------------------------
@@ -381,3 +399,122 @@ def test_refused_or_abandoned_ceremony_shows_a_french_message(page, site, watch)
     message.wait_for(state="visible")
     assert message.inner_text().startswith("Délai dépassé")
     assert verifies == [] and site.passkeys() == []
+
+
+# --- Conditional create, autofill that stays alive, what the page says ----------------------
+
+
+@pytest.mark.e2e
+def test_offer_page_starts_a_conditional_create(page, site, watch):
+    add_virtual_authenticator(page)
+    with page.expect_request(lambda r: r.url.endswith("/webauthn/register/options")) as request:
+        assert password_login(page, site.url) == "/passkeys/offer"
+    # The server is told, so that it verifies this ceremony without UP/UV (the browser asks
+    # the authenticator for neither), and it accepts right after the password login.
+    assert request.value.post_data_json == {"mediation": "conditional"}
+    assert request.value.response().status == 200
+    page.wait_for_function(CONDITIONAL_CREATE_STARTED)
+    # Chromium reports conditionalCreate, but only completes one for a password its own
+    # password manager just filled: here it stays pending, and `Activer` replaces it.
+    page.get_by_role("button", name="Activer", exact=True).click()
+    wait_logged_in(page)
+    assert [c["mediation"] for c in watch.succeeded("create")] == [""]
+    conditional = [c for c in watch.calls if c["method"] == "create" and c["mediation"]]
+    assert [(c["mediation"], c["outcome"]) for c in conditional] == [("conditional", "AbortError")]
+    assert len(site.passkeys()) == 1
+
+
+@pytest.mark.e2e
+def test_autofill_starts_again_after_its_own_timeout(page, site, watch):
+    cdp, aid = add_virtual_authenticator(page)
+    enroll_from_offer(page, site.url)
+    page.clock.install()
+    # Nobody picks the passkey: the autofill request waits until its 5 minutes are over...
+    set_presence(cdp, aid, False)
+    logout(page)
+    page.wait_for_function(CONDITIONAL_STARTED)
+    with page.expect_request(lambda r: r.url.endswith("/webauthn/login/options")):
+        page.clock.run_for("05:01")
+    # ...and then a new one takes its place, with a fresh challenge.
+    page.wait_for_function(f"() => ({CONDITIONAL_GETS})() === 2")
+    outcomes = page.evaluate(
+        "() => window.__passkeyCalls.filter((c) => c.method === 'get').map((c) => c.outcome)"
+    )
+    assert outcomes == ["TimeoutError", "started"]
+    assert not passkey_message(page).is_visible()  # nothing went wrong for the user
+
+
+@pytest.mark.e2e
+def test_autofill_comes_back_after_a_refusal(page, site, watch):
+    watch.allow_http_errors()
+    cdp, aid = add_virtual_authenticator(page)
+    enroll_from_offer(page, site.url)
+    override_bits(cdp, aid, isBadUV=True)
+    assert logout_into_autofill(page).status == 400
+    assert_refused(page, site, watch, errors.UserVerificationRequired)
+    # No loop of automatic attempts: the next request waits for the person.
+    page.wait_for_timeout(1500)
+    assert page.evaluate(CONDITIONAL_GETS) == 1
+    assert len(site.passkey_logins("failure")) == 1
+
+    # Back on the Identifiant field, the passkey is offered again, and logs in.
+    override_bits(cdp, aid)
+    with page.expect_response(lambda r: r.url.endswith("/webauthn/login/verify")) as verify:
+        page.get_by_label("Identifiant", exact=True).focus()
+    assert verify.value.ok
+    wait_logged_in(page)
+    assert len(site.passkey_logins("success")) == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("transport", "hint"),
+    [
+        ("internal", "Votre appareil est compatible"),
+        ("usb", "utilisez une clé de sécurité"),
+    ],
+)
+def test_offer_page_says_what_this_device_can_do(page, site, watch, transport, hint):
+    add_virtual_authenticator(page, transport=transport)
+    assert password_login(page, site.url) == "/passkeys/offer"
+    passkey_hint(page).wait_for(state="visible")
+    assert hint in passkey_hint(page).inner_text()
+
+
+@pytest.mark.e2e
+def test_without_platform_authenticator_the_phone_is_explained(page, site, watch):
+    fake_capabilities(
+        page, userVerifyingPlatformAuthenticator=False, hybridTransport=True, conditionalGet=True
+    )
+    assert password_login(page, site.url) == "/passkeys/offer"
+    for path in ("/passkeys/offer", "/account/passkeys"):
+        page.goto(site.url + path)
+        passkey_hint(page).wait_for(state="visible")
+        text = passkey_hint(page).inner_text()
+        assert "utilisez votre smartphone sans télécharger d'application" in text
+        assert "QR code" in text
+
+
+@pytest.mark.e2e
+def test_a_crafted_removed_link_signals_nothing(page, site, watch):
+    add_virtual_authenticator(page)
+    enroll_from_offer(page, site.url)
+    live = b64url(site.passkeys()[0].credential_id)
+    page.goto(site.url + f"/account/passkeys?removed={live}")
+    page.wait_for_function(ACCEPTED_SIGNALLED)
+    assert [c for c in watch.calls if c["method"] == "signalUnknownCredential"] == []
+
+
+@pytest.mark.e2e
+def test_a_server_that_does_not_answer_does_not_leave_the_page_waiting(page, server, watch):
+    page.clock.install()
+    page.route("**/webauthn/login/options", lambda route: None)  # never answered
+    page.goto(server.url + "/login")
+    button = page.get_by_role("button", name="Se connecter sans mot de passe", exact=True)
+    button.click()
+    assert button.is_disabled()
+    page.clock.run_for("00:31")  # each call to the server has 30 seconds
+    message = passkey_message(page)
+    message.wait_for(state="visible")
+    assert message.inner_text().startswith("Délai dépassé")
+    assert button.is_enabled()

@@ -55,10 +55,15 @@ class Browser:
 
     # -- registration (logged in)
 
-    def register_options(self) -> dict[str, Any]:
-        response = self.client.post(
-            "/webauthn/register/options", json={}, headers={"X-CSRFToken": self.csrf()}
+    def register_options_response(self, body: Any = None) -> Any:
+        return self.client.post(
+            "/webauthn/register/options",
+            json={} if body is None else body,
+            headers={"X-CSRFToken": self.csrf()},
         )
+
+    def register_options(self, body: Any = None) -> dict[str, Any]:
+        response = self.register_options_response(body)
         assert response.status_code == 200, response.get_data(as_text=True)
         return response.get_json()
 
@@ -398,12 +403,113 @@ def test_credential_id_is_unique_in_the_database(app, smtp, auth):
     assert len(passkeys(app)) == 2
 
 
-def test_register_names_are_checked(browser, auth):
-    options = browser.register_options()
-    response = browser.register_verify(auth.register(options), name="x" * 65)
+# Names the JSON API refuses: (id, name). Run on SQLite and PostgreSQL, where a lone surrogate
+# (not encodable as UTF-8) or a NUL (refused in PostgreSQL text) would otherwise be a 500.
+BAD_NAMES = [
+    ("too-long", "x" * 65),
+    ("number", 42),
+    ("list", ["Mon ordinateur"]),
+    ("lone-surrogate", "PC \ud800"),
+    ("low-surrogate", "\udfff"),
+    ("nul", "PC\x00bureau"),
+    ("escape", "\x1b[31mrouge"),
+    ("newline", "PC\ndu bureau"),
+    ("c1-control", "PC\x85"),
+]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, id=i) for i, n in BAD_NAMES])
+def test_register_names_are_checked(backend_app, smtp, name):
+    seed_accounts(backend_app, USER)
+    browser = new_browser(backend_app, smtp)
+    browser.password_login(USER)
+    response = browser.register_verify(authenticator().register(browser.register_options()), name)
     assert_json_error(response, 400, "invalid_field")
-    response = browser.register_verify(auth.register(browser.register_options()), name=42)
-    assert_json_error(response, 400, "invalid_field")
+    assert passkeys(backend_app) == []
+
+
+def test_register_accepts_any_printable_name(backend_app, smtp):
+    seed_accounts(backend_app, USER)
+    browser = new_browser(backend_app, smtp)
+    browser.password_login(USER)
+    name = "Téléphone 👍 d'Élodie — bureau"
+    assert browser.register(authenticator(), name=name)["name"] == name
+
+
+def _on(app: Flask, smtp: SMTPServer) -> Browser:
+    """A seeded martin.dupont logged in with his password on ``app``."""
+    seed_accounts(app, USER)
+    browser = new_browser(app, smtp)
+    browser.password_login(USER)
+    return browser
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        pytest.param(["internal"] * 40, "internal", id="same-40-times"),
+        pytest.param(
+            ["usb", "internal", "usb", "hybrid", "internal"], "usb,internal,hybrid", id="mixed"
+        ),
+        pytest.param(
+            ["usb", "nfc", "ble", "smart-card", "internal", "cable", "hybrid"] * 10 + ["x"] * 30,
+            "usb,nfc,ble,smart-card,internal,cable,hybrid",
+            id="all-known-many-times",
+        ),
+    ],
+)
+def test_transports_are_stored_once_each(backend_app, smtp, sent, stored):
+    browser = _on(backend_app, smtp)
+    auth = authenticator(transports=tuple(sent))
+    browser.register(auth)
+    (row,) = passkeys(backend_app)
+    assert row.transports == stored
+    # And listed once each in excludeCredentials.
+    (descriptor,) = browser.register_options()["excludeCredentials"]
+    assert descriptor["transports"] == stored.split(",")
+
+
+def _longest_provider() -> tuple[str, str]:
+    from authserver.webauthn.providers import _load_table
+
+    return max(_load_table()["names"].items(), key=lambda item: len(item[1]))
+
+
+def test_a_long_provider_name_still_makes_a_default_name(backend_app, smtp):
+    aaguid, provider = _longest_provider()
+    assert len(provider) > 64 - len(" (dd/mm/yyyy)"), "the shipped table has long names"
+    browser = _on(backend_app, smtp)
+    answer = browser.register(authenticator(aaguid=uuid.UUID(aaguid).bytes))
+    (row,) = passkeys(backend_app)
+    assert answer["name"] == row.name
+    assert len(row.name) <= 64
+    assert row.name.endswith(f" ({utcnow():%d/%m/%Y})") or row.name.endswith(")")
+    assert row.name.startswith(provider[:40]) and "…" in row.name
+
+
+def test_default_name_fits_its_column():
+    from datetime import datetime
+
+    from authserver.webauthn.service import default_name
+
+    aaguid, _provider = _longest_provider()
+    when = datetime(2026, 11, 26)
+    assert len(default_name(aaguid, when)) <= 64
+    assert default_name(aaguid, when).endswith("… (26/11/2026)")
+    assert default_name(GOOGLE_PASSWORD_MANAGER, when) == "Google Password Manager (26/11/2026)"
+    assert default_name("00000000-0000-0000-0000-000000000000", when) == "Clé d'accès (26/11/2026)"
+
+
+@pytest.mark.parametrize("count", [2**31, 2**32 - 2])
+def test_counters_above_a_signed_32_bit_integer_are_stored(backend_app, smtp, count):
+    """WebAuthn counters are unsigned 32-bit: the column must hold them (BIGINT)."""
+    auth = authenticator()
+    browser = _on(backend_app, smtp)
+    browser.register(auth, sign_count=count)
+    assert passkeys(backend_app)[0].sign_count == count
+    browser.logout()
+    assert browser.login(auth).status_code == 200  # the counter goes to count + 1
+    assert passkeys(backend_app)[0].sign_count == count + 1
 
 
 # --------------------------------------------------------------------------- request options
@@ -716,13 +822,19 @@ def test_register_verify_refuses_malformed_credentials(app, quick_browser, auth,
         pytest.param({"username": 12}, id="number"),
         pytest.param({"username": ["martin.dupont"]}, id="list"),
         pytest.param({"username": "m" * 255}, id="too-long"),
+        pytest.param({"username": "martin\ud800"}, id="lone-surrogate"),
+        pytest.param({"username": "\udc00martin"}, id="low-surrogate"),
+        pytest.param({"username": "martin\x00.dupont"}, id="nul"),
+        pytest.param({"username": "martin.dupont\n"}, id="newline"),
+        pytest.param({"username": "\x7fmartin"}, id="delete"),
     ],
 )
-def test_login_options_checks_the_username(client, body):
-    response = client.post("/webauthn/login/options", json=body)
+def test_login_options_checks_the_username(backend_app, body):
+    response = backend_app.test_client().post("/webauthn/login/options", json=body)
     assert_json_error(response, 400, "invalid_field")
 
 
-def test_login_verify_checks_next(enrolled, auth):
-    response = enrolled.login_verify(auth.assert_(enrolled.login_options()), next=["/espace"])
+@pytest.mark.parametrize("next_url", [["/espace"], "/espace\x00", "/espace\ud800"])
+def test_login_verify_checks_next(enrolled, auth, next_url):
+    response = enrolled.login_verify(auth.assert_(enrolled.login_options()), next=next_url)
     assert_json_error(response, 400, "invalid_field")

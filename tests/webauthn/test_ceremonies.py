@@ -395,6 +395,62 @@ def test_registration_in_a_cross_origin_frame_is_refused(app, smtp, auth):
     assert passkeys(app) == []
 
 
+# crossOrigin is a boolean: only false (or absent) is same-origin. Anything else is refused,
+# never read as false (a "true" string used to pass).
+NOT_FALSE = ["true", "false", 1, 0, None, [], {}, "", [False]]
+
+
+def _with_client_data_member(credential: dict, key: str, value: Any) -> dict:
+    data = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))
+    data[key] = value
+    credential["response"]["clientDataJSON"] = b64url(json.dumps(data).encode())
+    return credential
+
+
+def _resigned(auth, credential: dict) -> dict:
+    """The assertion signed again over its (changed) clientDataJSON: only the change differs."""
+    response = credential["response"]
+    signed = (
+        base64url_to_bytes(response["authenticatorData"])
+        + hashlib.sha256(base64url_to_bytes(response["clientDataJSON"])).digest()
+    )
+    response["signature"] = b64url(auth.credential(credential["id"]).sign(signed))
+    return credential
+
+
+@pytest.mark.parametrize("value", NOT_FALSE, ids=repr)
+def test_login_with_a_non_boolean_cross_origin_is_refused(app, enrolled, auth, value):
+    credential = auth.assert_(enrolled.login_options())
+    credential = _resigned(auth, _with_client_data_member(credential, "crossOrigin", value))
+    refused(enrolled.login_verify(credential), 400, "cross_origin")
+    # The same assertion with crossOrigin false is a good one (the resigning is sound).
+    credential = auth.assert_(enrolled.login_options())
+    credential = _resigned(auth, _with_client_data_member(credential, "crossOrigin", False))
+    assert enrolled.login_verify(credential).status_code == 200
+
+
+@pytest.mark.parametrize("value", NOT_FALSE, ids=repr)
+def test_registration_with_a_non_boolean_cross_origin_is_refused(app, smtp, auth, value):
+    seed_accounts(app, USER)
+    browser = new_browser(app, smtp)
+    browser.password_login(USER)
+    credential = auth.register(browser.register_options())
+    credential = _with_client_data_member(credential, "crossOrigin", value)
+    assert_json_error(browser.register_verify(credential), 400, "cross_origin")
+    assert passkeys(app) == []
+
+
+def test_registration_without_cross_origin_is_same_origin(app, smtp, auth):
+    seed_accounts(app, USER)
+    browser = new_browser(app, smtp)
+    browser.password_login(USER)
+    credential = auth.register(browser.register_options())
+    data = json.loads(base64url_to_bytes(credential["response"]["clientDataJSON"]))
+    del data["crossOrigin"]  # optional in the spec (older browsers leave it out)
+    credential["response"]["clientDataJSON"] = b64url(json.dumps(data).encode())
+    assert browser.register_verify(credential).status_code == 200
+
+
 @pytest.mark.parametrize("cross_origin", [True, False])
 def test_a_foreign_top_origin_is_refused(enrolled, auth, cross_origin):
     credential = auth.assert_(
@@ -869,6 +925,22 @@ def test_parse_client_data_reads_what_py_webauthn_ignores():
     ],
 )
 def test_parse_client_data_refuses_malformed_data(data):
+    with pytest.raises(MalformedCredential):
+        client_data.parse_client_data(_with_client_data(data), "webauthn.get")
+
+
+@pytest.mark.parametrize("value", [*NOT_FALSE, True], ids=repr)
+def test_parse_client_data_reads_anything_but_false_as_cross_origin(value):
+    data = {"type": "webauthn.get", "challenge": "AQID", "origin": ORIGIN, "crossOrigin": value}
+    parsed = client_data.parse_client_data(_with_client_data(data), "webauthn.get")
+    assert parsed.cross_origin is True
+    with pytest.raises(CrossOriginRefused):
+        client_data.check_origin(parsed, RP.origins)
+
+
+@pytest.mark.parametrize("value", [5, ["https://evil.example"], {}, True])
+def test_parse_client_data_refuses_a_top_origin_that_is_not_a_string(value):
+    data = {"type": "webauthn.get", "challenge": "AQID", "origin": ORIGIN, "topOrigin": value}
     with pytest.raises(MalformedCredential):
         client_data.parse_client_data(_with_client_data(data), "webauthn.get")
 
