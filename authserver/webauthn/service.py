@@ -63,13 +63,14 @@ def browser_binding(*, create: bool) -> bytes | None:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _take(challenge: bytes, purposes: tuple[str, ...], user_id: int | None = None) -> Pending:
+def _take(challenge: bytes, purposes: tuple[str, ...], user_id: int) -> Pending:
+    """Consume a registration ceremony begun by this browser for this user."""
     pending = store().consume(challenge)
     if (
         pending is None
         or pending.purpose not in purposes
         or pending.binding != browser_binding(create=False)
-        or (pending.purpose == "register" and pending.user_id != user_id)
+        or pending.user_id != user_id
     ):
         raise ChallengeInvalid("no pending ceremony for this challenge, browser and user")
     return pending
@@ -123,8 +124,6 @@ def finish_registration(user: User, credential: Any, name: str | None) -> WebAut
     session = db.session()
     challenge = registration.challenge_of(credential)
     pending = _take(challenge, (REGISTER, REGISTER_CONDITIONAL), user.id)
-    if pending.user_id != user.id:  # _take checks the owner of "register" ceremonies only
-        raise ChallengeInvalid("registration ceremony of another account")
     new = registration.verify_registration(
         rp=relying_party(),
         credential=credential,

@@ -1,7 +1,7 @@
 """passkeys: sign_count as BIGINT (WebAuthn counters are unsigned 32-bit)
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0005"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
