@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, current_app, request
+from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 
 from authserver.config import Settings
@@ -25,6 +27,22 @@ PARIS = ZoneInfo("Europe/Paris")
 def paris_time(moment: datetime) -> str:
     """A UTC time as people in France read it: 26/11/2026 à 17:45 (heure de Paris)."""
     return moment.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M") + " (heure de Paris)"
+
+
+class BaseForm(FlaskForm):
+    """Every form of the app: fields are read from the urlencoded/multipart *text* parts only.
+
+    Flask-WTF's default also merges ``request.files`` and JSON bodies into the form data, so
+    a text field could arrive as a file part or a JSON number and reach code expecting a
+    ``str``. Here a file part or a JSON body simply leaves the field empty.
+    """
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            if formdata is not None and not hasattr(formdata, "getlist"):
+                # Flask-WTF's "not given" marker: read the current request's text fields.
+                return request.form if form.is_submitted() else None
+            return formdata
 
 
 def settings() -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from urllib.parse import urlsplit
 
@@ -299,3 +300,44 @@ def test_unknown_api_path_answers_json(client, path):
     assert body["error"] == "not_found"
     assert isinstance(body["message"], str) and "existe" in body["message"]
     assert set(body) == {"error", "message"}
+
+
+# --------------------------------------------------------------------------- form input
+
+
+def form_fields(reset_path: str) -> list[tuple[str, str]]:
+    return [(path, name) for path, data in form_posts(reset_path) for name in data]
+
+
+def test_every_form_reads_text_fields_only(app, world):
+    """A text field sent as a multipart file part (or a JSON body) is an empty field, not a 500."""
+    owner, reset = world
+    cases = form_fields(reset)
+    assert len(cases) > 15 and {path for path, _ in cases} >= {"/login", "/signup", reset}
+    for path, name in cases:
+        data = dict(dict(form_posts(reset))[path])
+        data["csrf_token"] = owner.csrf()
+        data[name] = (io.BytesIO(b"martin.dupont"), "champ.txt")
+        response = owner.client.post(path, data=data, content_type="multipart/form-data")
+        assert response.status_code < 500, (path, name, response.status_code)
+        assert "Traceback" not in response.get_data(as_text=True)
+    for path, data in form_posts(reset):
+        body = {**data, "csrf_token": owner.csrf(), "username": 5, "email": ["x"]}
+        response = owner.client.post(path, json=body)
+        assert response.status_code == 400, (path, response.status_code)
+
+
+def test_every_form_class_reads_text_fields_only(app):
+    """Forms of every package: each FlaskForm of the app derives from the shared BaseForm."""
+    from flask_wtf import FlaskForm
+
+    from authserver.web import BaseForm
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    forms = [cls for cls in subclasses(FlaskForm) if cls.__module__.startswith("authserver.")]
+    assert forms, "no form found"
+    assert [cls for cls in forms if cls is not BaseForm and not issubclass(cls, BaseForm)] == []
