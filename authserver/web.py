@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,13 +50,19 @@ def settings() -> Settings:
     return current_app.config["AUTHSERVER"]
 
 
+# Header values arrive decoded as Latin-1: its control characters (C0, DEL, C1) and the soft
+# hyphen are all the invisible ones. Stored and logged values never carry them (PostgreSQL
+# refuses NUL; escapes would forge log lines or terminal output).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\xad]")
+
+
 def client_ip() -> str:
     """The peer address; a reverse proxy in front is trusted through ProxyFix only."""
-    return (request.remote_addr or "")[:45]
+    return _CONTROL.sub("", request.remote_addr or "")[:45]
 
 
 def user_agent() -> str:
-    return (request.headers.get("User-Agent") or "")[:512]
+    return _CONTROL.sub("", request.headers.get("User-Agent") or "")[:512]
 
 
 def init_app(app: Flask) -> None:

@@ -10,7 +10,7 @@ from authserver import db
 from authserver.accounts import service
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import LoginForm
-from authserver.accounts.validation import username_key
+from authserver.accounts.validation import attempt_label, username_key
 from authserver.alerts import devices, events, notify
 from authserver.metrics import THROTTLED
 from authserver.sessions.completion import complete_login, safe_next
@@ -56,7 +56,7 @@ def login() -> object:
             outcome="throttled",
             reason="throttled",
             user=user,
-            username_attempt=username,
+            username_attempt=attempt_label(username),
         )
         db.session().commit()
         minutes = max(1, (verdict.retry_after + 59) // 60)
@@ -80,7 +80,7 @@ def login() -> object:
             outcome="failure",
             reason="bad_credentials",
             user=user,
-            username_attempt=username,
+            username_attempt=attempt_label(username),
         )
         db.session().commit()
         return _render(form, 401, error=BAD_CREDENTIALS)
