@@ -48,8 +48,9 @@ def login() -> object:
     device = devices.known_device(user.id) if user else None
     device_key = device.cookie_hash.hex() if device else None
 
-    verdict = throttle().check_login(key, client_ip(), device_key)
-    if not verdict.allowed:
+    # Counted before the (slow) password check: parallel guesses cannot all pass.
+    reservation = throttle().reserve_login(key, client_ip(), device_key)
+    if not reservation.allowed:
         THROTTLED.labels("login").inc()
         events.record_login(
             method="password",
@@ -59,7 +60,7 @@ def login() -> object:
             username_attempt=attempt_label(username),
         )
         db.session().commit()
-        minutes = max(1, (verdict.retry_after + 59) // 60)
+        minutes = max(1, (reservation.retry_after + 59) // 60)
         page, status = _render(
             form,
             429,
@@ -68,12 +69,12 @@ def login() -> object:
                 f"{minutes} minute(s), ou réinitialisez votre mot de passe."
             ),
         )
-        return page, status, {"Retry-After": str(verdict.retry_after)}
+        return page, status, {"Retry-After": str(reservation.retry_after)}
 
     result = service.check_password(user, form.password.data)
     outcome = result.outcome
     if outcome is service.LoginOutcome.BAD_CREDENTIALS:
-        if throttle().login_failed(key, client_ip(), device_key) and user is not None:
+        if reservation.reached and user is not None:
             notify.account_throttled(user)
         events.record_login(
             method="password",
@@ -86,6 +87,7 @@ def login() -> object:
         return _render(form, 401, error=BAD_CREDENTIALS)
 
     assert user is not None
+    throttle().refund(reservation)  # the password was right: not a failed attempt
     if outcome is not service.LoginOutcome.OK:
         events.record_login(method="password", outcome="failure", reason=outcome.value, user=user)
         db.session().commit()
