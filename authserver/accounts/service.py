@@ -229,11 +229,13 @@ def reset_password(token: str, new_password: str) -> User:
 
 
 def set_password_hash(user: User, password_hash: str, *, reason: str) -> None:
+    """The one way a password changes: sessions revoked, pending reset links expired, owner told."""
     session = db.session()
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
     user.password_reset_required = False
     store.revoke_all(session, user.id, reason)
+    tokens.expire_pending(session, user_id=user.id, purpose=tokens.PASSWORD_RESET)
     enqueue(
         kind="password_changed",
         to=user.email,

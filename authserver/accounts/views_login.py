@@ -40,6 +40,16 @@ def login() -> object:
     if not form.is_submitted():
         return _render(form)
     if not form.validate():
+        # Every attempt is a login event, a malformed one too (empty or oversized fields).
+        typed = form.username.data or ""
+        events.record_login(
+            method="password",
+            outcome="failure",
+            reason="invalid_input",
+            user=service.find_by_username(typed) if typed else None,
+            username_attempt=attempt_label(typed),
+        )
+        db.session().commit()
         return _render(form, 400)
 
     username = form.username.data
