@@ -10,7 +10,7 @@ from authserver import db
 from authserver.accounts import service
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import LoginForm
-from authserver.accounts.validation import attempt_label, username_key
+from authserver.accounts.validation import attempt_label, has_control_characters, username_key
 from authserver.alerts import devices, events, notify
 from authserver.metrics import THROTTLED
 from authserver.sessions.completion import complete_login, safe_next
@@ -104,7 +104,12 @@ def login() -> object:
         return _render(form, 403, problem=outcome.value, problem_username=user.username)
 
     throttle().login_succeeded(key, device_key)
-    target = complete_login(user, method="password", next_url=request.form.get("next"))
+    # A CR/LF in ``next`` would reach the Location header (a 500): dropped here; safe_next
+    # (sessions) should refuse control characters for every caller.
+    next_url = request.form.get("next") or ""
+    if has_control_characters(next_url):
+        next_url = ""
+    target = complete_login(user, method="password", next_url=next_url or None)
     if should_offer(user):
         target = url_for("passkeys.offer", next=target)
     db.session().commit()

@@ -323,3 +323,13 @@ def test_logout_ends_the_session(client, actions):
     assert response.location == "/login"
     assert "déconnecté" in text(client.get("/login"))
     assert not logged_in(client)
+
+
+@pytest.mark.parametrize("next_url", ["/espace\r\nX-Injecte: 1", "/espace\n", "/espace\x00"])
+def test_a_next_with_control_characters_is_ignored(app, actions, next_url):
+    actions.create_active_account()
+    set_user(app, passkey_offer_refused=True)  # straight to the target, no offer page
+    response = actions.login(next=next_url)
+    assert response.status_code == 302
+    assert "X-Injecte" not in response.headers
+    assert "\n" not in response.location and "\x00" not in response.location
