@@ -34,9 +34,14 @@ def _check_database(settings: Settings) -> None:
 
     if settings.database_url.startswith("sqlite:///"):
         # The embedded database lives in instance/: create its folder on a fresh clone.
-        Path(settings.database_url.removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
-        )
+        folder = Path(settings.database_url.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(
+                f"AUTHSERVER_DATABASE_URL : impossible de créer le dossier {folder} "
+                f"de la base SQLite ({exc.strerror or type(exc).__name__})"
+            )
 
     engine = make_engine(settings.database_url)
     try:

@@ -6,6 +6,7 @@ with one line naming the variable instead of failing later inside a request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -125,6 +126,54 @@ def parse_mail_url(value: str) -> MailURL:
     )
 
 
+def mask_url(value: str) -> str:
+    """The URL as it may be shown or logged: the password of ``user:password@`` hidden."""
+    head, at, tail = value.rpartition("@")
+    if not at:
+        return value
+    scheme, slashes, userinfo = head.rpartition("//")
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}{slashes}{user}{':***' if colon else ''}@{tail}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost (and its subdomains) or a loopback address (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen_host(raw: str | None) -> str:
+    """AUTHSERVER_HOST: an IP address or a host name to bind (no port, no scheme)."""
+    host = (raw or "127.0.0.1").strip()
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if (
+        not host
+        or len(host) > 253
+        or any(
+            not label
+            or len(label) > 63
+            or label.startswith("-")
+            or label.endswith("-")
+            or not all(c.isascii() and (c.isalnum() or c == "-") for c in label)
+            for label in labels
+        )
+    ):
+        raise ConfigError(
+            "AUTHSERVER_HOST", f"adresse IP ou nom d'hôte attendu (sans port), reçu {raw!r}"
+        )
+    return host
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -157,9 +206,14 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 def _http_url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(name, f"URL http(s) attendue, reçu {value!r}")
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError(name, f"URL http(s) attendue, reçu {mask_url(value)!r}")
     return value.rstrip("/")
 
 
@@ -173,6 +227,11 @@ def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     try:
         if path.exists():
             return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(
+            "AUTHSERVER_SECRET_KEY", f"non définie et {path} illisible ({exc.strerror})"
+        ) from None
+    try:
         instance_path.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -182,8 +241,10 @@ def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
     except FileExistsError:
         return path.read_text().strip()
     except OSError as exc:
+        # The folder cannot be created or written: that is the instance path's problem.
         raise ConfigError(
-            "AUTHSERVER_SECRET_KEY", f"non définie et {path} illisible ({exc.strerror})"
+            "AUTHSERVER_INSTANCE_PATH",
+            f"impossible d'y écrire la clé secrète {path} ({exc.strerror})",
         ) from None
 
 
@@ -228,7 +289,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment; raise ConfigError on the first bad value."""
     env = os.environ if env is None else env
     instance_path = Path(env.get("AUTHSERVER_INSTANCE_PATH") or DEFAULT_INSTANCE)
-    host = env.get("AUTHSERVER_HOST") or "127.0.0.1"
+    host = _listen_host(env.get("AUTHSERVER_HOST"))
     port = _int(env, "AUTHSERVER_PORT", 5000, minimum=1)
     if port > 65535:
         raise ConfigError("AUTHSERVER_PORT", f"port entre 1 et 65535, reçu {port}")
@@ -245,9 +306,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     try:
         parsed_db = make_url(database_url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ConfigError(
-            "AUTHSERVER_DATABASE_URL", f"URL SQLAlchemy invalide : {database_url!r}"
+            "AUTHSERVER_DATABASE_URL", f"URL SQLAlchemy invalide : {mask_url(database_url)!r}"
         ) from None
     if parsed_db.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(
@@ -261,12 +322,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if parts.scheme not in ("redis", "rediss", "unix") or (
             parts.scheme != "unix" and not parts.hostname
         ):
-            raise ConfigError("AUTHSERVER_REDIS_URL", f"URL redis:// attendue, reçu {redis_url!r}")
+            raise ConfigError(
+                "AUTHSERVER_REDIS_URL", f"URL redis:// attendue, reçu {mask_url(redis_url)!r}"
+            )
 
     try:
         mail = parse_mail_url(env.get("AUTHSERVER_MAIL_URL") or "console")
     except ValueError as exc:
         raise ConfigError("AUTHSERVER_MAIL_URL", str(exc)) from None
+    base_host = urlsplit(base_url).hostname or ""
+    if mail.kind == "console" and (
+        base_url.startswith("https://") or not is_loopback_host(base_host)
+    ):
+        # Console mail prints every activation and reset link, and the dev mailbox shows them:
+        # development on this machine only, never a server that others reach.
+        raise ConfigError(
+            "AUTHSERVER_MAIL_URL",
+            "« console » est réservé au développement local (AUTHSERVER_BASE_URL en "
+            f"http://localhost) ; pour {base_url}, configurez smtp://hôte:port ou smtps://…",
+        )
 
     mail_sender = env.get("AUTHSERVER_MAIL_SENDER") or "France Travail Pro <no-reply@localhost>"
     if "@" not in mail_sender:

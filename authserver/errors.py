@@ -77,13 +77,19 @@ def error_response(status: int, error: str | None = None, message: str | None = 
     return Response(body, status=status, mimetype="text/html")
 
 
+def _route() -> str:
+    """The matched URL rule (``/activate/<token>``), never the path: paths carry link tokens."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else "(aucune route)"
+
+
 def _outage(what: str) -> Response:
     """503 for a dependency that is down: no stack trace, and no further use of it.
 
     The page's layout asks who is logged in, which would query the database again: the
     browser is shown as anonymous on this one page.
     """
-    log.warning("%s unavailable on %s %s", what, request.method, request.path)
+    log.warning("%s unavailable on %s %s", what, request.method, _route())
     with contextlib.suppress(Exception):
         db.session().rollback()
     g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
@@ -124,5 +130,5 @@ def init_app(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return _http_error(exc)
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception("unhandled error on %s %s", request.method, _route())
         return error_response(InternalServerError.code)

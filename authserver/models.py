@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -361,6 +362,21 @@ class DetectorState(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ThrottleCounter(Base):
+    """A rate-limit counter shared by every worker and instance (when Redis is not configured).
+
+    ``key`` names the limit and its subject (hashed when it holds an identifiant);
+    ``expires_at`` is in seconds since the epoch, so that the window arithmetic is done by
+    the database in the same statement that counts.
+    """
+
+    __tablename__ = "throttle_counters"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class Establishment(Base):

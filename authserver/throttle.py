@@ -1,7 +1,16 @@
-"""Throttling of failed logins and of e-mail-sending forms, built on ``limits``.
+"""Throttling of failed logins and of e-mail-sending forms.
 
-Counters live in memory (one process) or in Redis when ``AUTHSERVER_REDIS_URL``
-is set, so that every instance shares them.
+Counters are shared by every worker process and every instance: in Redis when
+``AUTHSERVER_REDIS_URL`` is set, else in the main database (``DatabaseStorage``, a
+``limits`` storage over the ``throttle_counters`` table). ``authserver serve`` runs
+several workers, so a per-process (``memory://``) counter would multiply every limit by
+their number: memory is only for a single process (tests, tools).
+
+Each limit is a fixed window opened by the first counted attempt: at most N attempts
+until it closes. A password attempt is counted *before* the password is verified (a
+reservation: one atomic increment that refuses past the limit) and refunded when the
+password was right, so N guesses sent at the same moment cannot all pass while Argon2
+runs.
 
 Lock-out resistance follows OWASP's "device cookies" idea: failures from
 browsers that are not a known device of the account count against the account
@@ -12,16 +21,22 @@ down other unknown browsers, never the owner's usual one.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import random
 import time
 from dataclasses import dataclass
 
 from flask import Flask, current_app
-from limits import RateLimitItemPerSecond
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.storage import RedisStorage, Storage, storage_from_string
+from sqlalchemy import Engine, case, delete, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from authserver.models import ThrottleCounter
 
 EXTENSION_KEY = "authserver.throttle"
+PURGE_PROBABILITY = 0.01  # of an acquisition also deleting the windows that closed
 
 
 @dataclass(frozen=True)
@@ -30,70 +45,221 @@ class Verdict:
     retry_after: int = 0
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """A password attempt counted in advance; ``refund`` it when the password was right."""
+
+    allowed: bool
+    retry_after: int = 0
+    keys: tuple[str, ...] = ()
+    # This attempt took the account's last one: if it fails, the account is now throttled.
+    reached: bool = False
+
+
+class DatabaseStorage(Storage):
+    """``limits`` storage in the main database (SQLite or PostgreSQL), for fixed windows.
+
+    Every change is one statement in its own short transaction, committed at once: an
+    ``INSERT … ON CONFLICT DO UPDATE`` that opens, counts or reopens the window, atomic on
+    both databases (SQLite's write lock, PostgreSQL's row lock), so concurrent workers
+    never both take the last attempt.
+    """
+
+    STORAGE_SCHEME = None  # built from the app's engine, not from a URI
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(None)
+        self.engine = engine
+        self.table = ThrottleCounter.__table__
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return SQLAlchemyError
+
+    def _upsert(self, key: str, expiry: float, amount: int, limit: int | None) -> tuple | None:
+        now = time.time()
+        column = self.table.c
+        closed = column.expires_at <= now
+        statement = (
+            self._insert(self.table)
+            .values(key=key, count=amount, expires_at=now + expiry)
+            .on_conflict_do_update(
+                index_elements=[column.key],
+                set_={
+                    "count": case((closed, amount), else_=column.count + amount),
+                    "expires_at": case((closed, now + expiry), else_=column.expires_at),
+                },
+                where=None if limit is None else or_(closed, column.count + amount <= limit),
+            )
+            .returning(column.count, column.expires_at)
+        )
+        with self.engine.begin() as connection:
+            row = connection.execute(statement).first()
+            if random.random() < PURGE_PROBABILITY:
+                connection.execute(delete(self.table).where(column.expires_at < now - 60))
+        return None if row is None else (row[0], row[1])
+
+    def acquire(self, key: str, limit: int, expiry: float) -> tuple[bool, float]:
+        """Count one attempt unless the limit is reached: (counted, count or window end)."""
+        row = self._upsert(key, expiry, 1, limit)
+        if row is None:
+            return False, self.get_expiry(key)
+        return True, row[0]
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        row = self._upsert(key, expiry, amount, None)
+        assert row is not None
+        return int(row[0])
+
+    def decr(self, key: str, amount: int = 1) -> int:
+        column = self.table.c
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(self.table)
+                .where(column.key == key, column.expires_at > time.time(), column.count > 0)
+                .values(count=case((column.count > amount, column.count - amount), else_=0))
+            )
+        return self.get(key)
+
+    def get(self, key: str) -> int:
+        column = self.table.c
+        with self.engine.connect() as connection:
+            count = connection.scalar(
+                select(column.count).where(column.key == key, column.expires_at > time.time())
+            )
+        return int(count or 0)
+
+    def get_expiry(self, key: str) -> float:
+        with self.engine.connect() as connection:
+            expiry = connection.scalar(
+                select(self.table.c.expires_at).where(self.table.c.key == key)
+            )
+        return max(float(expiry or 0), time.time())
+
+    def check(self) -> bool:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+
+    def reset(self) -> int | None:
+        with self.engine.begin() as connection:
+            return connection.execute(delete(self.table)).rowcount
+
+    def clear(self, key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(self.table).where(self.table.c.key == key))
+
+
+# DECR that never goes below zero nor recreates a key whose window closed.
+_REDIS_REFUND = """
+local count = tonumber(redis.call('get', KEYS[1]) or '0')
+if count > 0 then return redis.call('decr', KEYS[1]) end
+return 0
+"""
+
+
+def _subject(*parts: str) -> str:
+    """A fixed-length, printable key part for values typed by clients (identifiants)."""
+    joined = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(joined).hexdigest()
+
+
 class Throttle:
     def __init__(
         self,
-        storage_uri: str,
+        storage: Storage,
         *,
         window: int,
         account_failures: int,
         ip_failures: int,
     ) -> None:
-        self.storage = storage_from_string(storage_uri)
-        self.limiter = MovingWindowRateLimiter(self.storage)
-        self.account_limit = RateLimitItemPerSecond(account_failures, window)
-        self.ip_limit = RateLimitItemPerSecond(ip_failures, window)
+        self.storage = storage
         self.window = window
+        self.account_failures = account_failures
+        self.ip_failures = ip_failures
 
-    def _keys(self, username_key: str, ip: str, device_key: str | None) -> list[tuple[object, ...]]:
-        keys: list[tuple[object, ...]] = [(self.ip_limit, "login-ip", ip)]
-        if device_key:
-            keys.append((self.account_limit, "login-dev", username_key, device_key))
+    # -- counters over any storage -------------------------------------------------------
+
+    def _acquire(self, key: str, limit: int, window: int) -> tuple[bool, float]:
+        """(True, count) when counted, (False, end of the window) when the limit is reached."""
+        if isinstance(self.storage, DatabaseStorage):
+            return self.storage.acquire(key, limit, window)
+        count = self.storage.incr(key, window)  # atomic in Redis and in memory
+        if count > limit:
+            self._release(key)
+            return False, self.storage.get_expiry(key)
+        return True, count
+
+    def _release(self, key: str) -> None:
+        if isinstance(self.storage, RedisStorage):
+            self.storage.get_connection().eval(_REDIS_REFUND, 1, self.storage.prefixed_key(key))
         else:
-            keys.append((self.account_limit, "login-acct", username_key))
-        return keys
+            self.storage.decr(key)  # type: ignore[attr-defined]
 
-    def check_login(self, username_key: str, ip: str, device_key: str | None) -> Verdict:
-        """May this client try a password for this identifiant now?"""
-        retry = 0
-        for limit, *ids in self._keys(username_key, ip, device_key):
-            if not self.limiter.test(limit, *ids):  # type: ignore[arg-type]
-                retry = max(retry, self._retry_after(limit, ids))  # type: ignore[arg-type]
-        return Verdict(allowed=retry == 0, retry_after=retry)
+    @staticmethod
+    def _retry_after(window_end: float) -> int:
+        return max(1, math.ceil(window_end - time.time()))
 
-    def login_failed(self, username_key: str, ip: str, device_key: str | None) -> bool:
-        """Count one failure; True when this failure just reached the account's limit."""
-        reached = False
-        for limit, *ids in self._keys(username_key, ip, device_key):
-            self.limiter.hit(limit, *ids)  # type: ignore[arg-type]
-            if ids[0] != "login-ip" and not self.limiter.test(limit, *ids):  # type: ignore[arg-type]
-                reached = True
-        return reached
+    # -- password logins -----------------------------------------------------------------
+
+    def _login_keys(
+        self, username_key: str, ip: str, device_key: str | None
+    ) -> list[tuple[str, int]]:
+        if device_key:
+            account = (f"login-dev/{_subject(username_key, device_key)}", self.account_failures)
+        else:
+            account = (f"login-acct/{_subject(username_key)}", self.account_failures)
+        return [(f"login-ip/{ip}", self.ip_failures), account]
+
+    def reserve_login(self, username_key: str, ip: str, device_key: str | None) -> Reservation:
+        """Count this password attempt now, or refuse it (with Retry-After) when over a limit."""
+        taken: list[str] = []
+        count = 0
+        for key, limit in self._login_keys(username_key, ip, device_key):
+            counted, value = self._acquire(key, limit, self.window)
+            if not counted:
+                for earlier in taken:
+                    self._release(earlier)
+                return Reservation(False, self._retry_after(value))
+            taken.append(key)
+            count = int(value)
+        return Reservation(True, keys=tuple(taken), reached=count >= self.account_failures)
+
+    def refund(self, reservation: Reservation) -> None:
+        """The password was right: this attempt was not a failure."""
+        for key in reservation.keys:
+            self._release(key)
 
     def login_succeeded(self, username_key: str, device_key: str | None) -> None:
+        """A known browser logged in: its own counter starts again from zero."""
         if device_key:
-            self.limiter.clear(self.account_limit, "login-dev", username_key, device_key)
+            self.storage.clear(f"login-dev/{_subject(username_key, device_key)}")
+
+    # -- plain limits ------------------------------------------------------------------
 
     def hit(self, name: str, amount: int, per_seconds: int, *ids: str) -> Verdict:
         """A plain rate limit (sign-ups per IP, e-mails per account)."""
-        limit = RateLimitItemPerSecond(amount, per_seconds)
-        if self.limiter.hit(limit, name, *ids):
-            return Verdict(True)
-        return Verdict(False, self._retry_after(limit, [name, *ids]))
-
-    def _retry_after(self, limit: RateLimitItemPerSecond, ids: list[object]) -> int:
-        stats = self.limiter.get_window_stats(limit, *ids)  # type: ignore[arg-type]
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        subject = "/".join(ids)
+        if len(subject) > 100:
+            subject = _subject(*ids)
+        counted, value = self._acquire(f"{name}/{subject}", amount, per_seconds)
+        return Verdict(True) if counted else Verdict(False, self._retry_after(value))
 
     def reset(self) -> None:
         self.storage.reset()
 
 
 def init_app(app: Flask) -> None:
+    from authserver.db import get_database
+
     settings = app.config["AUTHSERVER"]
-    uri = settings.redis_url or "memory://"
+    if settings.redis_url:
+        storage: Storage = storage_from_string(settings.redis_url)  # type: ignore[assignment]
+    else:
+        storage = DatabaseStorage(get_database(app).engine)
     app.extensions[EXTENSION_KEY] = Throttle(
-        uri,
+        storage,
         window=settings.throttle_window,
         account_failures=settings.throttle_account_failures,
         ip_failures=settings.throttle_ip_failures,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, current_app, request
+from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 
 from authserver.config import Settings
@@ -27,17 +30,39 @@ def paris_time(moment: datetime) -> str:
     return moment.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M") + " (heure de Paris)"
 
 
+class BaseForm(FlaskForm):
+    """Every form of the app: fields are read from the urlencoded/multipart *text* parts only.
+
+    Flask-WTF's default also merges ``request.files`` and JSON bodies into the form data, so
+    a text field could arrive as a file part or a JSON number and reach code expecting a
+    ``str``. Here a file part or a JSON body simply leaves the field empty.
+    """
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            if formdata is not None and not hasattr(formdata, "getlist"):
+                # Flask-WTF's "not given" marker: read the current request's text fields.
+                return request.form if form.is_submitted() else None
+            return formdata
+
+
 def settings() -> Settings:
     return current_app.config["AUTHSERVER"]
 
 
+# Header values arrive decoded as Latin-1: its control characters (C0, DEL, C1) and the soft
+# hyphen are all the invisible ones. Stored and logged values never carry them (PostgreSQL
+# refuses NUL; escapes would forge log lines or terminal output).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\xad]")
+
+
 def client_ip() -> str:
     """The peer address; a reverse proxy in front is trusted through ProxyFix only."""
-    return (request.remote_addr or "")[:45]
+    return _CONTROL.sub("", request.remote_addr or "")[:45]
 
 
 def user_agent() -> str:
-    return (request.headers.get("User-Agent") or "")[:512]
+    return _CONTROL.sub("", request.headers.get("User-Agent") or "")[:512]
 
 
 def init_app(app: Flask) -> None:

@@ -53,13 +53,24 @@ BAD_VALUES = [
     ("AUTHSERVER_ACTIVATION_TTL_HOURS", "1.5"),
     ("AUTHSERVER_MAIL_RETRY_BASE", "vite"),
     ("AUTHSERVER_MAIL_RETRY_MAX", "-3"),
+    ("AUTHSERVER_HOST", "0.0.0.0:5000"),
+    ("AUTHSERVER_HOST", "http://127.0.0.1"),
+    ("AUTHSERVER_HOST", "mon serveur"),
+    ("AUTHSERVER_HOST", "-serveur"),
+    ("AUTHSERVER_DATABASE_URL", "postgresql+psycopg://u:pw@db:port/authserver"),
+    ("AUTHSERVER_BASE_URL", "http://localhost:cinq"),
+    # Console mail prints every link: development on this machine only.
+    ("AUTHSERVER_MAIL_URL", "console"),
 ]
+
+# Variables set alongside a BAD_VALUES entry (the console case needs a public base URL).
+CONTEXT = {("AUTHSERVER_MAIL_URL", "console"): {"AUTHSERVER_BASE_URL": "https://pro.example.fr"}}
 
 
 @pytest.mark.parametrize(("variable", "value"), BAD_VALUES)
 def test_bad_value_names_its_variable(base_env, variable, value):
     with pytest.raises(ConfigError) as info:
-        load_settings({**base_env, variable: value})
+        load_settings({**base_env, **CONTEXT.get((variable, value), {}), variable: value})
     assert info.value.variable == variable
     assert variable in str(info.value)
     assert info.value.reason
@@ -94,6 +105,7 @@ def test_https_deployment(base_env):
         {
             **base_env,
             "AUTHSERVER_BASE_URL": "https://connexion.entreprise.example.fr/",
+            "AUTHSERVER_MAIL_URL": "smtp://mail.example.fr:587?starttls=1",
             "AUTHSERVER_ORIGINS": "https://connexion.entreprise.example.fr, https://app.example.fr/x",
         }
     )
@@ -130,6 +142,62 @@ def test_mail_urls(base_env, url, expected):
         mail.use_ssl,
         mail.use_starttls,
     ) == expected
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://localhost:5000",
+        "https://connexion.entreprise.example.fr",
+        "http://connexion.entreprise.example.fr",
+        "http://192.0.2.10:5000",
+    ],
+)
+def test_console_mail_is_refused_off_localhost(base_env, base_url):
+    with pytest.raises(ConfigError) as info:
+        load_settings({**base_env, "AUTHSERVER_BASE_URL": base_url})  # mail: console default
+    assert info.value.variable == "AUTHSERVER_MAIL_URL"
+    assert "smtp://" in info.value.reason
+    smtp = {**base_env, "AUTHSERVER_BASE_URL": base_url, "AUTHSERVER_MAIL_URL": "smtp://m:25"}
+    assert load_settings(smtp).mail.kind == "smtp"
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://localhost:5000", "http://127.0.0.1:8000", "http://[::1]:5000"]
+)
+def test_console_mail_on_this_machine(base_env, base_url):
+    """`make run`'s defaults keep working."""
+    settings = load_settings({**base_env, "AUTHSERVER_BASE_URL": base_url})
+    assert settings.console_mail
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "srv-1.lan"])
+def test_listen_hosts(base_env, host):
+    assert load_settings({**base_env, "AUTHSERVER_HOST": host}).host == host
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AUTHSERVER_DATABASE_URL", "postgresql+psycopg://authserver:s3cr3t-mdp@db:port/auth"),
+        ("AUTHSERVER_DATABASE_URL", "postgresql+psycopg//authserver:s3cr3t-mdp@db/auth"),
+        ("AUTHSERVER_REDIS_URL", "http://:s3cr3t-mdp@redis.example.fr:6379"),
+        ("AUTHSERVER_BASE_URL", "ftp://admin:s3cr3t-mdp@pro.example.fr"),
+    ],
+)
+def test_a_bad_url_is_echoed_without_its_password(base_env, variable, value):
+    with pytest.raises(ConfigError) as info:
+        load_settings({**base_env, variable: value})
+    assert info.value.variable == variable
+    assert "s3cr3t-mdp" not in str(info.value)
+    assert ":***@" in str(info.value)
+
+
+def test_an_unwritable_instance_path_is_named(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings({"AUTHSERVER_INSTANCE_PATH": "/proc/nope/instance"})
+    assert info.value.variable == "AUTHSERVER_INSTANCE_PATH"
+    assert "/proc/nope/instance" in info.value.reason
 
 
 def test_secret_key_is_generated_once_and_kept(tmp_path):
@@ -182,6 +250,31 @@ def assert_one_clear_line(result: subprocess.CompletedProcess, variable: str) ->
 def test_cli_bad_value_one_line(base_env, variable, value):
     result = run_cli({**base_env, variable: value}, "db", "upgrade")
     assert_one_clear_line(result, variable)
+
+
+def test_cli_unwritable_sqlite_folder_one_line(base_env):
+    result = run_cli(
+        {**base_env, "AUTHSERVER_DATABASE_URL": "sqlite:////proc/nope/x.db"}, "db", "upgrade"
+    )
+    assert_one_clear_line(result, "AUTHSERVER_DATABASE_URL")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"AUTHSERVER_HOST": "0.0.0.0:5000"}, "AUTHSERVER_HOST"),
+        ({"AUTHSERVER_INSTANCE_PATH": "/proc/nope/instance"}, "AUTHSERVER_INSTANCE_PATH"),
+        ({"AUTHSERVER_BASE_URL": "https://pro.example.fr"}, "AUTHSERVER_MAIL_URL"),
+    ],
+)
+def test_cli_other_bad_settings_one_line(base_env, env, variable):
+    values = {**base_env, **env}
+    if "AUTHSERVER_INSTANCE_PATH" in env:
+        del values["AUTHSERVER_SECRET_KEY"]
+    result = run_cli(values, "serve")
+    assert_one_clear_line(result, variable)
+    assert result.returncode == 2
 
 
 def test_cli_unreachable_database_one_line(base_env):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -299,3 +301,106 @@ def test_unknown_api_path_answers_json(client, path):
     assert body["error"] == "not_found"
     assert isinstance(body["message"], str) and "existe" in body["message"]
     assert set(body) == {"error", "message"}
+
+
+# --------------------------------------------------------------------------- form input
+
+
+def form_fields(reset_path: str) -> list[tuple[str, str]]:
+    return [(path, name) for path, data in form_posts(reset_path) for name in data]
+
+
+def test_every_form_reads_text_fields_only(app, world):
+    """A text field sent as a multipart file part (or a JSON body) is an empty field, not a 500."""
+    owner, reset = world
+    cases = form_fields(reset)
+    assert len(cases) > 15 and {path for path, _ in cases} >= {"/login", "/signup", reset}
+    for path, name in cases:
+        data = dict(dict(form_posts(reset))[path])
+        data["csrf_token"] = owner.csrf()
+        data[name] = (io.BytesIO(b"martin.dupont"), "champ.txt")
+        response = owner.client.post(path, data=data, content_type="multipart/form-data")
+        assert response.status_code < 500, (path, name, response.status_code)
+        assert "Traceback" not in response.get_data(as_text=True)
+    for path, data in form_posts(reset):
+        body = {**data, "csrf_token": owner.csrf(), "username": 5, "email": ["x"]}
+        response = owner.client.post(path, json=body)
+        assert response.status_code == 400, (path, response.status_code)
+
+
+def test_every_form_class_reads_text_fields_only(app):
+    """Forms of every package: each FlaskForm of the app derives from the shared BaseForm."""
+    from flask_wtf import FlaskForm
+
+    from authserver.web import BaseForm
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    forms = [cls for cls in subclasses(FlaskForm) if cls.__module__.startswith("authserver.")]
+    assert forms, "no form found"
+    assert [cls for cls in forms if cls is not BaseForm and not issubclass(cls, BaseForm)] == []
+
+
+# --------------------------------------------------------------------------- secrets in logs
+
+TOKEN = "ceci-est-un-jeton-secret-0123456789abcdef"
+
+
+def test_an_outage_is_logged_with_the_route_not_the_token(make_app, tmp_path, caplog):
+    app = make_app(f"sqlite:///{tmp_path}/absent/dir/authserver.db", AUTHSERVER_MAIL_WORKER="0")
+    with caplog.at_level(logging.WARNING, logger="authserver.errors"):
+        response = app.test_client().get(f"/activate/{TOKEN}")
+    assert response.status_code == 503
+    assert "/activate/<token>" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [
+        (f"/activate/{TOKEN}", "authserver.accounts.service.activate"),
+        (f"/password/reset/{TOKEN}", "authserver.accounts.service.reset_user_of"),
+    ],
+)
+def test_an_unexpected_error_is_logged_with_the_route_not_the_token(
+    app, client, caplog, monkeypatch, path, target
+):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("panne simulée")
+
+    monkeypatch.setattr(target, broken)
+    with caplog.at_level(logging.ERROR, logger="authserver.errors"):
+        response = client.get(path)
+    assert response.status_code == 500
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert path.rsplit("/", 1)[0] + "/<token>" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+# --------------------------------------------------------------------------- dev mailbox
+
+
+@pytest.mark.parametrize(
+    ("remote", "headers", "status"),
+    [
+        ("127.0.0.1", {}, 200),
+        ("::1", {}, 200),
+        ("192.0.2.44", {}, 404),
+        ("10.0.0.8", {}, 404),
+        # A proxy on this machine relaying someone else's request (no trusted proxies set).
+        ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}, 404),
+        ("127.0.0.1", {"Forwarded": "for=203.0.113.9"}, 404),
+    ],
+)
+def test_dev_mailbox_only_for_this_machine(make_app, smtp, remote, headers, status):
+    app = make_app(AUTHSERVER_MAIL_URL="console")
+    Actions(app.test_client(), smtp).signup()
+    with get_database(app).session_scope() as session:
+        mail_id = session.scalar(select(func.max(OutboxMail.id)))
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = remote
+    assert client.get("/dev/mailbox", headers=headers).status_code == status
+    assert client.get(f"/dev/mailbox/{mail_id}", headers=headers).status_code == status

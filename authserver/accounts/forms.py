@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, RadioField, StringField
 from wtforms.validators import ValidationError
 
 from authserver.accounts import validation
 from authserver.accounts.passwords import MAX_LENGTH, policy_errors
+from authserver.web import BaseForm
 
 CIVILITIES = [("madame", "Madame"), ("monsieur", "Monsieur")]
 
@@ -40,7 +40,7 @@ class PasswordPairMixin:
         return True
 
 
-class SignupForm(PasswordPairMixin, FlaskForm):
+class SignupForm(PasswordPairMixin, BaseForm):
     username = StringField()
     civility = RadioField(choices=CIVILITIES, validate_choice=False)
     last_name = StringField()
@@ -81,7 +81,7 @@ class SignupForm(PasswordPairMixin, FlaskForm):
         return self.check_password_pair(username=username or "", email=email or "") and valid
 
 
-class LoginForm(FlaskForm):
+class LoginForm(BaseForm):
     username = StringField()
     password = PasswordField()
 
@@ -99,7 +99,7 @@ class LoginForm(FlaskForm):
             raise ValidationError("Mot de passe invalide.")
 
 
-class AccountLookupForm(FlaskForm):
+class AccountLookupForm(BaseForm):
     """Identifiant or e-mail, for a reset or a new activation link."""
 
     username = StringField()
@@ -116,10 +116,10 @@ class AccountLookupForm(FlaskForm):
         return True
 
 
-class ResendForm(FlaskForm):
+class ResendForm(BaseForm):
     username = StringField()
 
 
-class ResetPasswordForm(PasswordPairMixin, FlaskForm):
+class ResetPasswordForm(PasswordPairMixin, BaseForm):
     def validate_for(self, *, username: str, email: str) -> bool:
         return self.validate() and self.check_password_pair(username=username, email=email)

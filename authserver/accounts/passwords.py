@@ -1,17 +1,30 @@
 """Password policy (NIST SP 800-63B) and Argon2id hashing. No Flask, no I/O.
 
 Policy: at least 12 characters, up to 256, any Unicode (NFKC-normalised before
-hashing and checking, as 63B recommends), no composition rules; refused when it
-is among the 30,000 most common passwords (the list shipped by the maintained
-``zxcvbn`` package) or contains the identifiant or the e-mail's local part.
+hashing and checking, as 63B recommends), no composition rules. Refused, with the
+reason in French, when it is:
+
+- among the 30,000 most common passwords (the list shipped by the maintained ``zxcvbn``
+  package) or a common French password or word (``authserver/data``), compared as typed,
+  without spaces and separators, and with the digits and symbols around it removed (so
+  ``azertyuiop123`` and ``motdepasse 2026!`` are the common words they are made of);
+- a walk on the keyboard (AZERTY, QWERTY, QWERTZ, keypad rows and columns) or along the
+  alphabet or digits, e.g. ``123456789012``, ``qsdfghjklmwx``;
+- easy to guess for zxcvbn's estimator (score 0 or 1: under a million guesses), which
+  also knows the French words above;
+- containing the identifiant or the e-mail's local part.
+
+The data files are read once (files shipped in the package, not I/O per call).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -19,6 +32,50 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 MIN_LENGTH = 12
 MAX_LENGTH = 256
 CONTEXT_MIN = 3  # identifiants or local parts shorter than this are not searched for
+CORE_MIN = 4  # letters left once digits and symbols around them are removed, to look up
+AFFIX_MAX = 6  # digits/symbols around a common word that still leave it common (a year, "!")
+WALK_MIN = 3  # the shortest run that counts as a piece of a keyboard walk
+ZXCVBN_MAX = 72  # zxcvbn refuses longer input; the first 72 characters bound the estimate
+ZXCVBN_MIN_SCORE = 2  # 0 and 1: under 10^6 guesses
+FRENCH_LIST = Path(__file__).resolve().parent.parent / "data" / "common_passwords_fr.txt"
+
+# Keys in reading order (rows, then columns) of the layouts people in France use, the
+# digits and the alphabet; a password made only of runs along these (either way) is a walk.
+KEYBOARD_RUNS = (
+    "azertyuiopqsdfghjklmwxcvbn",  # AZERTY rows
+    "qwertyuiopasdfghjklzxcvbnm",  # QWERTY rows
+    "qwertzuiopasdfghjklyxcvbnm",  # QWERTZ rows
+    "1aqw2zsx3edc4rfv5tgb6yhn7uj8ik9ol0pm",  # AZERTY columns
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",  # QWERTY columns
+    "&é\"'(-è_çà)=",  # AZERTY digit row, without Shift
+    "789456123",  # keypad rows
+    "741852963",  # keypad columns
+    "012345678901234567890123456789",  # digits, going round
+    "abcdefghijklmnopqrstuvwxyz",
+)
+_SEPARATORS = re.compile(r"[\s._\-'’]+")
+_EDGES = re.compile(r"^[\W\d_]+|[\W\d_]+$")
+
+COMMON = (
+    "Ce mot de passe est trop courant : il figure dans les listes de mots de passe "
+    "les plus utilisés ou divulgués. Choisissez-en un autre."
+)
+WALK = (
+    "Ce mot de passe est trop courant : c'est une suite de touches du clavier ou de "
+    "caractères (comme « azerty » ou « 123456 »), parmi les premières essayées. "
+    "Choisissez-en un autre."
+)
+GUESSABLE = (
+    "Ce mot de passe est trop facile à deviner : {why}. Choisissez par exemple une "
+    "phrase de plusieurs mots sans rapport entre eux."
+)
+GUESSABLE_WHY = {
+    "repeat": "il répète les mêmes caractères ou groupes de caractères",
+    "sequence": "c'est une suite logique de caractères (abcd, 1234…)",
+    "spatial": "c'est une suite de touches voisines du clavier",
+    "date": "il est fait d'une date",
+    "dictionary": "il est fait de mots ou de mots de passe courants à peine modifiés",
+}
 
 
 def normalize(password: str) -> str:
@@ -32,6 +89,72 @@ def common_passwords() -> frozenset[str]:
     return frozenset(word.casefold() for word in FREQUENCY_LISTS["passwords"])
 
 
+def _plain(text: str) -> str:
+    """Case, accents and separators folded: « Mot de passe » → ``motdepasse``."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    unaccented = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _SEPARATORS.sub("", unaccented)
+
+
+@lru_cache(maxsize=1)
+def french_words() -> tuple[str, ...]:
+    """Common French passwords and words, most common first (as zxcvbn ranks them)."""
+    lines = FRENCH_LIST.read_text(encoding="utf-8").splitlines()
+    words = (_plain(line) for line in lines if line.strip() and not line.startswith("#"))
+    return tuple(dict.fromkeys(word for word in words if word))
+
+
+@lru_cache(maxsize=1)
+def _known() -> frozenset[str]:
+    return common_passwords() | {_plain(word) for word in common_passwords()} | set(french_words())
+
+
+def _is_common(folded: str) -> bool:
+    """In the lists as typed or without separators, or a listed word with a few digits or
+    symbols around it (``motdepasse123``, ``Marseille2024!``, ``azerty 123456``)."""
+    plain = _plain(folded)
+    known = _known()
+    if folded in known or plain in known or len(set(plain or folded)) < 3:
+        return True
+    core = _EDGES.sub("", plain)
+    if len(core) < CORE_MIN or core == plain or core not in known:
+        return False
+    affixes = plain.replace(core, "", 1)
+    return len(affixes) <= AFFIX_MAX or is_keyboard_walk(affixes)
+
+
+@lru_cache(maxsize=1)
+def _runs() -> tuple[str, ...]:
+    return tuple(run for keys in KEYBOARD_RUNS for run in (keys, keys[::-1]))
+
+
+def is_keyboard_walk(password: str) -> bool:
+    """Only runs of 3+ neighbouring keys or characters (``azertyuiop123``, ``1qaz2wsx3edc``)."""
+    plain = "".join(ch for ch in password.casefold()[:ZXCVBN_MAX] if not ch.isspace())
+    runs = _runs()
+    i = 0
+    while i < len(plain):
+        end = i
+        while end < len(plain) and any(plain[i : end + 1] in run for run in runs):
+            end += 1
+        if end - i < WALK_MIN:
+            return False
+        i = end
+    return bool(plain)
+
+
+def _guessable(password: str) -> str | None:
+    """zxcvbn's reason when it estimates the password under a million guesses."""
+    from zxcvbn import zxcvbn
+
+    result = zxcvbn(password[:ZXCVBN_MAX], user_inputs=list(french_words()))
+    if result["score"] >= ZXCVBN_MIN_SCORE:
+        return None
+    patterns = [match["pattern"] for match in result["sequence"]]
+    why = next((GUESSABLE_WHY[p] for p in GUESSABLE_WHY if p in patterns), "il est trop prévisible")
+    return GUESSABLE.format(why=why)
+
+
 def policy_errors(password: str, *, username: str = "", email: str = "") -> list[str]:
     """Why this password is refused, in French; empty when it is acceptable."""
     password = normalize(password)
@@ -42,16 +165,20 @@ def policy_errors(password: str, *, username: str = "", email: str = "") -> list
         return [f"Le mot de passe ne doit pas dépasser {MAX_LENGTH} caractères."]
     folded = password.casefold()
     errors: list[str] = []
-    if folded in common_passwords() or len(set(folded)) < 3:
-        errors.append(
-            "Ce mot de passe est trop courant : il figure dans les listes de mots de passe "
-            "les plus utilisés ou divulgués. Choisissez-en un autre."
-        )
+    if _is_common(folded):
+        errors.append(COMMON)
+    elif is_keyboard_walk(folded):
+        errors.append(WALK)
     if len(username) >= CONTEXT_MIN and username.casefold() in folded:
         errors.append("Le mot de passe ne doit pas contenir votre identifiant.")
     local_part = email.split("@", 1)[0] if "@" in email else ""
     if len(local_part) >= CONTEXT_MIN and local_part.casefold() in folded:
         errors.append("Le mot de passe ne doit pas contenir votre adresse e-mail.")
+    if not errors:
+        # One reason is enough: the estimate only speaks when nothing more precise did.
+        guessable = _guessable(password)
+        if guessable:
+            errors.append(guessable)
     return errors
 
 

@@ -17,7 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from authserver import db
 from authserver.accounts import tokens
 from authserver.accounts.passwords import PasswordHashing
-from authserver.accounts.validation import email_key, username_key
+from authserver.accounts.validation import (
+    email_key,
+    lookup_email_key,
+    lookup_username_key,
+    username_key,
+)
 from authserver.mail.outbox import enqueue
 from authserver.models import User, utcnow
 from authserver.sessions import store
@@ -111,15 +116,21 @@ def activate(token: str) -> User:
 
 
 def find_by_username(username: str) -> User | None:
-    return db.session().scalar(select(User).where(User.username_key == username_key(username)))
+    """The account of a typed identifiant; None for anything no account can have."""
+    key = lookup_username_key(username)
+    if key is None:
+        return None
+    return db.session().scalar(select(User).where(User.username_key == key))
 
 
 def matching_accounts(username: str, email: str) -> list[User]:
     conditions = []
-    if username.strip():
-        conditions.append(User.username_key == username_key(username))
-    if email.strip():
-        conditions.append(User.email_key == email_key(email))
+    by_username = lookup_username_key(username) if username.strip() else None
+    if by_username is not None:
+        conditions.append(User.username_key == by_username)
+    by_email = lookup_email_key(email) if email.strip() else None
+    if by_email is not None:
+        conditions.append(User.email_key == by_email)
     if not conditions:
         return []
     return list(db.session().scalars(select(User).where(or_(*conditions)).limit(5)))
@@ -218,11 +229,13 @@ def reset_password(token: str, new_password: str) -> User:
 
 
 def set_password_hash(user: User, password_hash: str, *, reason: str) -> None:
+    """The one way a password changes: sessions revoked, pending reset links expired, owner told."""
     session = db.session()
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
     user.password_reset_required = False
     store.revoke_all(session, user.id, reason)
+    tokens.expire_pending(session, user_id=user.id, purpose=tokens.PASSWORD_RESET)
     enqueue(
         kind="password_changed",
         to=user.email,

@@ -47,6 +47,20 @@ def _hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def expire_pending(session: Session, *, user_id: int, purpose: str) -> None:
+    """Every unused link of this purpose stops working now (resets, once the password changed)."""
+    session.execute(
+        update(ActionToken)
+        .where(
+            ActionToken.user_id == user_id,
+            ActionToken.purpose == purpose,
+            ActionToken.used_at.is_(None),
+            ActionToken.expires_at > utcnow(),
+        )
+        .values(expires_at=utcnow())
+    )
+
+
 def issue(
     session: Session,
     *,
@@ -59,15 +73,7 @@ def issue(
     """Create a token; with ``supersede``, earlier unused ones of this purpose stop working."""
     now = utcnow()
     if supersede:
-        session.execute(
-            update(ActionToken)
-            .where(
-                ActionToken.user_id == user_id,
-                ActionToken.purpose == purpose,
-                ActionToken.used_at.is_(None),
-            )
-            .values(expires_at=now)
-        )
+        expire_pending(session, user_id=user_id, purpose=purpose)
     token = secrets.token_urlsafe(32)
     session.add(
         ActionToken(

@@ -24,6 +24,49 @@ def username_key(username: str) -> str:
     return unicodedata.normalize("NFKC", username).strip().casefold()
 
 
+def has_control_characters(value: str) -> bool:
+    """NUL, escapes, zero-width and other invisible characters (Unicode category C*)."""
+    return any(unicodedata.category(ch).startswith("C") for ch in value)
+
+
+def lookup_username_key(value: str) -> str | None:
+    """The lookup key of a typed identifiant, or None when no account can have it.
+
+    Every account's identifiant passed :func:`clean_username`: anything else (NUL bytes,
+    control characters, a password typed in the wrong field) is an unknown account, and is
+    never sent to the database (PostgreSQL refuses NUL in text).
+    """
+    try:
+        return username_key(clean_username(value))
+    except InvalidField:
+        return None
+
+
+def looks_like_username(value: str) -> bool:
+    return lookup_username_key(value) is not None
+
+
+INVALID_ATTEMPT = "(invalide)"
+
+
+def attempt_label(value: str) -> str:
+    """What a login event keeps of a typed identifiant (stored, shown, logged).
+
+    People type their password in the identifiant field: keep the value only when it could
+    be an identifiant (allowed characters and length), else a marker.
+    """
+    value = unicodedata.normalize("NFKC", value or "").strip()
+    return value if USERNAME_RE.fullmatch(value) else INVALID_ATTEMPT
+
+
+def lookup_email_key(value: str) -> str | None:
+    """The lookup key of a typed e-mail address, or None when no account can have it."""
+    value = (value or "").strip()
+    if not value or len(value) > 254 or has_control_characters(value) or "@" not in value:
+        return None
+    return email_key(value)
+
+
 def clean_username(value: str) -> str:
     value = unicodedata.normalize("NFKC", value or "").strip()
     if not value:
@@ -84,6 +127,6 @@ def clean_name(value: str, label: str) -> str:
         raise InvalidField(f"Veuillez saisir votre {label}.")
     if len(value) > 100:
         raise InvalidField(f"Le {label} ne doit pas dépasser 100 caractères.")
-    if any(unicodedata.category(ch).startswith("C") for ch in value):
+    if has_control_characters(value):
         raise InvalidField(f"Le {label} contient des caractères non autorisés.")
     return value

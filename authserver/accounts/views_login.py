@@ -10,7 +10,7 @@ from authserver import db
 from authserver.accounts import service
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import LoginForm
-from authserver.accounts.validation import username_key
+from authserver.accounts.validation import attempt_label, has_control_characters, username_key
 from authserver.alerts import devices, events, notify
 from authserver.metrics import THROTTLED
 from authserver.sessions.completion import complete_login, safe_next
@@ -40,6 +40,16 @@ def login() -> object:
     if not form.is_submitted():
         return _render(form)
     if not form.validate():
+        # Every attempt is a login event, a malformed one too (empty or oversized fields).
+        typed = form.username.data or ""
+        events.record_login(
+            method="password",
+            outcome="failure",
+            reason="invalid_input",
+            user=service.find_by_username(typed) if typed else None,
+            username_attempt=attempt_label(typed),
+        )
+        db.session().commit()
         return _render(form, 400)
 
     username = form.username.data
@@ -48,18 +58,19 @@ def login() -> object:
     device = devices.known_device(user.id) if user else None
     device_key = device.cookie_hash.hex() if device else None
 
-    verdict = throttle().check_login(key, client_ip(), device_key)
-    if not verdict.allowed:
+    # Counted before the (slow) password check: parallel guesses cannot all pass.
+    reservation = throttle().reserve_login(key, client_ip(), device_key)
+    if not reservation.allowed:
         THROTTLED.labels("login").inc()
         events.record_login(
             method="password",
             outcome="throttled",
             reason="throttled",
             user=user,
-            username_attempt=username,
+            username_attempt=attempt_label(username),
         )
         db.session().commit()
-        minutes = max(1, (verdict.retry_after + 59) // 60)
+        minutes = max(1, (reservation.retry_after + 59) // 60)
         page, status = _render(
             form,
             429,
@@ -68,31 +79,37 @@ def login() -> object:
                 f"{minutes} minute(s), ou réinitialisez votre mot de passe."
             ),
         )
-        return page, status, {"Retry-After": str(verdict.retry_after)}
+        return page, status, {"Retry-After": str(reservation.retry_after)}
 
     result = service.check_password(user, form.password.data)
     outcome = result.outcome
     if outcome is service.LoginOutcome.BAD_CREDENTIALS:
-        if throttle().login_failed(key, client_ip(), device_key) and user is not None:
+        if reservation.reached and user is not None:
             notify.account_throttled(user)
         events.record_login(
             method="password",
             outcome="failure",
             reason="bad_credentials",
             user=user,
-            username_attempt=username,
+            username_attempt=attempt_label(username),
         )
         db.session().commit()
         return _render(form, 401, error=BAD_CREDENTIALS)
 
     assert user is not None
+    throttle().refund(reservation)  # the password was right: not a failed attempt
     if outcome is not service.LoginOutcome.OK:
         events.record_login(method="password", outcome="failure", reason=outcome.value, user=user)
         db.session().commit()
         return _render(form, 403, problem=outcome.value, problem_username=user.username)
 
     throttle().login_succeeded(key, device_key)
-    target = complete_login(user, method="password", next_url=request.form.get("next"))
+    # A CR/LF in ``next`` would reach the Location header (a 500): dropped here; safe_next
+    # (sessions) should refuse control characters for every caller.
+    next_url = request.form.get("next") or ""
+    if has_control_characters(next_url):
+        next_url = ""
+    target = complete_login(user, method="password", next_url=next_url or None)
     if should_offer(user):
         target = url_for("passkeys.offer", next=target)
     db.session().commit()

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, request
 from sqlalchemy import select
 
 from authserver import db
+from authserver.config import is_loopback_host
 from authserver.models import OutboxMail
 
 bp = Blueprint("mail", __name__)
 
 
 def _require_dev() -> None:
-    if not current_app.config["AUTHSERVER"].console_mail:
+    """Console mail only (itself refused off localhost), and only to this machine's browsers.
+
+    The mailbox shows every activation and reset link: a server listening on another
+    address (AUTHSERVER_HOST=0.0.0.0), or a local proxy forwarding outside requests, must
+    not hand them out.
+    """
+    settings = current_app.config["AUTHSERVER"]
+    if not settings.console_mail or not is_loopback_host(request.remote_addr or ""):
         abort(404)
+    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    if forwarded and not settings.trusted_proxies:
+        abort(404)  # a proxy on this machine relays someone else's request
 
 
 @bp.get("/dev/mailbox")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -120,6 +121,51 @@ def test_wrong_password_and_unknown_identifiant_get_the_same_message(app, client
     assert first.ip == second.ip == "127.0.0.1"
 
 
+@pytest.mark.parametrize(
+    ("username", "password", "kept"),
+    [
+        ("", PASSWORD, "(invalide)"),
+        ("martin.dupont", "", "martin.dupont"),
+        ("x" * 300, PASSWORD, "(invalide)"),
+    ],
+)
+def test_a_malformed_attempt_is_recorded_too(app, actions, username, password, kept):
+    actions.create_active_account()
+    assert actions.login(username, password).status_code == 400
+    [event] = events(app)
+    assert (event.method, event.outcome, event.reason) == ("password", "failure", "invalid_input")
+    assert event.username_attempt == kept
+    assert event.user_id == (user_row(app).id if kept == "martin.dupont" else None)
+
+
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("personne.inconnue", "personne.inconnue"),
+        ("Contact@Entreprise.fr", "Contact@Entreprise.fr"),
+        ("Mon$ecret!Mot2Passe", "(invalide)"),  # a password typed in the identifiant field
+        ("mon mot de passe secret", "(invalide)"),
+        ("ab", "(invalide)"),
+        ("a" * 65, "(invalide)"),
+    ],
+)
+def test_an_unknown_identifiant_is_kept_only_if_it_looks_like_one(app, actions, typed, kept):
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("authserver.security").addHandler(handler)
+    try:
+        assert actions.login(typed, "pas le bon mot de passe").status_code == 401
+    finally:
+        logging.getLogger("authserver.security").removeHandler(handler)
+    [event] = events(app)
+    assert event.username_attempt == kept
+    security_log = "\n".join(lines)
+    assert '"username_attempt"' in security_log
+    if kept != typed:
+        assert typed not in security_log
+
+
 def test_every_outcome_is_recorded(app, actions, smtp):
     actions.create_active_account()
     assert actions.signup("paul.martin").status_code == 302  # never activated
@@ -179,7 +225,8 @@ def test_empty_fields(app, client, data, field, message):
     page = response.get_data(as_text=True)
     error = re.search(rf'id="{field}-error"[^>]*>(.*?)<', page, re.S)
     assert error and message in html.unescape(error.group(1))
-    assert events(app) == []  # not an attempt
+    # Still an attempt (the issue: every attempt is recorded), marked as malformed.
+    assert [(e.outcome, e.reason) for e in events(app)] == [("failure", "invalid_input")]
 
 
 @pytest.mark.parametrize(
@@ -276,3 +323,13 @@ def test_logout_ends_the_session(client, actions):
     assert response.location == "/login"
     assert "déconnecté" in text(client.get("/login"))
     assert not logged_in(client)
+
+
+@pytest.mark.parametrize("next_url", ["/espace\r\nX-Injecte: 1", "/espace\n", "/espace\x00"])
+def test_a_next_with_control_characters_is_ignored(app, actions, next_url):
+    actions.create_active_account()
+    set_user(app, passkey_offer_refused=True)  # straight to the target, no offer page
+    response = actions.login(next=next_url)
+    assert response.status_code == 302
+    assert "X-Injecte" not in response.headers
+    assert "\n" not in response.location and "\x00" not in response.location

@@ -292,3 +292,21 @@ def test_reset_mails_per_account_are_limited(app, account):
     sent = mails(app, "password_reset")
     assert 1 <= sent < 8  # no mail bombing through the form
     assert account.login().status_code == 302  # the account keeps its password
+
+
+def test_a_password_change_expires_pending_reset_links(app, account, smtp):
+    """Wherever the password hash changes (service.set_password_hash), old links stop."""
+    from authserver import db
+    from authserver.accounts import service
+
+    assert ask_reset(account.client, username="martin.dupont").status_code == 200
+    [message] = [m for m in smtp.wait_for(2) if "/password/reset/" in text_of(m)]
+    link = link_in(message, "/password/reset/")
+    with app.test_request_context():
+        user = db.session().scalar(select(User).where(User.username_key == "martin.dupont"))
+        new_hash = service.hashing().hash(NEW_PASSWORD)
+        service.set_password_hash(user, new_hash, reason="password_change")
+        db.session().commit()
+    response = account.client.get(path_of(link))
+    assert response.status_code == 410
+    assert "expiré" in text(response)

@@ -16,6 +16,7 @@ from authserver.accounts.passwords import (
     common_passwords,
     policy_errors,
 )
+from tests.conftest import PASSWORD
 
 USERNAME = "martin.dupont"
 EMAIL = "jeanne.durand@entreprise.fr"
@@ -35,27 +36,48 @@ def test_common_list_is_a_maintained_offline_list_of_at_least_10000():
     assert "azertyuiop123" not in words
 
 
+LONG = "Une phrase de passe assez longue pour tout le monde ! " * 5
 # (password, fragment of the expected error or None when accepted)
 POLICY_TABLE = [
     ("a" * 0, "au moins 12 caractères"),
     ("court", "au moins 12 caractères"),
     ("onze car. 1", "au moins 12 caractères"),  # 11 characters
     ("douze car. 1", None),  # 12 characters
-    ("x9" + "é" * 10, None),  # 12 characters, accents count as one each
-    ("mot de passe", None),  # spaces are fine, no composition rules
-    ("abcdefghijkl", None),  # lowercase letters only: no composition rules
-    ("123456789012", None),  # digits only, not in the list
+    ("x9àéèùâêîôûç", None),  # 12 characters, accents count as one each
+    ("girafe bleue du jardin", None),  # spaces are fine, no composition rules
+    ("lettresminusculesseules", None),  # lowercase letters only: no composition rules
+    ("739158264017", None),  # digits only, not a sequence
     ("🔑🔑 clé d'accès 🔑", None),  # any Unicode
     ("密码是一个很长的句子吗", "au moins 12 caractères"),  # 11 CJK characters
     ("密码是一个很长的句子吗？", None),  # 12
-    ("pq" + "ü" * 254, None),  # exactly 256
-    ("pq" + "ü" * 255, "ne doit pas dépasser 256 caractères"),  # 257
+    (LONG[:256], None),  # exactly 256
+    (LONG[:257], "ne doit pas dépasser 256 caractères"),  # 257
     ("password1234", "trop courant"),
     ("PASSWORD1234", "trop courant"),  # the list is checked ignoring case
     ("qwerty123456", "trop courant"),
     ("1q2w3e4r5t6y", "trop courant"),
     ("aaaaaaaaaaaaaaaa", "trop courant"),  # one repeated character
     ("abababababababab", "trop courant"),  # two characters
+    # The audit's: a listed word with a few digits or symbols around it is that word.
+    ("azertyuiop123", "trop courant"),
+    ("motdepasse123", "trop courant"),
+    ("iloveyou1234", "trop courant"),
+    ("Marseille2024!", "trop courant"),
+    ("!!Soleil 2026", "trop courant"),
+    ("jetaime12345", "trop courant"),
+    ("mot de passe", "trop courant"),  # French, without its spaces
+    ("Mot-de-Passe 2026 !", "trop courant"),
+    ("Chat84736201", None),  # a long random suffix: left to the estimate, which accepts it
+    # Walks on the keyboard (AZERTY too) or along digits and letters.
+    ("123456789012", "suite de touches"),
+    ("abcdefghijkl", "suite de touches"),
+    ("qsdfghjklmwx", "suite de touches"),
+    ("1aqw2zsx3edc", "suite de touches"),
+    ("&é\"'(-è_çà)=", "suite de touches"),
+    ("0987 6543 2109", "suite de touches"),
+    # zxcvbn's estimate (under a million guesses), explained in French.
+    ("x9éééééééééé", "trop facile à deviner : il répète"),
+    ("pq" + "ü" * 254, "trop facile à deviner : il répète"),
     ("Martin.Dupont 2026 !", "votre identifiant"),
     ("mon MARTIN.DUPONT préféré", "votre identifiant"),
     ("jeanne.durand au bureau", "votre adresse e-mail"),
@@ -81,20 +103,44 @@ def test_several_reasons_at_once():
 
 
 def test_length_counts_after_nfkc_normalisation():
-    # U+FB03 (ﬃ) becomes "ffi" under NFKC: 10 + 3 = 13 characters after normalisation.
-    assert policy_errors("\ufb03" + "0123456789") == []
+    # U+FB03 (ﬃ) becomes "ffi" under NFKC: 3 + 9 = 12 characters after normalisation.
+    assert policy_errors("\ufb03" + "7Kq2m9Zx4") == []
+    assert policy_errors("ﬀ" + "7Kq2m9Zx4") != []  # ﬀ is "ff": 11
     # Decomposed accents (NFD) count as one character each once composed.
-    nfd = unicodedata.normalize("NFD", "é" * 10 + "xy")
+    nfd = unicodedata.normalize("NFD", "àéèùâêîôûç" + "xy")
     assert len(nfd) == 22
     assert policy_errors(nfd) == []
-    assert policy_errors(unicodedata.normalize("NFD", "é" * 9 + "xy")) != []
+    assert policy_errors(unicodedata.normalize("NFD", "àéèùâêîôû" + "xy")) != []
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        PASSWORD,  # the suite's own
+        "multi: correct horse battery staple 42",
+        "bench: correct horse battery staple 42",
+        "un tout nouveau mot de passe 2026",
+        *[f"nouveau mot de passe numéro {i}" for i in range(10)],
+        "bada5566-a7aa-401f-bd96-45619a55120d",
+        "Une phrase de passe assez longue pour tout le monde ! ",
+    ],
+)
+def test_the_passwords_the_tests_use_are_accepted(password):
+    assert policy_errors(password, username=USERNAME, email="martin.dupont@entreprise.fr") == []
+
+
+def test_every_refusal_says_why_in_french():
+    for password in ("123456789012", "azertyuiop123", "x9éééééééééé"):
+        [error] = policy_errors(password)
+        assert error.startswith("Ce mot de passe est trop ")
+        assert "Choisissez" in error
 
 
 @pytest.mark.parametrize(
     ("username", "email", "password", "refused"),
     [
-        ("ab", "", "ab ab ab ab ab ab", False),  # identifiants under 3 characters not searched
-        ("", "jo@entreprise.fr", "jo jo jo jo jo jo", False),  # same for a 2-letter local part
+        ("ab", "", "ab, puis une phrase", False),  # identifiants under 3 characters not searched
+        ("", "jo@entreprise.fr", "jo, puis une phrase", False),  # same for a 2-letter local part
         ("abc", "", "xx abc yy zz ww", True),
         ("", "pas-une-adresse", "pas-une-adresse 2026", False),  # no @: no local part
     ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -10,7 +12,7 @@ from sqlalchemy import select
 
 from authserver import settings_of
 from authserver.db import get_database
-from authserver.models import LoginEvent
+from authserver.models import LoginEvent, OutboxMail
 from tests.conftest import PASSWORD, Actions, csrf_of
 
 WRONG = "ce n'est pas le bon mot de passe"
@@ -154,3 +156,100 @@ def test_success_does_not_reset_the_untrusted_counter(app, smtp, owner):
     assert owner.login().status_code == 302
     assert attacker.login(password=WRONG).status_code == 401
     assert_throttled(attacker.login(password=WRONG), app)
+
+
+# --------------------------------------------------------------------------- shared, atomic
+
+
+def parallel_logins(app, smtp, count: int, password: str = WRONG) -> list[int]:
+    """``count`` browsers (one IP each) send a password at the same moment; their statuses."""
+    browsers = [browser(app, smtp, f"198.51.100.{i + 1}") for i in range(count)]
+    forms = [b.csrf() for b in browsers]
+    start = threading.Barrier(count)
+    statuses: list[int] = [0] * count
+
+    def attempt(i: int) -> None:
+        start.wait()
+        data = {"csrf_token": forms[i], "username": "martin.dupont", "password": password}
+        statuses[i] = browsers[i].client.post("/login", data=data).status_code
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return statuses
+
+
+@pytest.fixture
+def backend_owner(backend_app, smtp) -> Actions:
+    actions = browser(backend_app, smtp, "192.0.2.10")
+    actions.create_active_account()
+    return actions
+
+
+def test_parallel_wrong_passwords_never_exceed_the_limit(backend_app, smtp, backend_owner):
+    """Counted before Argon2 runs: guesses sent together cannot all be checked."""
+    limit = settings_of(backend_app).throttle_account_failures
+    statuses = parallel_logins(backend_app, smtp, 12)
+    assert sorted(set(statuses)) == [401, 429], statuses
+    assert statuses.count(401) == limit
+    assert_throttled(backend_owner.login(), backend_app)
+    # The owner was told once, when the limit was reached.
+    with get_database(backend_app).session_scope() as session:
+        kinds = session.scalars(select(OutboxMail.kind)).all()
+    assert kinds.count("throttled") == 1
+
+
+def test_parallel_right_passwords_are_refunded(backend_app, smtp, backend_owner):
+    """A right password does not use up the budget: the attacker's is still the limit."""
+    statuses = parallel_logins(backend_app, smtp, 4, password=PASSWORD)
+    assert statuses == [302] * 4
+    limit = settings_of(backend_app).throttle_account_failures
+    attacker = browser(backend_app, smtp, "203.0.113.66")
+    for _ in range(limit):
+        assert attacker.login(password=WRONG).status_code == 401
+    assert_throttled(attacker.login(password=WRONG), backend_app)
+
+
+def test_instances_on_one_database_share_the_counters(make_app, smtp, tmp_path):
+    """Without Redis, every worker and instance counts in the main database (`make run`)."""
+    first = make_app()
+    second = make_app(get_database(first).url)
+    browser(first, smtp, "192.0.2.10").create_active_account()
+    limit = settings_of(first).throttle_account_failures
+    on_first, on_second = (
+        browser(first, smtp, "203.0.113.66"),
+        browser(second, smtp, "203.0.113.66"),
+    )
+    for i in range(limit):
+        assert (on_first if i % 2 else on_second).login(password=WRONG).status_code == 401
+    assert_throttled(on_first.login(), first)
+    assert_throttled(on_second.login(), second)
+    # Plain limits too: password-reset requests per address count on both instances.
+    for i in range(10):
+        requester = browser(first if i % 2 else second, smtp, "203.0.113.77")
+        data = {"csrf_token": requester.csrf("/password/forgot"), "username": "x.y"}
+        assert requester.client.post("/password/forgot", data=data).status_code == 200
+    requester = browser(first, smtp, "203.0.113.77")
+    data = {"csrf_token": requester.csrf("/password/forgot"), "username": "x.y"}
+    assert requester.client.post("/password/forgot", data=data).status_code == 429
+
+
+def test_counters_live_in_the_database_when_redis_is_not_configured(app):
+    from authserver.throttle import DatabaseStorage, throttle
+
+    with app.app_context():
+        storage = throttle().storage
+        assert isinstance(storage, DatabaseStorage)
+        assert storage.incr("essai", 60) == 1
+        assert storage.incr("essai", 60, 2) == 3
+        assert storage.get("essai") == 3
+        assert storage.decr("essai") == 2
+        assert 0 < storage.get_expiry("essai") - time.time() <= 60
+        assert storage.acquire("essai", 3, 60) == (True, 3)
+        counted, window_end = storage.acquire("essai", 3, 60)
+        assert not counted and window_end > time.time()
+        storage.clear("essai")
+        assert storage.get("essai") == 0
+        assert storage.check()
