@@ -68,6 +68,20 @@ def sidecar_path(database_path: str) -> Path:
     return main.with_name(main.stem + ".ceremonies" + (main.suffix or ".db"))
 
 
+def _create_table(dbapi_connection: Any, _record: Any) -> None:
+    """Each new connection makes sure the table exists (idempotent, a few µs)."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    dialect = sqlite.dialect()
+    cursor = dbapi_connection.cursor()
+    table = str(CreateTable(CEREMONIES, if_not_exists=True).compile(dialect=dialect))
+    cursor.execute(table)
+    for index in CEREMONIES.indexes:
+        cursor.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    cursor.close()
+
+
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -86,7 +100,9 @@ class SidecarChallengeStore:
             pool_size=16,
         )
         event.listen(self.engine, "connect", _pragmas)
-        _metadata.create_all(self.engine)
+        # Created at first use, not at start-up: a server whose database cannot be opened
+        # still starts and answers 503 (readiness) rather than failing to boot.
+        event.listen(self.engine, "connect", _create_table)
 
     def save(self, challenge: bytes, pending: Pending, ttl: int) -> None:
         now = utcnow()
