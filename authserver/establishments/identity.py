@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,15 @@ from authserver.config import Settings
 
 OUTCOMES = ("approved", "refused", "abandoned")
 CALLBACK_MAX_AGE = 3600
+
+
+# What a well-formed hosted callback carries: our reference (``secrets.token_urlsafe``), a
+# Unix time in ASCII digits and a lowercase hex HMAC-SHA256. ``str.isdigit`` is not enough
+# (it accepts « ² » and other digits ``int`` refuses), and ``hmac.compare_digest`` raises on
+# a non-ASCII string: both are checked with these patterns before anything else.
+_REFERENCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
 class InvalidCallback(Exception):
@@ -90,8 +100,14 @@ class HostedVerifier:
         outcome = args.get("outcome", "")
         ts = args.get("ts", "")
         sig = args.get("sig", "")
-        if outcome not in OUTCOMES or not reference or not ts.isdigit() or len(reference) > 64:
+        if (
+            outcome not in OUTCOMES
+            or not _REFERENCE.fullmatch(reference)
+            or not _TIMESTAMP.fullmatch(ts)
+        ):
             raise InvalidCallback("malformed callback")
+        if not _SIGNATURE.fullmatch(sig):
+            raise InvalidCallback("malformed signature")
         if abs(time.time() - int(ts)) > CALLBACK_MAX_AGE:
             raise InvalidCallback("expired callback")
         if not hmac.compare_digest(sig, _mac(self.secret, reference, outcome, ts)):
