@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from authserver import db
 from authserver.accounts import tokens
 from authserver.accounts.validation import email_key
+from authserver.establishments import service as establishments
 from authserver.mail.outbox import enqueue
 from authserver.models import (
     AuthSession,
@@ -176,6 +177,8 @@ def export(user: User) -> dict[str, Any]:
 
 def delete_account(user: User) -> None:
     session = db.session()
+    # An administrator's role goes to a successor before the membership goes with the account.
+    establishments.release(user)
     store.revoke_all(session, user.id, "account_deleted")
     session.execute(
         update(LoginEvent)

@@ -68,19 +68,49 @@ def _establishment_row(found: directory_module.Establishment) -> Establishment:
     return row
 
 
+class AlreadyAttached(Exception):
+    """The user's account is already an active member of another establishment.
+
+    ``str(exc)`` is the French sentence for the page. Changing establishment is an explicit
+    step (``leave``), never a side effect of typing another SIRET: an administrator who did
+    that by mistake would otherwise hand the espace over without knowing it.
+    """
+
+    def __init__(self, membership: Membership) -> None:
+        establishment = membership.establishment
+        super().__init__(
+            f"Votre compte est déjà rattaché à l'établissement {establishment.name} "
+            f"(SIRET {establishment.siret}). Pour rattacher un autre établissement, "
+            "quittez d'abord celui-ci (« Quitter l'établissement » dans votre espace)."
+        )
+        self.membership = membership
+
+
 def attach(user: User, found: directory_module.Establishment) -> Membership:
-    """Link the user to the establishment: active, or pending its administrator's decision."""
+    """Link the user to the establishment: active, or pending its administrator's decision.
+
+    Confirming again the establishment the user already belongs to (active or pending) changes
+    nothing: not the role, not the date, and no second e-mail to the administrator. A pending
+    request for another establishment is replaced; an active membership of another one is
+    refused with ``AlreadyAttached``. With no administrator yet, a user who is already
+    certified becomes the administrator (« the first certified user »).
+    """
     session = db.session()
+    membership = membership_of(user)
+    if membership is not None and membership.status in ("active", "pending"):
+        if membership.establishment.siret == found.siret:
+            return membership
+        if membership.status == "active":
+            raise AlreadyAttached(membership)
     establishment = _establishment_row(found)
     admin = administrator_of(establishment.id)
     status = "pending" if admin is not None and admin.user_id != user.id else "active"
-    membership = membership_of(user)
     if membership is None:
         membership = Membership(user_id=user.id)
         session.add(membership)
     membership.establishment_id = establishment.id
     membership.establishment = establishment
-    membership.role = "member"
+    membership.role = "admin" if admin is None and user.certified_at is not None else "member"
     membership.status = status
     membership.created_at = utcnow()
     membership.decided_at = None
@@ -88,17 +118,105 @@ def attach(user: User, found: directory_module.Establishment) -> Membership:
     # users.siret is the claim portal services read: set only while the membership is active.
     user.siret = establishment.siret if status == "active" else None
     if admin is not None and status == "pending":
-        enqueue(
-            kind="membership_request",
-            to=admin.user.email,
-            subject="Un collaborateur demande l'accès à l'espace de votre établissement",
-            template="membership_request",
-            admin=admin.user,
-            requester=user,
-            establishment=establishment,
-            link=settings().base_url + url_for("establishments.collaborators"),
-        )
+        _mail_request_to(admin.user, membership)
+    session.flush()
+    if membership.role == "admin":
+        _notify_waiting_requests(membership)
     return membership
+
+
+def _mail_request_to(admin: User, request: Membership) -> None:
+    enqueue(
+        kind="membership_request",
+        to=admin.email,
+        subject="Un collaborateur demande l'accès à l'espace de votre établissement",
+        template="membership_request",
+        admin=admin,
+        requester=request.user,
+        establishment=request.establishment,
+        link=settings().base_url + url_for("establishments.collaborators"),
+    )
+
+
+def _waiting_requests(establishment_id: int) -> list[Membership]:
+    return list(
+        db.session().scalars(
+            select(Membership)
+            .where(Membership.establishment_id == establishment_id, Membership.status == "pending")
+            .order_by(Membership.created_at, Membership.id)
+        )
+    )
+
+
+def _notify_waiting_requests(admin: Membership) -> None:
+    """A new administrator is told of the requests already waiting (none are stranded)."""
+    for request in _waiting_requests(admin.establishment_id):
+        _mail_request_to(admin.user, request)
+
+
+def _oldest_certified_member(establishment_id: int, *, besides: int) -> Membership | None:
+    return db.session().scalar(
+        select(Membership)
+        .join(User, Membership.user_id == User.id)
+        .where(
+            Membership.establishment_id == establishment_id,
+            Membership.status == "active",
+            Membership.id != besides,
+            User.certified_at.is_not(None),
+        )
+        .order_by(Membership.created_at, Membership.id)
+        .limit(1)
+    )
+
+
+def hand_over(leaving: Membership) -> Membership | None:
+    """The administrator ``leaving`` goes (removed, left, account deleted): who takes over.
+
+    The oldest certified active member becomes administrator and is told of the waiting
+    requests. With no certified member left, the establishment is back where it started
+    (no administrator: the next member to be certified becomes one), and the waiting requests
+    are granted, as attaching now would be: nobody is left who could decide them.
+    Return the new administrator, if any.
+    """
+    if leaving.role != "admin":
+        return None
+    leaving.role = "member"
+    establishment_id = leaving.establishment_id
+    successor = _oldest_certified_member(establishment_id, besides=leaving.id)
+    if successor is not None:
+        successor.role = "admin"
+        db.session().flush()
+        _notify_waiting_requests(successor)
+        return successor
+    now = utcnow()
+    for request in _waiting_requests(establishment_id):
+        if request.id == leaving.id:
+            continue
+        request.status = "active"
+        request.decided_at = now
+        request.decided_by_id = None
+        request.user.siret = request.establishment.siret
+    return None
+
+
+def leave(user: User) -> Membership:
+    """The user quits their establishment (explicit « Quitter l'établissement »)."""
+    membership = membership_of(user)
+    if membership is None or membership.status not in ("active", "pending"):
+        raise LookupError("no establishment to leave")
+    hand_over(membership)
+    membership.status = "removed"
+    membership.decided_at = utcnow()
+    membership.decided_by_id = user.id
+    user.siret = None
+    return membership
+
+
+def release(user: User) -> None:
+    """Before the account is deleted: its administrator role, if any, goes to a successor."""
+    membership = membership_of(user)
+    if membership is not None and membership.status == "active":
+        hand_over(membership)
 
 
 def decide_membership(admin: User, membership: Membership, *, grant: bool) -> None:
@@ -123,6 +241,7 @@ def decide_membership(admin: User, membership: Membership, *, grant: bool) -> No
 
 
 def remove_member(admin: User, membership: Membership) -> None:
+    hand_over(membership)
     membership.status = "removed"
     membership.decided_at = utcnow()
     membership.decided_by_id = admin.id
@@ -174,6 +293,8 @@ def certify(request: CertificationRequest, actor: User | None, reason: str | Non
     membership = active_membership(user)
     if membership is not None and administrator_of(membership.establishment_id) is None:
         membership.role = "admin"
+        db.session().flush()
+        _notify_waiting_requests(membership)
     enqueue(
         kind="certified",
         to=user.email,

@@ -47,7 +47,11 @@ def _start_hosted(app: Flask, smtp: SMTPServer) -> tuple[Actions, str]:
     response = choose_certification(actions, "online")
     assert response.status_code == 302
     target = urlsplit(response.headers["Location"])
-    assert (target.scheme, target.netloc, target.path) == ("https", "verify.example.test", "/verify")
+    assert (target.scheme, target.netloc, target.path) == (
+        "https",
+        "verify.example.test",
+        "/verify",
+    )
     query = parse_qs(target.query)
     reference = query["reference"][0]
     # The redirect is signed too.
