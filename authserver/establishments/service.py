@@ -270,6 +270,27 @@ def latest_certification(user: User) -> CertificationRequest | None:
     )
 
 
+CLOSED_CERTIFIED = "Sans objet : le compte a été certifié par une autre démarche."
+CLOSED_DELETED = "Sans objet : le compte a été supprimé."
+
+
+def close_pending_requests(user: User, reason: str, *, besides: int | None = None) -> int:
+    """Close the user's pending requests (status ``abandoned`` with ``reason``); return how many."""
+    statement = select(CertificationRequest).where(
+        CertificationRequest.user_id == user.id, CertificationRequest.status == "pending"
+    )
+    if besides is not None:
+        statement = statement.where(CertificationRequest.id != besides)
+    now = utcnow()
+    closed = 0
+    for other in db.session().scalars(statement):
+        other.status = "abandoned"
+        other.decided_at = now
+        other.reason = reason
+        closed += 1
+    return closed
+
+
 def request_certification(
     user: User, method: str, provider_reference: str | None = None
 ) -> CertificationRequest:
@@ -283,13 +304,19 @@ def request_certification(
 
 
 def certify(request: CertificationRequest, actor: User | None, reason: str | None = None) -> None:
-    """Mark the request and its user certified; the first certified member becomes admin."""
+    """Mark the request and its user certified; the first certified member becomes admin.
+
+    The user's other pending requests (a counsellor request made before an online check, or
+    the reverse) are closed: nobody may certify the account a second time.
+    """
     user = request.user
+    now = utcnow()
     request.status = "certified"
-    request.decided_at = utcnow()
+    request.decided_at = now
     request.decided_by_id = actor.id if actor else None
     request.reason = reason
-    user.certified_at = utcnow()
+    user.certified_at = now
+    close_pending_requests(user, CLOSED_CERTIFIED, besides=request.id)
     membership = active_membership(user)
     if membership is not None and administrator_of(membership.establishment_id) is None:
         membership.role = "admin"

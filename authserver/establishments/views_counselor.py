@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from authserver import db
 from authserver.establishments import service
 from authserver.establishments.blueprint import bp
-from authserver.models import CertificationRequest, utcnow
+from authserver.models import CertificationRequest, User, utcnow
 
 
 def counselor_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -36,8 +36,12 @@ def counselor_queue() -> str:
     rows = list(
         db.session().scalars(
             select(CertificationRequest)
+            .join(User, CertificationRequest.user_id == User.id)
             .where(
-                CertificationRequest.status == "pending", CertificationRequest.method == "counselor"
+                CertificationRequest.status == "pending",
+                CertificationRequest.method == "counselor",
+                # Certified meanwhile (online): nothing left for a counsellor to do.
+                User.certified_at.is_(None),
             )
             .order_by(CertificationRequest.created_at, CertificationRequest.id)
             .limit(200)
@@ -66,6 +70,11 @@ def counselor_decide(request_id: int, decision: str) -> Response | tuple[str, in
     row = session.get(CertificationRequest, request_id)
     if row is None:
         abort(404)
+    if row.status == "pending" and row.user.certified_at is not None:
+        service.close_pending_requests(row.user, service.CLOSED_CERTIFIED)
+        session.commit()
+        flash("Ce compte est déjà certifié : la demande est close.", "error")
+        return redirect(url_for("establishments.counselor_request", request_id=request_id))
     if row.status != "pending":
         flash("Cette demande a déjà été traitée.", "error")
         return redirect(url_for("establishments.counselor_request", request_id=request_id))

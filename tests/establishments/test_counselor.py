@@ -4,6 +4,7 @@ and reject (each recorded: who, when, why), the e-mails, the espace unlocked."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,8 @@ from authserver.db import get_database
 from authserver.models import CertificationRequest, User, utcnow
 from tests.conftest import Actions
 from tests.establishments.test_flow import (
+    _decide_online,
+    _start_online,
     active_establishments,
     attach,
     certification_rows,
@@ -276,3 +279,52 @@ def test_unknown_request_is_404(app: Flask, smtp: SMTPServer) -> None:
     counselor = staff(app, smtp, "camille.conseil", "counselor")
     assert counselor.client.get("/counselor/requests/999").status_code == 404
     assert decide(counselor, 999, "certify").status_code == 404
+
+
+# --- Certified by another way: the other requests are closed -------------------------------
+
+
+def test_online_certification_closes_the_earlier_counselor_request(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    user = waiting_employer(app, smtp, "martin.dupont", active_establishments()[0].siret)
+    counselor_request = request_id_of(app, "martin.dupont")
+    provider_page = _start_online(user)
+    assert location(_decide_online(user, provider_page, "approved")) == "/espace"
+    wait_mail(smtp, "martin.dupont@entreprise.fr", "certifié")
+
+    rows = {row.id: row for row in certification_rows(app, "martin.dupont")}
+    closed = rows[counselor_request]
+    assert closed.status == "abandoned" and closed.decided_at is not None
+    assert "certifié" in closed.reason
+    assert [r.status for r in rows.values() if r.id != counselor_request] == ["certified"]
+
+    counselor = staff(app, smtp, "camille.conseil", "counselor")
+    queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
+    assert "Aucune demande en attente" in queue
+    # Certifying the closed request again is refused: no second e-mail.
+    response = decide(counselor, counselor_request, "certify")
+    assert response.status_code == 302
+    assert location(response) == f"/counselor/requests/{counselor_request}"
+    time.sleep(0.5)
+    assert len(mails_to(smtp, "martin.dupont@entreprise.fr", "certifié")) == 1
+
+
+def test_queue_hides_certified_users_and_their_request_cannot_be_certified_again(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    waiting_employer(app, smtp, "martin.dupont", active_establishments()[0].siret)
+    request_id = request_id_of(app, "martin.dupont")
+    # An account certified by another path while its request was still pending (older data).
+    with get_database(app).session_scope() as session:
+        session.execute(
+            update(User).where(User.username == "martin.dupont").values(certified_at=utcnow())
+        )
+    counselor = staff(app, smtp, "camille.conseil", "counselor")
+    queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
+    assert "martin.dupont" not in queue.split("Demandes traitées")[0]
+    response = decide(counselor, request_id, "certify")
+    assert location(response) == f"/counselor/requests/{request_id}"
+    assert certification_rows(app, "martin.dupont")[0].status == "abandoned"
+    time.sleep(0.3)
+    assert mails_to(smtp, "martin.dupont@entreprise.fr", "certifié") == []
