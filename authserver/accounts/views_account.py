@@ -111,6 +111,10 @@ def export_data() -> Response:
 def delete_account() -> object:
     if not recently_authenticated():
         return _reauth("accounts.delete_account")
+    refused = profile.deletion_refused(current_user)
+    if refused is not None:
+        status = 200 if request.method == "GET" else 409
+        return render_template("accounts/delete.html", refused=refused), status
     if request.method == "GET":
         return render_template("accounts/delete.html")
     if request.form.get("confirm") != "oui":

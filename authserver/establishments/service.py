@@ -212,11 +212,25 @@ def leave(user: User) -> Membership:
     return membership
 
 
-def release(user: User) -> None:
-    """Before the account is deleted: its administrator role, if any, goes to a successor."""
+def before_account_deletion(user: User) -> None:
+    """The account is about to be deleted (its membership goes with it).
+
+    Its administrator role, if any, goes to a successor; its pending certification requests
+    are closed; its certification rows stay as the audit of who certified it, detached from
+    the account (the database sets ``user_id`` NULL) with its identifiant and SIRET.
+    """
     membership = membership_of(user)
     if membership is not None and membership.status == "active":
         hand_over(membership)
+    close_pending_requests(user, CLOSED_DELETED)
+    siret = membership.establishment.siret if membership is not None else user.siret
+    for row in db.session().scalars(
+        select(CertificationRequest).where(CertificationRequest.user_id == user.id)
+    ):
+        row.account_username = user.username[:64]
+        row.account_siret = siret
+        row.user_id = None
+        row.user = None
 
 
 def decide_membership(admin: User, membership: Membership, *, grant: bool) -> None:

@@ -328,3 +328,31 @@ def test_queue_hides_certified_users_and_their_request_cannot_be_certified_again
     assert certification_rows(app, "martin.dupont")[0].status == "abandoned"
     time.sleep(0.3)
     assert mails_to(smtp, "martin.dupont@entreprise.fr", "certifié") == []
+
+
+def test_decided_requests_show_who_decided_and_when_and_are_listed(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    sirets = [found.siret for found in active_establishments()[:2]]
+    waiting_employer(app, smtp, "certifie.user", sirets[0])
+    waiting_employer(app, smtp, "refuse.user", sirets[1])
+    counselor = staff(app, smtp, "camille.conseil", "counselor")
+    certified_id = request_id_of(app, "certifie.user")
+    rejected_id = request_id_of(app, "refuse.user")
+    decide(counselor, certified_id, "certify")
+    decide(counselor, rejected_id, "reject", "Personne injoignable")
+
+    page = unescape(counselor.client.get(f"/counselor/requests/{certified_id}").get_data(True))
+    decision = re.search(r'<dd id="request-decision">(.*?)</dd>', page, re.S).group(1)
+    assert "par Camille Conseil (camille.conseil)" in decision
+    assert re.search(r"le \d{2}/\d{2}/\d{4}", decision), decision
+    assert "Compte certifié" in page
+    assert "Certifier le compte" not in page
+
+    queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
+    assert "Aucune demande en attente" in queue
+    decided = re.findall(r'<tr class="decided-row">(.*?)</tr>', queue, re.S)
+    assert len(decided) == 2
+    assert "refuse.user" in decided[0] and "Certification refusée" in decided[0]
+    assert "certifie.user" in decided[1] and "Compte certifié" in decided[1]
+    assert all("Camille Conseil" in row for row in decided)
