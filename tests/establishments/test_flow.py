@@ -26,7 +26,7 @@ from authserver.accounts.service import hashing
 from authserver.db import get_database
 from authserver.establishments.directory import Establishment as Found
 from authserver.establishments.directory import make_directory
-from authserver.establishments.siret import luhn_valid
+from authserver.establishments.siret import is_valid, luhn_valid
 from authserver.models import CertificationRequest, Membership, User, utcnow
 from tests.conftest import PASSWORD, Actions, csrf_of, link_in, path_of
 from tests.services import SMTPServer, free_port
@@ -62,7 +62,7 @@ def unknown_valid_siret() -> str:
     for prefix in ("1234567890000", "4444444440000", "8080808080808"):
         for last in "0123456789":
             candidate = prefix + last
-            if luhn_valid(candidate) and candidate not in known:
+            if is_valid(candidate) and candidate not in known:
                 return candidate
     raise AssertionError("no unknown valid SIRET found")
 
@@ -356,8 +356,16 @@ def test_siret_with_spaces_confirm_page_back_and_validate(app: Flask, newcomer: 
     text = unescape(page)
     for shown in (found.name, found.address, found.postal_code, found.city, found.naf_code):
         assert shown in text
-    assert "Retour" in page and "Valider" in page
-    # `Retour` shows the SIRET again, ready to correct.
+    assert "Valider</button>" in page
+    # `Retour` is a button: a GET form back to /establishment carrying the SIRET as typed.
+    back_form = re.search(
+        r'<form method="get" action="/establishment">(.*?)</form>', page, re.S
+    ).group(1)
+    assert f'<input type="hidden" name="siret" value="{spaced(found.siret)}">' in back_form
+    assert re.search(r"<button[^>]*>Retour</button>", back_form)
+    back = newcomer.client.get("/establishment", query_string={"siret": spaced(found.siret)})
+    assert f'value="{spaced(found.siret)}"' in back.get_data(as_text=True)
+    # Without the parameter (a browser's own back), the SIRET is still there to correct.
     back = newcomer.client.get("/establishment").get_data(as_text=True)
     assert f'value="{spaced(found.siret)}"' in back
     # Nothing is attached until `Valider`.
@@ -531,3 +539,30 @@ def test_forged_callback_is_refused(app: Flask, newcomer: Actions) -> None:
     response = newcomer.client.get("/certification/callback?result=forged.token.value")
     assert response.status_code == 400
     assert user_row(app, "martin.dupont").certified_at is None
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "6 9 2 7 9 2 5 1 8 0 0 0 1 5",  # 27 characters: the old maxlength of 20 cut it
+        "692\u200b792\u200b518\u200b00015",  # zero-width spaces from a copy
+        "  692   792   518   00015   ",
+    ],
+)
+def test_pasted_siret_with_wide_or_invisible_spacing_is_accepted(
+    app: Flask, newcomer: Actions, typed: str
+) -> None:
+    page = newcomer.client.get("/establishment").get_data(as_text=True)
+    assert 'maxlength="40"' in page
+    assert len(typed) <= 40
+    response = submit_siret(newcomer, typed)
+    assert response.status_code == 302
+    assert location(response) == "/establishment/confirm"
+    confirm = newcomer.client.get("/establishment/confirm").get_data(as_text=True)
+    assert active_establishments()[0].name in unescape(confirm)
+
+
+def test_too_long_siret_input_is_refused_not_cut(app: Flask, newcomer: Actions) -> None:
+    response = submit_siret(newcomer, "692 792 518 00015" + " " * 24)  # 41 characters
+    assert response.status_code == 400
+    assert "14 chiffres" in unescape(error_next_to(response.get_data(as_text=True), "siret"))
