@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from authserver import db
 from authserver.accounts import tokens
-from authserver.accounts.validation import email_key
+from authserver.accounts.validation import InvalidField, email_key
 from authserver.establishments import service as establishments
 from authserver.mail.outbox import enqueue
 from authserver.models import (
@@ -45,7 +45,13 @@ def update_profile(
     user.phone = phone
 
 
+SAME_EMAIL = "C'est déjà l'adresse e-mail de votre compte : indiquez une autre adresse."
+
+
 def request_email_change(user: User, new_email: str) -> None:
+    """Send the confirmation link; ``InvalidField`` if it is the account's address already."""
+    if email_key(new_email) == user.email_key:
+        raise InvalidField(SAME_EMAIL)
     token = tokens.issue(
         db.session(),
         purpose=EMAIL_CHANGE,

@@ -67,10 +67,10 @@ def change_email() -> object:
         value = (request.form.get("email") or "").strip()
         try:
             new_email = validation.clean_email(value)
+            profile.request_email_change(current_user, new_email)
         except validation.InvalidField as exc:
             error = str(exc)
         else:
-            profile.request_email_change(current_user, new_email)
             db.session().commit()
             flash(
                 f"Un e-mail de confirmation a été envoyé à {new_email}. Votre adresse sera "

@@ -27,7 +27,10 @@ def verifier() -> IdentityVerifier:
 def certification() -> object:
     if current_user.certified_at is not None:
         return redirect(url_for("establishments.espace"))
-    if service.active_membership(current_user) is None:
+    membership = service.membership_of(current_user)
+    if membership is not None and membership.status == "pending":
+        return redirect(url_for("establishments.pending"))
+    if membership is None or membership.status != "active":
         return redirect(url_for("establishments.establishment"))
     pending = service.latest_certification(current_user)
     if request.method == "GET":

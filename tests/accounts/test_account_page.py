@@ -498,3 +498,19 @@ def test_deleted_employer_keeps_the_audit_of_who_certified_it(app: Flask, smtp: 
     assert f"{USERNAME} (compte supprimé)" in decided
     decision = re.search(r'<dd id="request-decision">(.*?)</dd>', decided, re.S).group(1)
     assert "Camille Conseil (camille.conseil)" in decision
+
+
+@pytest.mark.parametrize("same", [OLD_EMAIL, "Martin.Dupont@Entreprise.FR"])
+def test_email_change_to_the_current_address_is_refused(
+    app: Flask, logged_in: Actions, same: str
+) -> None:
+    form = logged_in.client.get("/account/email")
+    assert form.status_code == 200
+    response = logged_in.client.post(
+        "/account/email", data={"csrf_token": csrf_of(form.get_data(as_text=True)), "email": same}
+    )
+    assert response.status_code == 400
+    assert "déjà l'adresse e-mail de votre compte" in error_of(
+        response.get_data(as_text=True), "email"
+    )
+    assert _count(app, OutboxMail, OutboxMail.kind.like("email_change%")) == 0

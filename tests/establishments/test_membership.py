@@ -102,6 +102,7 @@ def test_later_user_gets_a_pending_membership_and_the_admin_an_email(
     page = pending_newcomer.client.get("/establishment/pending")
     assert page.status_code == 200
     assert location(pending_newcomer.client.get("/espace")) == "/establishment/pending"
+    assert location(pending_newcomer.client.get("/certification")) == "/establishment/pending"
 
     # The administrator sees the request on the collaborators page.
     listing = unescape(admin.client.get("/establishment/collaborators").get_data(as_text=True))
