@@ -168,6 +168,10 @@ def test_admin_removes_a_collaborator_whose_session_loses_the_establishment(
     decide_member(admin, membership_id, "grant")
     html = unescape(pending_newcomer.client.get("/espace").get_data(as_text=True))
     assert siret in html
+    # The forward-auth claims of the collaborator's session carry the SIRET...
+    verdict = pending_newcomer.client.get("/auth/verify")
+    assert verdict.status_code == 200
+    assert verdict.headers["X-Auth-Siret"] == siret
 
     response = decide_member(admin, membership_id, "remove")
     assert response.status_code == 302
@@ -176,6 +180,12 @@ def test_admin_removes_a_collaborator_whose_session_loses_the_establishment(
     assert membership.decided_by_id == user_row(app, ADMIN).id
     assert membership.decided_at is not None and membership.decided_at <= utcnow()
     assert user_row(app, NEWCOMER).siret is None
+
+    # ...and lose it at once, in the same still-open session (portal services see no SIRET).
+    verdict = pending_newcomer.client.get("/auth/verify")
+    assert verdict.status_code == 200
+    assert verdict.headers["X-Auth-User"] == NEWCOMER
+    assert verdict.headers["X-Auth-Siret"] == ""
 
     # At once, in the collaborator's still-open session: no espace of that establishment.
     response = pending_newcomer.client.get("/espace")
