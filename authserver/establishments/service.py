@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authserver import db
 from authserver.establishments import directory as directory_module
+from authserver.establishments.identity import OUTCOME_LABELS
 from authserver.mail.outbox import enqueue
 from authserver.models import CertificationRequest, Establishment, Membership, User, utcnow
 from authserver.web import settings
@@ -363,11 +364,28 @@ def reject(request: CertificationRequest, actor: User, reason: str) -> None:
 
 
 def fall_back_to_counselor(request: CertificationRequest, outcome: str) -> CertificationRequest:
-    """A refused or abandoned online check joins the counsellor queue."""
+    """A refused or abandoned online check joins the counsellor queue (once: a counsellor
+    request already pending is kept, not doubled)."""
     request.status = "abandoned"
     request.decided_at = utcnow()
-    request.reason = f"Vérification en ligne : {outcome}"
-    return request_certification(request.user, "counselor")
+    request.reason = f"Vérification en ligne : {OUTCOME_LABELS.get(outcome, outcome)}"
+    assert request.user is not None
+    waiting = db.session().scalar(
+        select(CertificationRequest).where(
+            CertificationRequest.user_id == request.user_id,
+            CertificationRequest.method == "counselor",
+            CertificationRequest.status == "pending",
+        )
+    )
+    return waiting or request_certification(request.user, "counselor")
+
+
+def apply_online_result(request: CertificationRequest, outcome: str) -> None:
+    """The provider's verdict on a pending online check: certified, or to a counsellor."""
+    if outcome == "approved":
+        certify(request, None, "Vérification d'identité en ligne")
+    else:
+        fall_back_to_counselor(request, outcome)
 
 
 ONLINE_CHECK_TIMEOUT = timedelta(minutes=30)
