@@ -37,7 +37,7 @@ from tests.services import LiveServer, SMTPServer, free_port, text_of
 USERNAME = "martin.dupont"
 EMAIL = "martin.dupont@entreprise.fr"
 COUNSELOR = "camille.conseil"
-GATED = "Ce service nécessite un espace certifié"
+GATED = "vous devez disposer d'un espace certifié"
 CSP_KIT = "Proposer le Contrat de Sécurisation Professionnelle (CSP) : télécharger le kit CSP"
 
 

@@ -165,7 +165,7 @@ def test_certify_sends_the_mail_certifies_and_makes_the_first_member_admin(
 ) -> None:
     user = waiting_employer(app, smtp, "martin.dupont", active_establishments()[0].siret)
     before = unescape(user.client.get("/espace").get_data(as_text=True))
-    assert "Ce service nécessite un espace certifié" in before
+    assert "vous devez disposer d'un espace certifié" in before
     request_id = request_id_of(app, "martin.dupont")
 
     counselor = staff(app, smtp, "camille.conseil", "counselor")
@@ -187,7 +187,7 @@ def test_certify_sends_the_mail_certifies_and_makes_the_first_member_admin(
 
     # The user's espace is unlocked at once (same session), and the queue is empty.
     after = unescape(user.client.get("/espace").get_data(as_text=True))
-    assert "Ce service nécessite un espace certifié" not in after
+    assert "vous devez disposer d'un espace certifié" not in after
     assert "Espace certifié" in after
     queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
     assert "Aucune demande en attente" in queue
@@ -266,7 +266,7 @@ def test_reject_with_a_reason_is_recorded_and_mailed(app: Flask, smtp: SMTPServe
     espace = unescape(
         waiting_user_client(app, smtp, "martin.dupont").get("/espace").get_data(as_text=True)
     )
-    assert "Ce service nécessite un espace certifié" in espace
+    assert "vous devez disposer d'un espace certifié" in espace
 
 
 def waiting_user_client(app: Flask, smtp: SMTPServer, username: str):

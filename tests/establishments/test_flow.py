@@ -407,7 +407,12 @@ def test_counselor_choice_shows_the_24h_page_and_the_gated_espace(
     assert response.status_code == 302
     page = newcomer.client.get(location(response)).get_data(as_text=True)
     assert "sous 24 hrs" in page
-    assert "Continuer ma navigation" in page
+    # The seed's pair of buttons, and its number.
+    assert re.search(
+        r'<a class="fr-btn[^"]*" href="/account">Compléter les infos de mon entreprise</a>', page
+    )
+    assert re.search(r'<a class="fr-btn[^"]*" href="/espace">Continuer ma navigation</a>', page)
+    assert "08 06 06 00 20" in page
     rows = certification_rows(app, "martin.dupont")
     assert [(r.method, r.status) for r in rows] == [("counselor", "pending")]
 
@@ -417,8 +422,25 @@ def test_counselor_choice_shows_the_24h_page_and_the_gated_espace(
     assert found.siret in html and found.name in html
     for tab in ("Accueil", "Mes services de recrutement", "Mes services administratifs"):
         assert re.search(rf'role="tab"[^>]*>{tab}</button>', html), tab
-    assert "Ce service nécessite un espace certifié" in html
+    assert "vous devez disposer d'un espace certifié" in html
     assert "Espace certifié" not in html
+    # The seed's wording, verbatim, for every service that needs a certified espace.
+    gated = re.findall(r'<p class="fr-text--sm certification-needed">(.*?)</p>', html, re.S)
+    assert len(gated) >= 5
+    for message in gated:
+        assert "vous devez disposer d'un espace certifié*" in message
+        assert (
+            "Vous allez être contacté par un conseiller France Travail dans les plus brefs "
+            "délais. Accélérez la certification de votre compte en appelant le 08 06 06 00 20. "
+            "Le service est ouvert du lundi au vendredi de 8h à 19h."
+        ) in message
+    assert any(
+        message.startswith(
+            "Pour récupérer les documents liés au contrat de sécurisation professionnelle"
+        )
+        for message in gated
+    )
+    assert "* La certification de l'espace entreprise par un conseiller France Travail" in html
 
     # Choosing again does not queue a second request.
     choose_certification(newcomer, "counselor")
@@ -505,7 +527,7 @@ def test_online_approved_certifies_and_makes_admin(
     assert membership_row(app, "martin.dupont").role == "admin"
     html = unescape(newcomer.client.get("/espace").get_data(as_text=True))
     assert "Espace certifié" in html
-    assert "Ce service nécessite un espace certifié" not in html
+    assert "vous devez disposer d'un espace certifié" not in html
     wait_mail(smtp, "martin.dupont@entreprise.fr", "certifié")
     # A second result for the same, already decided, check is refused.
     again = _decide_online(newcomer, provider_page, "refused")
@@ -566,3 +588,49 @@ def test_too_long_siret_input_is_refused_not_cut(app: Flask, newcomer: Actions) 
     response = submit_siret(newcomer, "692 792 518 00015" + " " * 24)  # 41 characters
     assert response.status_code == 400
     assert "14 chiffres" in unescape(error_next_to(response.get_data(as_text=True), "siret"))
+
+
+# --- « Mon accompagnement »: the establishment's agency ------------------------------------
+
+
+def agency_block(html: str) -> str:
+    return unescape(re.search(r'<div id="agency-contact">(.*?)</div>', html, re.S).group(1))
+
+
+def espace_of(app: Flask, smtp: SMTPServer, username: str, siret: str) -> str:
+    actions = employer(app, smtp, username)
+    attach(actions, siret)
+    choose_certification(actions, "counselor")
+    return actions.client.get("/espace").get_data(as_text=True)
+
+
+def test_mon_accompagnement_shows_the_agency_of_the_establishment_departement(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    lyon = next(f for f in active_establishments() if f.postal_code.startswith("69"))
+    block = agency_block(espace_of(app, smtp, "martin.dupont", lyon.siret))
+    assert "France Travail Lyon Part-Dieu" in block
+    assert "04 65 71 69 69" in block and "entreprise.lyon-part-dieu@" in block
+    assert 'href="tel:0465716969"' in block
+
+
+def test_mon_accompagnement_falls_back_to_the_global_contact(make_app, smtp: SMTPServer) -> None:
+    app = make_app(
+        AUTHSERVER_AGENCY_PHONE="01 23 45 67 89", AUTHSERVER_AGENCY_EMAIL="pro@agence.example"
+    )
+    valence = next(f for f in active_establishments() if f.postal_code.startswith("26"))
+    block = agency_block(espace_of(app, smtp, "martin.dupont", valence.siret))
+    assert "01 23 45 67 89" in block and "pro@agence.example" in block
+
+
+def test_agency_table_from_configuration(make_app, smtp: SMTPServer, tmp_path) -> None:
+    table = tmp_path / "agences.json"
+    table.write_text(
+        '{"departements": {"26": {"name": "Agence de Valence", "phone": "04 75 00 00 00",'
+        ' "email": "valence@agence.example"}}}',
+        encoding="utf-8",
+    )
+    app = make_app(AUTHSERVER_AGENCY_CONTACTS=str(table))
+    valence = next(f for f in active_establishments() if f.postal_code.startswith("26"))
+    block = agency_block(espace_of(app, smtp, "martin.dupont", valence.siret))
+    assert "Agence de Valence" in block and "04 75 00 00 00" in block
