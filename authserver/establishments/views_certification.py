@@ -181,9 +181,18 @@ def certification_webhook() -> Response | tuple[Response, int]:
             CertificationRequest.method == "online",
         )
     )
-    if row is None or row.status != "pending":
+    late_approval = (
+        row is not None
+        and row.status == "abandoned"
+        and result.outcome == "approved"
+        and row.user is not None
+        and row.user.certified_at is None
+    )
+    if row is None or (row.status != "pending" and not late_approval):
         # Unknown run, or already decided (webhooks may come twice): nothing to do.
         return jsonify({"status": "ignored"})
+    # A check given up as abandoned (no news for ONLINE_CHECK_TIMEOUT) that the provider
+    # approves after all still certifies the account (the counsellor request is closed).
     service.apply_online_result(row, result.outcome)
     session.commit()
     return jsonify({"status": "applied", "outcome": result.outcome})

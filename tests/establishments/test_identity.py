@@ -677,3 +677,26 @@ def test_abandoned_online_checks_join_the_queue_when_a_counselor_opens_it(
     assert "martin.dupont" in pending_part
     with app.app_context():
         assert service.expire_stale_online_checks() == 0  # already done
+
+
+def test_onfido_late_approval_of_a_check_given_up_still_certifies(
+    onfido_app: Flask, smtp: SMTPServer
+) -> None:
+    actions = _start_onfido(onfido_app, smtp)
+    _age_online_check(onfido_app, "martin.dupont", minutes=40)
+    actions.client.get("/espace")  # given up: to the counsellor queue
+    rows = certification_rows(onfido_app, "martin.dupont")
+    assert [(r.method, r.status) for r in rows] == [
+        ("online", "abandoned"),
+        ("counselor", "pending"),
+    ]
+    answer = post_webhook(onfido_app, run_completed("approved"))
+    assert answer.get_json() == {"status": "applied", "outcome": "approved"}
+    assert user_row(onfido_app, "martin.dupont").certified_at is not None
+    rows = certification_rows(onfido_app, "martin.dupont")
+    assert [(r.method, r.status) for r in rows] == [
+        ("online", "certified"),
+        ("counselor", "abandoned"),
+    ]
+    # A late refusal of a check given up changes nothing.
+    assert post_webhook(onfido_app, run_completed("declined")).get_json() == {"status": "ignored"}
