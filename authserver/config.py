@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -81,9 +82,13 @@ class Settings:
     identity_provider: str = "embedded"
     identity_url: str | None = None
     identity_secret: str | None = None
-    # « Mon accompagnement »: the agency contact shown in the espace.
+    identity_api_key: str | None = None
+    identity_workflow_id: str | None = None
+    # « Mon accompagnement »: the agency contact shown in the espace — from the table of
+    # agencies by département (None: the one shipped), else these global values.
     agency_phone: str = "01 56 56 11 06"
     agency_email: str = "entreprise@francetravail.example"
+    agency_contacts: Path | None = None
     # Domain of the session cookie (issue 6: forward-auth for sibling subdomains); None = host-only.
     cookie_domain: str | None = None
     # Reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0: none, direct).
@@ -285,6 +290,47 @@ def _security_log(raw: str | None) -> str:
     return target
 
 
+IDENTITY_PROVIDERS = ("embedded", "hosted", "onfido")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _identity(env: Mapping[str, str]) -> dict[str, Any]:
+    """AUTHSERVER_IDENTITY_*: the online identity verification provider and its credentials."""
+    provider = env.get("AUTHSERVER_IDENTITY_PROVIDER") or "embedded"
+    if provider not in IDENTITY_PROVIDERS:
+        raise ConfigError(
+            "AUTHSERVER_IDENTITY_PROVIDER", "valeurs possibles : " + ", ".join(IDENTITY_PROVIDERS)
+        )
+    url = env.get("AUTHSERVER_IDENTITY_URL") or None
+    secret = env.get("AUTHSERVER_IDENTITY_SECRET") or None
+    api_key = env.get("AUTHSERVER_IDENTITY_API_KEY") or None
+    workflow_id = env.get("AUTHSERVER_IDENTITY_WORKFLOW_ID") or None
+    if provider == "hosted" and not url:
+        raise ConfigError("AUTHSERVER_IDENTITY_URL", "obligatoire avec le fournisseur hosted")
+    if url:
+        url = _http_url("AUTHSERVER_IDENTITY_URL", url)
+    if provider in ("hosted", "onfido") and (not secret or len(secret) < 16):
+        what = "le jeton du webhook Onfido" if provider == "onfido" else "le secret partagé"
+        raise ConfigError("AUTHSERVER_IDENTITY_SECRET", f"{what}, au moins 16 caractères")
+    if provider == "onfido":
+        if not api_key:
+            raise ConfigError(
+                "AUTHSERVER_IDENTITY_API_KEY", "le jeton d'API Onfido est obligatoire"
+            )
+        if not workflow_id or not _UUID.fullmatch(workflow_id):
+            raise ConfigError(
+                "AUTHSERVER_IDENTITY_WORKFLOW_ID",
+                "l'identifiant (UUID) du workflow Onfido Studio est obligatoire",
+            )
+    return {
+        "identity_provider": provider,
+        "identity_url": url,
+        "identity_secret": secret,
+        "identity_api_key": api_key,
+        "identity_workflow_id": workflow_id,
+    }
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment; raise ConfigError on the first bad value."""
     env = os.environ if env is None else env
@@ -372,17 +418,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     directory_url = env.get("AUTHSERVER_DIRECTORY_URL") or None
     if directory_url:
         directory_url = _http_url("AUTHSERVER_DIRECTORY_URL", directory_url)
-    identity_provider = env.get("AUTHSERVER_IDENTITY_PROVIDER") or "embedded"
-    if identity_provider not in ("embedded", "hosted"):
-        raise ConfigError("AUTHSERVER_IDENTITY_PROVIDER", "valeurs possibles : embedded, hosted")
-    identity_url = env.get("AUTHSERVER_IDENTITY_URL") or None
-    identity_secret = env.get("AUTHSERVER_IDENTITY_SECRET") or None
-    if identity_provider == "hosted":
-        if not identity_url:
-            raise ConfigError("AUTHSERVER_IDENTITY_URL", "obligatoire avec le fournisseur hosted")
-        identity_url = _http_url("AUTHSERVER_IDENTITY_URL", identity_url)
-        if not identity_secret or len(identity_secret) < 16:
-            raise ConfigError("AUTHSERVER_IDENTITY_SECRET", "au moins 16 caractères")
+    identity = _identity(env)
+    agency_contacts_raw = env.get("AUTHSERVER_AGENCY_CONTACTS") or None
+    agency_contacts = Path(agency_contacts_raw) if agency_contacts_raw else None
+    if agency_contacts is not None and not agency_contacts.is_file():
+        raise ConfigError(
+            "AUTHSERVER_AGENCY_CONTACTS", f"fichier JSON introuvable : {agency_contacts_raw}"
+        )
 
     cookie_domain = _cookie_domain(env.get("AUTHSERVER_COOKIE_DOMAIN"), base_url)
 
@@ -393,11 +435,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         directory=directory,
         directory_url=directory_url,
         sirene_api_key=sirene_api_key,
-        identity_provider=identity_provider,
-        identity_url=identity_url,
-        identity_secret=identity_secret,
+        **identity,
         agency_phone=env.get("AUTHSERVER_AGENCY_PHONE") or Settings.agency_phone,
         agency_email=env.get("AUTHSERVER_AGENCY_EMAIL") or Settings.agency_email,
+        agency_contacts=agency_contacts,
         host=host,
         port=port,
         base_url=base_url,

@@ -430,12 +430,21 @@ CERTIFICATION_STATUSES = ("pending", "certified", "rejected", "abandoned")
 
 
 class CertificationRequest(Base):
-    """How the user asked to be certified, and what became of it (who decided, when, why)."""
+    """How the user asked to be certified, and what became of it (who decided, when, why).
+
+    The audit of who certified an account outlives the account: when it is deleted the rows
+    stay, detached (``user_id`` NULL), with its identifiant and SIRET kept in ``account_*``
+    (migration 0009), as login events keep ``username_attempt``.
+    """
 
     __tablename__ = "certification_requests"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    account_username: Mapped[str | None] = mapped_column(String(64))
+    account_siret: Mapped[str | None] = mapped_column(String(14))
     method: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -444,7 +453,8 @@ class CertificationRequest(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     provider_reference: Mapped[str | None] = mapped_column(String(64), unique=True)
 
-    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
+    user: Mapped[User | None] = relationship(foreign_keys=[user_id], lazy="joined")
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id], lazy="joined")
 
     __table_args__ = (Index("ix_certification_requests_status_created", "status", "created_at"),)
 

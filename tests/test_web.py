@@ -126,6 +126,8 @@ CSRF_EXEMPT = (
     "/oauth/revoke",
     "/oauth/introspect",
     "/oauth/logout",
+    # Server to server, signed by the identity provider (its own test checks the signature).
+    "/certification/webhook",
 )
 
 

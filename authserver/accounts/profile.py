@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 
 from authserver import db
 from authserver.accounts import tokens
-from authserver.accounts.validation import email_key
+from authserver.accounts.validation import InvalidField, email_key
+from authserver.establishments import service as establishments
 from authserver.mail.outbox import enqueue
 from authserver.models import (
     AuthSession,
@@ -23,6 +24,7 @@ from authserver.models import (
     Device,
     LoginEvent,
     Membership,
+    SecurityAction,
     User,
     WebAuthnCredential,
     utcnow,
@@ -43,7 +45,13 @@ def update_profile(
     user.phone = phone
 
 
+SAME_EMAIL = "C'est déjà l'adresse e-mail de votre compte : indiquez une autre adresse."
+
+
 def request_email_change(user: User, new_email: str) -> None:
+    """Send the confirmation link; ``InvalidField`` if it is the account's address already."""
+    if email_key(new_email) == user.email_key:
+        raise InvalidField(SAME_EMAIL)
     token = tokens.issue(
         db.session(),
         purpose=EMAIL_CHANGE,
@@ -174,8 +182,38 @@ def export(user: User) -> dict[str, Any]:
     }
 
 
+STAFF_DELETION_REFUSED = (
+    "Ce compte d'agent France Travail (sécurité, conseiller ou administrateur) figure dans les "
+    "journaux d'audit : il ne peut pas être supprimé depuis « Mon compte ». Pour le fermer, "
+    "demandez son verrouillage à l'équipe sécurité."
+)
+
+
+def deletion_refused(user: User) -> str | None:
+    """Why the account cannot delete itself (a French sentence), or None if it can.
+
+    Staff accounts are named by the audit trails: ``security_actions.actor_id`` (append-only,
+    so the reference cannot even be cleared) and ``certification_requests.decided_by_id``
+    (who certified an account). Deleting them would fail or erase who did what.
+    """
+    if user.role != "employer":
+        return STAFF_DELETION_REFUSED
+    session = db.session()
+    acted = session.scalar(
+        select(SecurityAction.id).where(SecurityAction.actor_id == user.id).limit(1)
+    )
+    decided = session.scalar(
+        select(CertificationRequest.id)
+        .where(CertificationRequest.decided_by_id == user.id)
+        .limit(1)
+    )
+    return STAFF_DELETION_REFUSED if acted is not None or decided is not None else None
+
+
 def delete_account(user: User) -> None:
     session = db.session()
+    # The administrator role goes to a successor, the certification audit stays (detached).
+    establishments.before_account_deletion(user)
     store.revoke_all(session, user.id, "account_deleted")
     session.execute(
         update(LoginEvent)

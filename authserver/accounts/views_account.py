@@ -67,10 +67,10 @@ def change_email() -> object:
         value = (request.form.get("email") or "").strip()
         try:
             new_email = validation.clean_email(value)
+            profile.request_email_change(current_user, new_email)
         except validation.InvalidField as exc:
             error = str(exc)
         else:
-            profile.request_email_change(current_user, new_email)
             db.session().commit()
             flash(
                 f"Un e-mail de confirmation a été envoyé à {new_email}. Votre adresse sera "
@@ -111,6 +111,10 @@ def export_data() -> Response:
 def delete_account() -> object:
     if not recently_authenticated():
         return _reauth("accounts.delete_account")
+    refused = profile.deletion_refused(current_user)
+    if refused is not None:
+        status = 200 if request.method == "GET" else 409
+        return render_template("accounts/delete.html", refused=refused), status
     if request.method == "GET":
         return render_template("accounts/delete.html")
     if request.form.get("confirm") != "oui":

@@ -6,9 +6,11 @@ from flask import Flask
 
 DIRECTORY_KEY = "authserver.directory"
 IDENTITY_KEY = "authserver.identity"
+AGENCIES_KEY = "authserver.agencies"
 
 
 def init_app(app: Flask) -> None:
+    from authserver.config import ConfigError
     from authserver.establishments import (
         views_certification,
         views_collaborators,
@@ -16,6 +18,7 @@ def init_app(app: Flask) -> None:
         views_espace,
         views_establishment,
     )
+    from authserver.establishments.agencies import AgencyContact, load_agency_table
     from authserver.establishments.blueprint import bp
     from authserver.establishments.directory import make_directory
     from authserver.establishments.identity import make_verifier
@@ -25,6 +28,11 @@ def init_app(app: Flask) -> None:
         settings.directory, api_key=settings.sirene_api_key, base_url=settings.directory_url
     )
     app.extensions[IDENTITY_KEY] = make_verifier(settings)
+    fallback = AgencyContact(name="", phone=settings.agency_phone, email=settings.agency_email)
+    try:
+        app.extensions[AGENCIES_KEY] = load_agency_table(settings.agency_contacts, fallback)
+    except ValueError as exc:
+        raise ConfigError("AUTHSERVER_AGENCY_CONTACTS", str(exc)) from None
     del (
         views_certification,
         views_collaborators,

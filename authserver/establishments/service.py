@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authserver import db
 from authserver.establishments import directory as directory_module
+from authserver.establishments.identity import OUTCOME_LABELS
 from authserver.mail.outbox import enqueue
 from authserver.models import CertificationRequest, Establishment, Membership, User, utcnow
 from authserver.web import settings
@@ -68,19 +69,49 @@ def _establishment_row(found: directory_module.Establishment) -> Establishment:
     return row
 
 
+class AlreadyAttached(Exception):
+    """The user's account is already an active member of another establishment.
+
+    ``str(exc)`` is the French sentence for the page. Changing establishment is an explicit
+    step (``leave``), never a side effect of typing another SIRET: an administrator who did
+    that by mistake would otherwise hand the espace over without knowing it.
+    """
+
+    def __init__(self, membership: Membership) -> None:
+        establishment = membership.establishment
+        super().__init__(
+            f"Votre compte est déjà rattaché à l'établissement {establishment.name} "
+            f"(SIRET {establishment.siret}). Pour rattacher un autre établissement, "
+            "quittez d'abord celui-ci (« Quitter l'établissement » dans votre espace)."
+        )
+        self.membership = membership
+
+
 def attach(user: User, found: directory_module.Establishment) -> Membership:
-    """Link the user to the establishment: active, or pending its administrator's decision."""
+    """Link the user to the establishment: active, or pending its administrator's decision.
+
+    Confirming again the establishment the user already belongs to (active or pending) changes
+    nothing: not the role, not the date, and no second e-mail to the administrator. A pending
+    request for another establishment is replaced; an active membership of another one is
+    refused with ``AlreadyAttached``. With no administrator yet, a user who is already
+    certified becomes the administrator (« the first certified user »).
+    """
     session = db.session()
+    membership = membership_of(user)
+    if membership is not None and membership.status in ("active", "pending"):
+        if membership.establishment.siret == found.siret:
+            return membership
+        if membership.status == "active":
+            raise AlreadyAttached(membership)
     establishment = _establishment_row(found)
     admin = administrator_of(establishment.id)
     status = "pending" if admin is not None and admin.user_id != user.id else "active"
-    membership = membership_of(user)
     if membership is None:
         membership = Membership(user_id=user.id)
         session.add(membership)
     membership.establishment_id = establishment.id
     membership.establishment = establishment
-    membership.role = "member"
+    membership.role = "admin" if admin is None and user.certified_at is not None else "member"
     membership.status = status
     membership.created_at = utcnow()
     membership.decided_at = None
@@ -88,17 +119,119 @@ def attach(user: User, found: directory_module.Establishment) -> Membership:
     # users.siret is the claim portal services read: set only while the membership is active.
     user.siret = establishment.siret if status == "active" else None
     if admin is not None and status == "pending":
-        enqueue(
-            kind="membership_request",
-            to=admin.user.email,
-            subject="Un collaborateur demande l'accès à l'espace de votre établissement",
-            template="membership_request",
-            admin=admin.user,
-            requester=user,
-            establishment=establishment,
-            link=settings().base_url + url_for("establishments.collaborators"),
-        )
+        _mail_request_to(admin.user, membership)
+    session.flush()
+    if membership.role == "admin":
+        _notify_waiting_requests(membership)
     return membership
+
+
+def _mail_request_to(admin: User, request: Membership) -> None:
+    enqueue(
+        kind="membership_request",
+        to=admin.email,
+        subject="Un collaborateur demande l'accès à l'espace de votre établissement",
+        template="membership_request",
+        admin=admin,
+        requester=request.user,
+        establishment=request.establishment,
+        link=settings().base_url + url_for("establishments.collaborators"),
+    )
+
+
+def _waiting_requests(establishment_id: int) -> list[Membership]:
+    return list(
+        db.session().scalars(
+            select(Membership)
+            .where(Membership.establishment_id == establishment_id, Membership.status == "pending")
+            .order_by(Membership.created_at, Membership.id)
+        )
+    )
+
+
+def _notify_waiting_requests(admin: Membership) -> None:
+    """A new administrator is told of the requests already waiting (none are stranded)."""
+    for request in _waiting_requests(admin.establishment_id):
+        _mail_request_to(admin.user, request)
+
+
+def _oldest_certified_member(establishment_id: int, *, besides: int) -> Membership | None:
+    return db.session().scalar(
+        select(Membership)
+        .join(User, Membership.user_id == User.id)
+        .where(
+            Membership.establishment_id == establishment_id,
+            Membership.status == "active",
+            Membership.id != besides,
+            User.certified_at.is_not(None),
+        )
+        .order_by(Membership.created_at, Membership.id)
+        .limit(1)
+    )
+
+
+def hand_over(leaving: Membership) -> Membership | None:
+    """The administrator ``leaving`` goes (removed, left, account deleted): who takes over.
+
+    The oldest certified active member becomes administrator and is told of the waiting
+    requests. With no certified member left, the establishment is back where it started
+    (no administrator: the next member to be certified becomes one), and the waiting requests
+    are granted, as attaching now would be: nobody is left who could decide them.
+    Return the new administrator, if any.
+    """
+    if leaving.role != "admin":
+        return None
+    leaving.role = "member"
+    establishment_id = leaving.establishment_id
+    successor = _oldest_certified_member(establishment_id, besides=leaving.id)
+    if successor is not None:
+        successor.role = "admin"
+        db.session().flush()
+        _notify_waiting_requests(successor)
+        return successor
+    now = utcnow()
+    for request in _waiting_requests(establishment_id):
+        if request.id == leaving.id:
+            continue
+        request.status = "active"
+        request.decided_at = now
+        request.decided_by_id = None
+        request.user.siret = request.establishment.siret
+    return None
+
+
+def leave(user: User) -> Membership:
+    """The user quits their establishment (explicit « Quitter l'établissement »)."""
+    membership = membership_of(user)
+    if membership is None or membership.status not in ("active", "pending"):
+        raise LookupError("no establishment to leave")
+    hand_over(membership)
+    membership.status = "removed"
+    membership.decided_at = utcnow()
+    membership.decided_by_id = user.id
+    user.siret = None
+    return membership
+
+
+def before_account_deletion(user: User) -> None:
+    """The account is about to be deleted (its membership goes with it).
+
+    Its administrator role, if any, goes to a successor; its pending certification requests
+    are closed; its certification rows stay as the audit of who certified it, detached from
+    the account (the database sets ``user_id`` NULL) with its identifiant and SIRET.
+    """
+    membership = membership_of(user)
+    if membership is not None and membership.status == "active":
+        hand_over(membership)
+    close_pending_requests(user, CLOSED_DELETED)
+    siret = membership.establishment.siret if membership is not None else user.siret
+    for row in db.session().scalars(
+        select(CertificationRequest).where(CertificationRequest.user_id == user.id)
+    ):
+        row.account_username = user.username[:64]
+        row.account_siret = siret
+        row.user_id = None
+        row.user = None
 
 
 def decide_membership(admin: User, membership: Membership, *, grant: bool) -> None:
@@ -123,6 +256,7 @@ def decide_membership(admin: User, membership: Membership, *, grant: bool) -> No
 
 
 def remove_member(admin: User, membership: Membership) -> None:
+    hand_over(membership)
     membership.status = "removed"
     membership.decided_at = utcnow()
     membership.decided_by_id = admin.id
@@ -151,6 +285,27 @@ def latest_certification(user: User) -> CertificationRequest | None:
     )
 
 
+CLOSED_CERTIFIED = "Sans objet : le compte a été certifié par une autre démarche."
+CLOSED_DELETED = "Sans objet : le compte a été supprimé."
+
+
+def close_pending_requests(user: User, reason: str, *, besides: int | None = None) -> int:
+    """Close the user's pending requests (status ``abandoned`` with ``reason``); return how many."""
+    statement = select(CertificationRequest).where(
+        CertificationRequest.user_id == user.id, CertificationRequest.status == "pending"
+    )
+    if besides is not None:
+        statement = statement.where(CertificationRequest.id != besides)
+    now = utcnow()
+    closed = 0
+    for other in db.session().scalars(statement):
+        other.status = "abandoned"
+        other.decided_at = now
+        other.reason = reason
+        closed += 1
+    return closed
+
+
 def request_certification(
     user: User, method: str, provider_reference: str | None = None
 ) -> CertificationRequest:
@@ -164,16 +319,24 @@ def request_certification(
 
 
 def certify(request: CertificationRequest, actor: User | None, reason: str | None = None) -> None:
-    """Mark the request and its user certified; the first certified member becomes admin."""
+    """Mark the request and its user certified; the first certified member becomes admin.
+
+    The user's other pending requests (a counsellor request made before an online check, or
+    the reverse) are closed: nobody may certify the account a second time.
+    """
     user = request.user
+    now = utcnow()
     request.status = "certified"
-    request.decided_at = utcnow()
+    request.decided_at = now
     request.decided_by_id = actor.id if actor else None
     request.reason = reason
-    user.certified_at = utcnow()
+    user.certified_at = now
+    close_pending_requests(user, CLOSED_CERTIFIED, besides=request.id)
     membership = active_membership(user)
     if membership is not None and administrator_of(membership.establishment_id) is None:
         membership.role = "admin"
+        db.session().flush()
+        _notify_waiting_requests(membership)
     enqueue(
         kind="certified",
         to=user.email,
@@ -201,11 +364,28 @@ def reject(request: CertificationRequest, actor: User, reason: str) -> None:
 
 
 def fall_back_to_counselor(request: CertificationRequest, outcome: str) -> CertificationRequest:
-    """A refused or abandoned online check joins the counsellor queue."""
+    """A refused or abandoned online check joins the counsellor queue (once: a counsellor
+    request already pending is kept, not doubled)."""
     request.status = "abandoned"
     request.decided_at = utcnow()
-    request.reason = f"Vérification en ligne : {outcome}"
-    return request_certification(request.user, "counselor")
+    request.reason = f"Vérification en ligne : {OUTCOME_LABELS.get(outcome, outcome)}"
+    assert request.user is not None
+    waiting = db.session().scalar(
+        select(CertificationRequest).where(
+            CertificationRequest.user_id == request.user_id,
+            CertificationRequest.method == "counselor",
+            CertificationRequest.status == "pending",
+        )
+    )
+    return waiting or request_certification(request.user, "counselor")
+
+
+def apply_online_result(request: CertificationRequest, outcome: str) -> None:
+    """The provider's verdict on a pending online check: certified, or to a counsellor."""
+    if outcome == "approved":
+        certify(request, None, "Vérification d'identité en ligne")
+    else:
+        fall_back_to_counselor(request, outcome)
 
 
 ONLINE_CHECK_TIMEOUT = timedelta(minutes=30)

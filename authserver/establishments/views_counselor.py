@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from authserver import db
 from authserver.establishments import service
 from authserver.establishments.blueprint import bp
-from authserver.models import CertificationRequest, utcnow
+from authserver.models import CertificationRequest, User, utcnow
 
 
 def counselor_required(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,6 +28,42 @@ def counselor_required(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+STATUS_LABELS = {
+    "pending": "En attente",
+    "certified": "Compte certifié",
+    "rejected": "Certification refusée",
+    "abandoned": "Close",
+}
+METHOD_LABELS = {"online": "En ligne", "counselor": "Par un conseiller"}
+DECIDED_SHOWN = 50
+
+
+def decided_by_label(row: CertificationRequest) -> str:
+    """Who decided: the counsellor's name, the online check, or the system (closed)."""
+    if row.decided_by is not None:
+        return f"{row.decided_by.display_name} ({row.decided_by.username})"
+    if row.decided_by_id is None and row.method == "online" and row.status == "certified":
+        return "Vérification d'identité en ligne"
+    if row.status == "pending":
+        return ""
+    return "Automatiquement"
+
+
+def account_label(row: CertificationRequest) -> str:
+    if row.user is not None:
+        return row.user.username
+    return f"{row.account_username or '?'} (compte supprimé)"
+
+
+def _labels() -> dict[str, object]:
+    return {
+        "status_labels": STATUS_LABELS,
+        "method_labels": METHOD_LABELS,
+        "decided_by_label": decided_by_label,
+        "account_label": account_label,
+    }
+
+
 @bp.get("/counselor")
 @counselor_required
 def counselor_queue() -> str:
@@ -36,15 +72,32 @@ def counselor_queue() -> str:
     rows = list(
         db.session().scalars(
             select(CertificationRequest)
+            .join(User, CertificationRequest.user_id == User.id)
             .where(
-                CertificationRequest.status == "pending", CertificationRequest.method == "counselor"
+                CertificationRequest.status == "pending",
+                CertificationRequest.method == "counselor",
+                # Certified meanwhile (online): nothing left for a counsellor to do.
+                User.certified_at.is_(None),
             )
             .order_by(CertificationRequest.created_at, CertificationRequest.id)
             .limit(200)
         )
     )
-    now = utcnow()
-    return render_template("establishments/counselor_queue.html", rows=rows, now=now)
+    decided = list(
+        db.session().scalars(
+            select(CertificationRequest)
+            .where(CertificationRequest.status != "pending")
+            .order_by(CertificationRequest.decided_at.desc(), CertificationRequest.id.desc())
+            .limit(DECIDED_SHOWN)
+        )
+    )
+    return render_template(
+        "establishments/counselor_queue.html",
+        rows=rows,
+        decided=decided,
+        now=utcnow(),
+        **_labels(),
+    )
 
 
 @bp.get("/counselor/requests/<int:request_id>")
@@ -53,9 +106,13 @@ def counselor_request(request_id: int) -> str:
     row = db.session().get(CertificationRequest, request_id)
     if row is None:
         abort(404)
-    membership = service.membership_of(row.user)
+    membership = service.membership_of(row.user) if row.user is not None else None
     return render_template(
-        "establishments/counselor_request.html", row=row, membership=membership, now=utcnow()
+        "establishments/counselor_request.html",
+        row=row,
+        membership=membership,
+        now=utcnow(),
+        **_labels(),
     )
 
 
@@ -66,6 +123,11 @@ def counselor_decide(request_id: int, decision: str) -> Response | tuple[str, in
     row = session.get(CertificationRequest, request_id)
     if row is None:
         abort(404)
+    if row.status == "pending" and row.user is not None and row.user.certified_at is not None:
+        service.close_pending_requests(row.user, service.CLOSED_CERTIFIED)
+        session.commit()
+        flash("Ce compte est déjà certifié : la demande est close.", "error")
+        return redirect(url_for("establishments.counselor_request", request_id=request_id))
     if row.status != "pending":
         flash("Cette demande a déjà été traitée.", "error")
         return redirect(url_for("establishments.counselor_request", request_id=request_id))
@@ -83,6 +145,7 @@ def counselor_decide(request_id: int, decision: str) -> Response | tuple[str, in
                 membership=membership,
                 now=utcnow(),
                 reason_error="Indiquez le motif du refus.",
+                **_labels(),
             ), 400
         service.reject(row, current_user, reason)
         flash(f"La demande de {row.user.username} est refusée.", "success")

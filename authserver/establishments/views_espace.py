@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import redirect, render_template, url_for
+from flask import current_app, redirect, render_template, url_for
 from flask_login import current_user, login_required
 
 from authserver import db
-from authserver.establishments import service
+from authserver.establishments import AGENCIES_KEY, service
+from authserver.establishments.agencies import AgencyTable
 from authserver.establishments.blueprint import bp
-from authserver.web import settings
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,15 @@ class PortalService:
     tab: str  # accueil, recrutement, administratif
     needs_certification: bool
     url: str = "#"
+    # The first sentence of the seed's message when the espace is not certified.
+    gated_intro: str = "Pour accéder à ce service, vous devez disposer d'un espace certifié*."
+
+
+CSP_GATED_INTRO = (
+    "Pour récupérer les documents liés au contrat de sécurisation professionnelle : Document "
+    "d'information, notice d'information salarié, bulletin d'acceptation et demande "
+    "d'allocation, vous devez disposer d'un espace certifié*."
+)
 
 
 SERVICES = (
@@ -31,6 +40,7 @@ SERVICES = (
         "Proposer le Contrat de Sécurisation Professionnelle (CSP) : télécharger le kit CSP",
         "administratif",
         True,
+        gated_intro=CSP_GATED_INTRO,
     ),
     PortalService("Recourir à l'activité partielle", "administratif", True),
     PortalService("Télécharger une attestation de compte à jour", "administratif", True),
@@ -48,14 +58,16 @@ def espace() -> object:
     membership = service.active_membership(current_user)
     certified = current_user.certified_at is not None
     certification = service.latest_certification(current_user)
+    establishment = membership.establishment if membership else None
+    agencies: AgencyTable = current_app.extensions[AGENCIES_KEY]
+    agency = agencies.for_postal_code(establishment.postal_code if establishment else None)
     return render_template(
         "establishments/espace.html",
         user=current_user,
         membership=membership,
-        establishment=membership.establishment if membership else None,
+        establishment=establishment,
         certified=certified,
         certification=certification,
         services=SERVICES,
-        agency_phone=settings().agency_phone,
-        agency_email=settings().agency_email,
+        agency=agency,
     )

@@ -22,9 +22,12 @@ from sqlalchemy import func, select, update
 from authserver.db import get_database
 from authserver.models import (
     AuthSession,
+    CertificationRequest,
     Device,
     LoginEvent,
     OutboxMail,
+    SecurityAction,
+    SecurityEvent,
     User,
     WebAuthnCredential,
     utcnow,
@@ -414,3 +417,100 @@ def test_account_deletion_after_reauthentication(
     assert Actions(app.test_client(), smtp).login(USERNAME).status_code == 401
     # The owner is told, at the address the account had.
     wait_mail_to(smtp, OLD_EMAIL, "supprimé")
+
+
+# --- Deletion: staff accounts, and the certification audit -----------------------------------
+
+
+def _staff_logged_in(app: Flask, smtp: SMTPServer, username: str, role: str) -> Actions:
+    from tests.establishments.test_flow import create_staff
+
+    create_staff(app, username, role)
+    actions = Actions(app.test_client(), smtp)
+    assert actions.login(username).status_code == 302
+    return actions
+
+
+def _security_action_by(app: Flask, username: str) -> None:
+    with get_database(app).session_scope() as session:
+        actor_id = session.scalar(select(User.id).where(User.username == username))
+        alert = SecurityEvent(kind="not_me", severity="high", user_id=None, ip="203.0.113.7")
+        session.add(alert)
+        session.flush()
+        session.add(SecurityAction(alert_id=alert.id, actor_id=actor_id, action="acknowledge"))
+
+
+@pytest.mark.parametrize("role", ["security", "counselor", "admin"])
+def test_staff_account_deletion_is_refused_in_french(
+    app: Flask, smtp: SMTPServer, role: str
+) -> None:
+    agent = _staff_logged_in(app, smtp, f"agent.{role}", role)
+    _security_action_by(app, f"agent.{role}")  # the append-only audit names them
+    page = agent.client.get("/account/delete")
+    assert page.status_code == 200
+    html = page_text(page)
+    assert "ne peut pas être supprimé" in html and "équipe sécurité" in html
+    assert "Supprimer mon compte</button>" not in html
+    response = agent.client.post(
+        "/account/delete",
+        data={"csrf_token": csrf_of(page.get_data(as_text=True)), "confirm": "oui"},
+    )
+    assert response.status_code == 409
+    assert "ne peut pas être supprimé" in page_text(response)
+    assert user_row(app, f"agent.{role}") is not None
+    assert _count(app, SecurityAction) == 1
+
+
+def test_deleted_employer_keeps_the_audit_of_who_certified_it(app: Flask, smtp: SMTPServer) -> None:
+    from tests.establishments.test_counselor import decide, request_id_of, waiting_employer
+    from tests.establishments.test_flow import active_establishments, staff
+
+    siret = active_establishments()[0].siret
+    employer = waiting_employer(app, smtp, USERNAME, siret)
+    counselor = staff(app, smtp, "camille.conseil", "counselor")
+    request_id = request_id_of(app, USERNAME)
+    assert decide(counselor, request_id, "certify").status_code == 302
+    # A second, pending request (online check started later, never finished).
+    with get_database(app).session_scope() as session:
+        user_id = session.scalar(select(User.id).where(User.username == USERNAME))
+        session.add(CertificationRequest(user_id=user_id, method="online", status="pending"))
+    counselor_id = user_row(app, "camille.conseil").id
+
+    page = employer.client.get("/account/delete")
+    assert page.status_code == 200
+    deleted = employer.client.post(
+        "/account/delete",
+        data={"csrf_token": csrf_of(page.get_data(as_text=True)), "confirm": "oui"},
+    )
+    assert deleted.status_code == 302
+    assert user_row(app) is None
+    with get_database(app).session_scope() as session:
+        rows = {row.id: row for row in session.scalars(select(CertificationRequest))}
+    assert len(rows) == 2
+    certified = rows[request_id]
+    assert certified.user_id is None
+    assert (certified.status, certified.decided_by_id) == ("certified", counselor_id)
+    assert (certified.account_username, certified.account_siret) == (USERNAME, siret)
+    other = next(row for row in rows.values() if row.id != request_id)
+    assert other.status == "abandoned" and other.user_id is None
+    # The counsellor console still shows who was certified, and by whom.
+    decided = page_text(counselor.client.get(f"/counselor/requests/{request_id}"))
+    assert f"{USERNAME} (compte supprimé)" in decided
+    decision = re.search(r'<dd id="request-decision">(.*?)</dd>', decided, re.S).group(1)
+    assert "Camille Conseil (camille.conseil)" in decision
+
+
+@pytest.mark.parametrize("same", [OLD_EMAIL, "Martin.Dupont@Entreprise.FR"])
+def test_email_change_to_the_current_address_is_refused(
+    app: Flask, logged_in: Actions, same: str
+) -> None:
+    form = logged_in.client.get("/account/email")
+    assert form.status_code == 200
+    response = logged_in.client.post(
+        "/account/email", data={"csrf_token": csrf_of(form.get_data(as_text=True)), "email": same}
+    )
+    assert response.status_code == 400
+    assert "déjà l'adresse e-mail de votre compte" in error_of(
+        response.get_data(as_text=True), "email"
+    )
+    assert _count(app, OutboxMail, OutboxMail.kind.like("email_change%")) == 0

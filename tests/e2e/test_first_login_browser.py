@@ -37,7 +37,7 @@ from tests.services import LiveServer, SMTPServer, free_port, text_of
 USERNAME = "martin.dupont"
 EMAIL = "martin.dupont@entreprise.fr"
 COUNSELOR = "camille.conseil"
-GATED = "Ce service nécessite un espace certifié"
+GATED = "vous devez disposer d'un espace certifié"
 CSP_KIT = "Proposer le Contrat de Sécurisation Professionnelle (CSP) : télécharger le kit CSP"
 
 
@@ -142,11 +142,13 @@ def attach_establishment(page, siret: str) -> None:
     for shown in (found.name, found.address, found.postal_code, found.city, found.naf_code):
         assert shown in details, (shown, details)
 
-    # `Retour` goes back to the SIRET, still filled in to correct it; `Suivant` again.
-    page.get_by_role("main").get_by_role("link", name="Retour", exact=True).click()
+    # `Retour` (a button, as the contract says) goes back to the SIRET, still filled in as
+    # it was typed, to correct it; `Suivant` again.
+    assert page.get_by_role("main").get_by_role("link", name="Retour", exact=True).count() == 0
+    page.get_by_role("main").get_by_role("button", name="Retour", exact=True).click()
     page.wait_for_url(at("/establishment"))
     typed = page.get_by_label("Numéro de SIRET", exact=True).input_value()
-    assert typed.replace(" ", "") == siret
+    assert typed == spaced(siret)
     page.get_by_role("main").get_by_role("button", name="Suivant", exact=True).click()
     page.wait_for_url(at("/establishment/confirm"))
     assert found.name in page.get_by_role("main").inner_text()
@@ -195,6 +197,12 @@ def counselor_page(browser, live: Live):
     return context, page
 
 
+def queue_rows(counselor):
+    """The rows of the pending queue (not those of « Demandes traitées » below it)."""
+    queue = counselor.get_by_role("table", name=re.compile(r"^Demandes de certification par un"))
+    return queue.get_by_role("row")
+
+
 # --- The tests --------------------------------------------------------------------------------
 
 
@@ -227,7 +235,7 @@ def test_first_login_to_espace_then_certified_by_a_counselor(page, browser, live
     context, counselor = counselor_page(browser, live)
     try:
         counselor_problems = watch(counselor)
-        row = counselor.get_by_role("row").filter(has_text=USERNAME)
+        row = queue_rows(counselor).filter(has_text=USERNAME)
         assert row.count() == 1
         assert found.siret in row.inner_text()
         row.get_by_role("link", name="Traiter").click()
@@ -290,7 +298,7 @@ def test_online_certification_refused_falls_back_to_the_counselor(
 
     context, counselor = counselor_page(browser, live)
     try:
-        assert counselor.get_by_role("row").filter(has_text=USERNAME).count() == 1
+        assert queue_rows(counselor).filter(has_text=USERNAME).count() == 1
     finally:
         context.close()
     assert user_row(live.app, USERNAME).certified_at is None

@@ -4,6 +4,7 @@ and reject (each recorded: who, when, why), the e-mails, the espace unlocked."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,8 @@ from authserver.db import get_database
 from authserver.models import CertificationRequest, User, utcnow
 from tests.conftest import Actions
 from tests.establishments.test_flow import (
+    _decide_online,
+    _start_online,
     active_establishments,
     attach,
     certification_rows,
@@ -162,7 +165,7 @@ def test_certify_sends_the_mail_certifies_and_makes_the_first_member_admin(
 ) -> None:
     user = waiting_employer(app, smtp, "martin.dupont", active_establishments()[0].siret)
     before = unescape(user.client.get("/espace").get_data(as_text=True))
-    assert "Ce service nécessite un espace certifié" in before
+    assert "vous devez disposer d'un espace certifié" in before
     request_id = request_id_of(app, "martin.dupont")
 
     counselor = staff(app, smtp, "camille.conseil", "counselor")
@@ -184,7 +187,7 @@ def test_certify_sends_the_mail_certifies_and_makes_the_first_member_admin(
 
     # The user's espace is unlocked at once (same session), and the queue is empty.
     after = unescape(user.client.get("/espace").get_data(as_text=True))
-    assert "Ce service nécessite un espace certifié" not in after
+    assert "vous devez disposer d'un espace certifié" not in after
     assert "Espace certifié" in after
     queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
     assert "Aucune demande en attente" in queue
@@ -263,7 +266,7 @@ def test_reject_with_a_reason_is_recorded_and_mailed(app: Flask, smtp: SMTPServe
     espace = unescape(
         waiting_user_client(app, smtp, "martin.dupont").get("/espace").get_data(as_text=True)
     )
-    assert "Ce service nécessite un espace certifié" in espace
+    assert "vous devez disposer d'un espace certifié" in espace
 
 
 def waiting_user_client(app: Flask, smtp: SMTPServer, username: str):
@@ -276,3 +279,80 @@ def test_unknown_request_is_404(app: Flask, smtp: SMTPServer) -> None:
     counselor = staff(app, smtp, "camille.conseil", "counselor")
     assert counselor.client.get("/counselor/requests/999").status_code == 404
     assert decide(counselor, 999, "certify").status_code == 404
+
+
+# --- Certified by another way: the other requests are closed -------------------------------
+
+
+def test_online_certification_closes_the_earlier_counselor_request(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    user = waiting_employer(app, smtp, "martin.dupont", active_establishments()[0].siret)
+    counselor_request = request_id_of(app, "martin.dupont")
+    provider_page = _start_online(user)
+    assert location(_decide_online(user, provider_page, "approved")) == "/espace"
+    wait_mail(smtp, "martin.dupont@entreprise.fr", "certifié")
+
+    rows = {row.id: row for row in certification_rows(app, "martin.dupont")}
+    closed = rows[counselor_request]
+    assert closed.status == "abandoned" and closed.decided_at is not None
+    assert "certifié" in closed.reason
+    assert [r.status for r in rows.values() if r.id != counselor_request] == ["certified"]
+
+    counselor = staff(app, smtp, "camille.conseil", "counselor")
+    queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
+    assert "Aucune demande en attente" in queue
+    # Certifying the closed request again is refused: no second e-mail.
+    response = decide(counselor, counselor_request, "certify")
+    assert response.status_code == 302
+    assert location(response) == f"/counselor/requests/{counselor_request}"
+    time.sleep(0.5)
+    assert len(mails_to(smtp, "martin.dupont@entreprise.fr", "certifié")) == 1
+
+
+def test_queue_hides_certified_users_and_their_request_cannot_be_certified_again(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    waiting_employer(app, smtp, "martin.dupont", active_establishments()[0].siret)
+    request_id = request_id_of(app, "martin.dupont")
+    # An account certified by another path while its request was still pending (older data).
+    with get_database(app).session_scope() as session:
+        session.execute(
+            update(User).where(User.username == "martin.dupont").values(certified_at=utcnow())
+        )
+    counselor = staff(app, smtp, "camille.conseil", "counselor")
+    queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
+    assert "martin.dupont" not in queue.split("Demandes traitées")[0]
+    response = decide(counselor, request_id, "certify")
+    assert location(response) == f"/counselor/requests/{request_id}"
+    assert certification_rows(app, "martin.dupont")[0].status == "abandoned"
+    time.sleep(0.3)
+    assert mails_to(smtp, "martin.dupont@entreprise.fr", "certifié") == []
+
+
+def test_decided_requests_show_who_decided_and_when_and_are_listed(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    sirets = [found.siret for found in active_establishments()[:2]]
+    waiting_employer(app, smtp, "certifie.user", sirets[0])
+    waiting_employer(app, smtp, "refuse.user", sirets[1])
+    counselor = staff(app, smtp, "camille.conseil", "counselor")
+    certified_id = request_id_of(app, "certifie.user")
+    rejected_id = request_id_of(app, "refuse.user")
+    decide(counselor, certified_id, "certify")
+    decide(counselor, rejected_id, "reject", "Personne injoignable")
+
+    page = unescape(counselor.client.get(f"/counselor/requests/{certified_id}").get_data(True))
+    decision = re.search(r'<dd id="request-decision">(.*?)</dd>', page, re.S).group(1)
+    assert "par Camille Conseil (camille.conseil)" in decision
+    assert re.search(r"le \d{2}/\d{2}/\d{4}", decision), decision
+    assert "Compte certifié" in page
+    assert "Certifier le compte" not in page
+
+    queue = unescape(counselor.client.get("/counselor").get_data(as_text=True))
+    assert "Aucune demande en attente" in queue
+    decided = re.findall(r'<tr class="decided-row">(.*?)</tr>', queue, re.S)
+    assert len(decided) == 2
+    assert "refuse.user" in decided[0] and "Certification refusée" in decided[0]
+    assert "certifie.user" in decided[1] and "Compte certifié" in decided[1]
+    assert all("Camille Conseil" in row for row in decided)

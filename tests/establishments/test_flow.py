@@ -26,7 +26,7 @@ from authserver.accounts.service import hashing
 from authserver.db import get_database
 from authserver.establishments.directory import Establishment as Found
 from authserver.establishments.directory import make_directory
-from authserver.establishments.siret import luhn_valid
+from authserver.establishments.siret import is_valid, luhn_valid
 from authserver.models import CertificationRequest, Membership, User, utcnow
 from tests.conftest import PASSWORD, Actions, csrf_of, link_in, path_of
 from tests.services import SMTPServer, free_port
@@ -62,7 +62,7 @@ def unknown_valid_siret() -> str:
     for prefix in ("1234567890000", "4444444440000", "8080808080808"):
         for last in "0123456789":
             candidate = prefix + last
-            if luhn_valid(candidate) and candidate not in known:
+            if is_valid(candidate) and candidate not in known:
                 return candidate
     raise AssertionError("no unknown valid SIRET found")
 
@@ -356,8 +356,16 @@ def test_siret_with_spaces_confirm_page_back_and_validate(app: Flask, newcomer: 
     text = unescape(page)
     for shown in (found.name, found.address, found.postal_code, found.city, found.naf_code):
         assert shown in text
-    assert "Retour" in page and "Valider" in page
-    # `Retour` shows the SIRET again, ready to correct.
+    assert "Valider</button>" in page
+    # `Retour` is a button: a GET form back to /establishment carrying the SIRET as typed.
+    back_form = re.search(
+        r'<form method="get" action="/establishment">(.*?)</form>', page, re.S
+    ).group(1)
+    assert f'<input type="hidden" name="siret" value="{spaced(found.siret)}">' in back_form
+    assert re.search(r"<button[^>]*>Retour</button>", back_form)
+    back = newcomer.client.get("/establishment", query_string={"siret": spaced(found.siret)})
+    assert f'value="{spaced(found.siret)}"' in back.get_data(as_text=True)
+    # Without the parameter (a browser's own back), the SIRET is still there to correct.
     back = newcomer.client.get("/establishment").get_data(as_text=True)
     assert f'value="{spaced(found.siret)}"' in back
     # Nothing is attached until `Valider`.
@@ -399,7 +407,12 @@ def test_counselor_choice_shows_the_24h_page_and_the_gated_espace(
     assert response.status_code == 302
     page = newcomer.client.get(location(response)).get_data(as_text=True)
     assert "sous 24 hrs" in page
-    assert "Continuer ma navigation" in page
+    # The seed's pair of buttons, and its number.
+    assert re.search(
+        r'<a class="fr-btn[^"]*" href="/account">Compléter les infos de mon entreprise</a>', page
+    )
+    assert re.search(r'<a class="fr-btn[^"]*" href="/espace">Continuer ma navigation</a>', page)
+    assert "08 06 06 00 20" in page
     rows = certification_rows(app, "martin.dupont")
     assert [(r.method, r.status) for r in rows] == [("counselor", "pending")]
 
@@ -409,8 +422,25 @@ def test_counselor_choice_shows_the_24h_page_and_the_gated_espace(
     assert found.siret in html and found.name in html
     for tab in ("Accueil", "Mes services de recrutement", "Mes services administratifs"):
         assert re.search(rf'role="tab"[^>]*>{tab}</button>', html), tab
-    assert "Ce service nécessite un espace certifié" in html
+    assert "vous devez disposer d'un espace certifié" in html
     assert "Espace certifié" not in html
+    # The seed's wording, verbatim, for every service that needs a certified espace.
+    gated = re.findall(r'<p class="fr-text--sm certification-needed">(.*?)</p>', html, re.S)
+    assert len(gated) >= 5
+    for message in gated:
+        assert "vous devez disposer d'un espace certifié*" in message
+        assert (
+            "Vous allez être contacté par un conseiller France Travail dans les plus brefs "
+            "délais. Accélérez la certification de votre compte en appelant le 08 06 06 00 20. "
+            "Le service est ouvert du lundi au vendredi de 8h à 19h."
+        ) in message
+    assert any(
+        message.startswith(
+            "Pour récupérer les documents liés au contrat de sécurisation professionnelle"
+        )
+        for message in gated
+    )
+    assert "* La certification de l'espace entreprise par un conseiller France Travail" in html
 
     # Choosing again does not queue a second request.
     choose_certification(newcomer, "counselor")
@@ -497,7 +527,7 @@ def test_online_approved_certifies_and_makes_admin(
     assert membership_row(app, "martin.dupont").role == "admin"
     html = unescape(newcomer.client.get("/espace").get_data(as_text=True))
     assert "Espace certifié" in html
-    assert "Ce service nécessite un espace certifié" not in html
+    assert "vous devez disposer d'un espace certifié" not in html
     wait_mail(smtp, "martin.dupont@entreprise.fr", "certifié")
     # A second result for the same, already decided, check is refused.
     again = _decide_online(newcomer, provider_page, "refused")
@@ -531,3 +561,76 @@ def test_forged_callback_is_refused(app: Flask, newcomer: Actions) -> None:
     response = newcomer.client.get("/certification/callback?result=forged.token.value")
     assert response.status_code == 400
     assert user_row(app, "martin.dupont").certified_at is None
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "6 9 2 7 9 2 5 1 8 0 0 0 1 5",  # 27 characters: the old maxlength of 20 cut it
+        "692\u200b792\u200b518\u200b00015",  # zero-width spaces from a copy
+        "  692   792   518   00015   ",
+    ],
+)
+def test_pasted_siret_with_wide_or_invisible_spacing_is_accepted(
+    app: Flask, newcomer: Actions, typed: str
+) -> None:
+    page = newcomer.client.get("/establishment").get_data(as_text=True)
+    assert 'maxlength="40"' in page
+    assert len(typed) <= 40
+    response = submit_siret(newcomer, typed)
+    assert response.status_code == 302
+    assert location(response) == "/establishment/confirm"
+    confirm = newcomer.client.get("/establishment/confirm").get_data(as_text=True)
+    assert active_establishments()[0].name in unescape(confirm)
+
+
+def test_too_long_siret_input_is_refused_not_cut(app: Flask, newcomer: Actions) -> None:
+    response = submit_siret(newcomer, "692 792 518 00015" + " " * 24)  # 41 characters
+    assert response.status_code == 400
+    assert "14 chiffres" in unescape(error_next_to(response.get_data(as_text=True), "siret"))
+
+
+# --- « Mon accompagnement »: the establishment's agency ------------------------------------
+
+
+def agency_block(html: str) -> str:
+    return unescape(re.search(r'<div id="agency-contact">(.*?)</div>', html, re.S).group(1))
+
+
+def espace_of(app: Flask, smtp: SMTPServer, username: str, siret: str) -> str:
+    actions = employer(app, smtp, username)
+    attach(actions, siret)
+    choose_certification(actions, "counselor")
+    return actions.client.get("/espace").get_data(as_text=True)
+
+
+def test_mon_accompagnement_shows_the_agency_of_the_establishment_departement(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    lyon = next(f for f in active_establishments() if f.postal_code.startswith("69"))
+    block = agency_block(espace_of(app, smtp, "martin.dupont", lyon.siret))
+    assert "France Travail Lyon Part-Dieu" in block
+    assert "04 65 71 69 69" in block and "entreprise.lyon-part-dieu@" in block
+    assert 'href="tel:0465716969"' in block
+
+
+def test_mon_accompagnement_falls_back_to_the_global_contact(make_app, smtp: SMTPServer) -> None:
+    app = make_app(
+        AUTHSERVER_AGENCY_PHONE="01 23 45 67 89", AUTHSERVER_AGENCY_EMAIL="pro@agence.example"
+    )
+    valence = next(f for f in active_establishments() if f.postal_code.startswith("26"))
+    block = agency_block(espace_of(app, smtp, "martin.dupont", valence.siret))
+    assert "01 23 45 67 89" in block and "pro@agence.example" in block
+
+
+def test_agency_table_from_configuration(make_app, smtp: SMTPServer, tmp_path) -> None:
+    table = tmp_path / "agences.json"
+    table.write_text(
+        '{"departements": {"26": {"name": "Agence de Valence", "phone": "04 75 00 00 00",'
+        ' "email": "valence@agence.example"}}}',
+        encoding="utf-8",
+    )
+    app = make_app(AUTHSERVER_AGENCY_CONTACTS=str(table))
+    valence = next(f for f in active_establishments() if f.postal_code.startswith("26"))
+    block = agency_block(espace_of(app, smtp, "martin.dupont", valence.siret))
+    assert "Agence de Valence" in block and "04 75 00 00 00" in block

@@ -4,19 +4,28 @@ both ways), and can remove a collaborator, whose session loses the establishment
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from flask import Flask
+from sqlalchemy import select
 
-from authserver.models import utcnow
-from tests.conftest import Actions
+from authserver import db
+from authserver.establishments import service
+from authserver.models import Membership, User, utcnow
+from tests.conftest import Actions, csrf_of
 from tests.establishments.test_counselor import decide, request_id_of, waiting_employer
 from tests.establishments.test_flow import (
     active_establishments,
     attach,
+    choose_certification,
     employer,
+    error_next_to,
     location,
+    mails_to,
     membership_row,
     staff,
+    submit_siret,
     unescape,
     user_row,
     wait_mail,
@@ -93,6 +102,7 @@ def test_later_user_gets_a_pending_membership_and_the_admin_an_email(
     page = pending_newcomer.client.get("/establishment/pending")
     assert page.status_code == 200
     assert location(pending_newcomer.client.get("/espace")) == "/establishment/pending"
+    assert location(pending_newcomer.client.get("/certification")) == "/establishment/pending"
 
     # The administrator sees the request on the collaborators page.
     listing = unescape(admin.client.get("/establishment/collaborators").get_data(as_text=True))
@@ -158,6 +168,10 @@ def test_admin_removes_a_collaborator_whose_session_loses_the_establishment(
     decide_member(admin, membership_id, "grant")
     html = unescape(pending_newcomer.client.get("/espace").get_data(as_text=True))
     assert siret in html
+    # The forward-auth claims of the collaborator's session carry the SIRET...
+    verdict = pending_newcomer.client.get("/auth/verify")
+    assert verdict.status_code == 200
+    assert verdict.headers["X-Auth-Siret"] == siret
 
     response = decide_member(admin, membership_id, "remove")
     assert response.status_code == 302
@@ -166,6 +180,12 @@ def test_admin_removes_a_collaborator_whose_session_loses_the_establishment(
     assert membership.decided_by_id == user_row(app, ADMIN).id
     assert membership.decided_at is not None and membership.decided_at <= utcnow()
     assert user_row(app, NEWCOMER).siret is None
+
+    # ...and lose it at once, in the same still-open session (portal services see no SIRET).
+    verdict = pending_newcomer.client.get("/auth/verify")
+    assert verdict.status_code == 200
+    assert verdict.headers["X-Auth-User"] == NEWCOMER
+    assert verdict.headers["X-Auth-Siret"] == ""
 
     # At once, in the collaborator's still-open session: no espace of that establishment.
     response = pending_newcomer.client.get("/espace")
@@ -214,3 +234,207 @@ def test_admin_of_another_establishment_cannot_decide(
     membership_id = membership_row(app, NEWCOMER).id
     assert decide_member(other_admin, membership_id, "grant").status_code == 404
     assert membership_row(app, NEWCOMER).status == "pending"
+
+
+# --- Attaching again, leaving, and who is administrator after the administrator goes ----------
+
+
+def counselor_again(app: Flask, smtp: SMTPServer) -> Actions:
+    """The counsellor created by the ``admin`` fixture, logged in on a new client."""
+    actions = Actions(app.test_client(), smtp)
+    assert actions.login("camille.conseil").status_code == 302
+    return actions
+
+
+def certify_by_counselor(app: Flask, smtp: SMTPServer, user: Actions, username: str) -> None:
+    assert choose_certification(user, "counselor").status_code == 302
+    response = decide(counselor_again(app, smtp), request_id_of(app, username), "certify")
+    assert response.status_code == 302
+    assert user_row(app, username).certified_at is not None
+
+
+def granted_newcomer(app: Flask, smtp: SMTPServer, admin: Actions, siret: str) -> Actions:
+    actions = employer(app, smtp, NEWCOMER)
+    attach(actions, siret)
+    assert decide_member(admin, membership_row(app, NEWCOMER).id, "grant").status_code == 302
+    assert membership_row(app, NEWCOMER).status == "active"
+    return actions
+
+
+def delete_own_account(actions: Actions):
+    page = actions.client.get("/account/delete")
+    assert page.status_code == 200, page.headers.get("Location")
+    return actions.client.post(
+        "/account/delete",
+        data={"csrf_token": csrf_of(page.get_data(as_text=True)), "confirm": "oui"},
+    )
+
+
+def requests_mailed_to(smtp: SMTPServer, address: str) -> int:
+    return len(mails_to(smtp, address, "demande l'accès"))
+
+
+def test_admin_confirming_the_same_siret_again_stays_admin(
+    app: Flask, smtp: SMTPServer, admin: Actions, pending_newcomer: Actions, siret: str
+) -> None:
+    before = membership_row(app, ADMIN)
+    wait_mail(smtp, ADMIN_EMAIL, "demande")
+    mails_before = len(smtp.messages)
+    response = attach(admin, siret)
+    assert response.status_code == 302
+    assert location(response) == "/espace"
+    after = membership_row(app, ADMIN)
+    assert (after.role, after.status, after.id) == ("admin", "active", before.id)
+    assert after.created_at == before.created_at
+    # The establishment still has its administrator, who can decide the waiting request.
+    assert decide_member(admin, membership_row(app, NEWCOMER).id, "grant").status_code == 302
+    assert membership_row(app, NEWCOMER).status == "active"
+    # A pending user confirming the same SIRET again does not e-mail the administrator again.
+    other = employer(app, smtp, "carla.attente")
+    attach(other, siret)
+    wait_mail(smtp, ADMIN_EMAIL, "demande")
+    time.sleep(0.3)
+    count = requests_mailed_to(smtp, ADMIN_EMAIL)
+    attach(other, siret)
+    time.sleep(0.5)
+    assert requests_mailed_to(smtp, ADMIN_EMAIL) == count
+    assert membership_row(app, "carla.attente").status == "pending"
+    assert len(smtp.messages) >= mails_before
+
+
+def test_attaching_another_siret_while_active_is_refused(
+    app: Flask, admin: Actions, siret: str
+) -> None:
+    other = active_establishments()[2]
+    response = submit_siret(admin, other.siret)
+    assert response.status_code == 409
+    error = unescape(error_next_to(response.get_data(as_text=True), "siret"))
+    assert "déjà rattaché" in error and "Quitter l'établissement" in error
+    membership = membership_row(app, ADMIN)
+    assert (membership.role, membership.status) == ("admin", "active")
+    assert membership.establishment.siret == siret
+    # The page offers the explicit way out.
+    page = unescape(admin.client.get("/establishment").get_data(as_text=True))
+    assert "quittez d'abord celui-ci" in page
+
+
+def test_service_refuses_another_establishment_while_active(
+    app: Flask, admin: Actions, siret: str
+) -> None:
+    """Even past the page (a confirmation screen left open in another tab)."""
+    other = active_establishments()[2]
+    with app.test_request_context():
+        session = db.session()
+        try:
+            user = session.scalar(select(User).where(User.username == ADMIN))
+            with pytest.raises(service.AlreadyAttached):
+                service.attach(user, other)
+        finally:
+            session.rollback()
+    assert membership_row(app, ADMIN).establishment.siret == siret
+
+
+def test_admin_leaves_and_the_oldest_certified_member_takes_over(
+    app: Flask, smtp: SMTPServer, admin: Actions, siret: str
+) -> None:
+    first = granted_newcomer(app, smtp, admin, siret)
+    certify_by_counselor(app, smtp, first, NEWCOMER)
+    second = employer(app, smtp, "diane.second")
+    attach(second, siret)
+    decide_member(admin, membership_row(app, "diane.second").id, "grant")
+    certify_by_counselor(app, smtp, second, "diane.second")
+    waiting = employer(app, smtp, "eric.attente")
+    attach(waiting, siret)
+
+    page = admin.client.get("/establishment/leave")
+    assert page.status_code == 200
+    assert "administrateur" in unescape(page.get_data(as_text=True))
+    response = admin.client.post(
+        "/establishment/leave", data={"csrf_token": csrf_of(page.get_data(as_text=True))}
+    )
+    assert location(response) == "/establishment"
+    gone = membership_row(app, ADMIN)
+    assert (gone.status, gone.role) == ("removed", "member")
+    assert user_row(app, ADMIN).siret is None
+    assert (membership_row(app, NEWCOMER).role, membership_row(app, "diane.second").role) == (
+        "admin",
+        "member",
+    )
+    # The new administrator is told of the waiting request, and can decide it.
+    mail = wait_mail(smtp, NEWCOMER_EMAIL, "demande")
+    assert "eric.attente" in text_of(mail)
+    assert decide_member(first, membership_row(app, "eric.attente").id, "grant").status_code == 302
+    # Leaving and coming back is a new request to the new administrator.
+    attach(admin, siret)
+    assert membership_row(app, ADMIN).status == "pending"
+
+
+def test_admin_deletes_account_and_a_certified_member_is_promoted(
+    app: Flask, smtp: SMTPServer, admin: Actions, siret: str
+) -> None:
+    collaborator = granted_newcomer(app, smtp, admin, siret)
+    certify_by_counselor(app, smtp, collaborator, NEWCOMER)
+    assert delete_own_account(admin).status_code == 302
+    assert user_row(app, ADMIN) is None
+    assert membership_row(app, NEWCOMER).role == "admin"
+    # A new attacher waits for the new administrator instead of going straight in.
+    later = employer(app, smtp, "felix.nouveau")
+    assert location(attach(later, siret)) == "/establishment/pending"
+    assert membership_row(app, "felix.nouveau").status == "pending"
+    wait_mail(smtp, NEWCOMER_EMAIL, "demande")
+    assert collaborator.client.get("/establishment/collaborators").status_code == 200
+
+
+def test_admin_deletes_account_with_no_certified_member_left(
+    app: Flask, smtp: SMTPServer, admin: Actions, siret: str
+) -> None:
+    collaborator = granted_newcomer(app, smtp, admin, siret)  # not certified
+    waiting = employer(app, smtp, "gina.attente")
+    attach(waiting, siret)
+    assert membership_row(app, "gina.attente").status == "pending"
+    assert delete_own_account(admin).status_code == 302
+    # Nobody to promote: no administrator; the waiting request is not left stranded.
+    assert membership_row(app, NEWCOMER).role == "member"
+    assert membership_row(app, "gina.attente").status == "active"
+    assert user_row(app, "gina.attente").siret == siret
+    # The next member to be certified becomes administrator.
+    certify_by_counselor(app, smtp, collaborator, NEWCOMER)
+    assert membership_row(app, NEWCOMER).role == "admin"
+    assert membership_row(app, "gina.attente").role == "member"
+
+
+def test_already_certified_user_attaching_an_establishment_without_admin_is_admin(
+    app: Flask, smtp: SMTPServer, admin: Actions, siret: str
+) -> None:
+    collaborator = granted_newcomer(app, smtp, admin, siret)
+    certify_by_counselor(app, smtp, collaborator, NEWCOMER)
+    assert membership_row(app, NEWCOMER).role == "member"
+    decide_member(admin, membership_row(app, NEWCOMER).id, "remove")
+    other = active_establishments()[2].siret
+    response = attach(collaborator, other)
+    assert location(response) == "/espace"
+    membership = membership_row(app, NEWCOMER)
+    assert (membership.status, membership.role) == ("active", "admin")
+    assert membership.establishment.siret == other
+    # A later user of that establishment now waits for them.
+    later = employer(app, smtp, "hugo.apres")
+    assert location(attach(later, other)) == "/establishment/pending"
+    wait_mail(smtp, NEWCOMER_EMAIL, "demande")
+
+
+def test_service_removing_the_admin_hands_over(
+    app: Flask, smtp: SMTPServer, admin: Actions, siret: str
+) -> None:
+    collaborator = granted_newcomer(app, smtp, admin, siret)
+    certify_by_counselor(app, smtp, collaborator, NEWCOMER)
+    with app.test_request_context():
+        session = db.session()
+        admin_membership = session.scalar(
+            select(Membership)
+            .join(User, Membership.user_id == User.id)
+            .where(User.username == ADMIN)
+        )
+        service.remove_member(admin_membership.user, admin_membership)
+        session.commit()
+    assert membership_row(app, ADMIN).status == "removed"
+    assert membership_row(app, NEWCOMER).role == "admin"

@@ -33,6 +33,13 @@ LA_POSTE_BY_SUM = "35600000052135"  # digits sum to 30, Luhn fails: valid by La 
         ("692.792.518.00015", DEMO),
         ("692-792-518-00015", DEMO),
         ("692 792 518 - 00015", DEMO),
+        # Invisible characters a copy from a PDF or a web page brings along.
+        ("692\u200b792\u200b518\u200b00015", DEMO),  # zero-width space
+        ("\ufeff69279251800015\u2060", DEMO),  # BOM, word joiner
+        ("692\u200c792\u200d51800015", DEMO),  # zero-width non-joiner, joiner
+        # Wide spacing, as pasted from some documents: up to the field's 40 characters.
+        ("6 9 2 7 9 2 5 1 8 0 0 0 1 5", DEMO),
+        ("692   792   518   00015".ljust(40), DEMO),
         # La Poste (SIREN 356000000): the sum of the digits is a multiple of 5...
         (LA_POSTE_BY_SUM, LA_POSTE_BY_SUM),
         ("35600000074082", "35600000074082"),
@@ -54,6 +61,13 @@ def test_valid(value: str, expected: str) -> None:
         ("69279251800016", "key"),  # last digit changed
         ("69279251900015", "key"),  # a digit of the SIREN changed
         ("69279251800051", "key"),  # two digits swapped
+        # The SIRET's Luhn key is right but the SIREN's own key is not (stdnum's
+        # siren.validate): SIREN 123456789, 692792519 and 111111111 are invalid.
+        ("12345678900007", "key"),
+        ("69279251900005", "key"),
+        ("111 111 111 00006", "key"),
+        # Longer than the field allows (41 characters), even if only spaces are added.
+        ("692 792 518 00015".ljust(41), "length"),
         ("6927925180001", "length"),  # 13 digits
         ("692792518000150", "length"),  # 15 digits
         ("692792518", "length"),  # a SIREN, not a SIRET
@@ -123,3 +137,23 @@ def test_siren_and_display() -> None:
 )
 def test_luhn(digits: str, valid: bool) -> None:
     assert luhn_valid(digits) is valid
+
+
+def test_siren_key_is_checked_like_python_stdnum() -> None:
+    # Each of these passes the 14-digit Luhn key: only the SIREN's key rejects it.
+    for value in ("12345678900007", "69279251900005", "11111111100006"):
+        assert luhn_valid(value) and not luhn_valid(value[:9])
+        assert not key_valid(value)
+    # La Poste: its SIREN has an ordinary valid key, so its establishments stay valid.
+    assert luhn_valid(LA_POSTE_BY_SUM[:9])
+    assert key_valid(LA_POSTE_BY_SUM) and key_valid("35600000000048")
+
+
+def test_the_form_field_allows_what_the_server_accepts() -> None:
+    from pathlib import Path
+
+    from authserver.establishments.siret import SIRET_INPUT_MAX
+
+    template = Path(__file__).resolve().parents[2] / "templates/establishments/siret.html"
+    assert 'maxlength="{{ siret_input_max }}"' in template.read_text()
+    assert validate("6 9 2 7 9 2 5 1 8 0 0 0 1 5".center(SIRET_INPUT_MAX)) == DEMO

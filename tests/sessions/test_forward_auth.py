@@ -159,6 +159,7 @@ def test_bad_cookie_domain_is_refused_at_start(value):
                 "AUTHSERVER_BASE_URL": "https://auth.portail.example",
                 "AUTHSERVER_COOKIE_DOMAIN": value,
                 "AUTHSERVER_SECRET_KEY": "x" * 32,
+                "AUTHSERVER_MAIL_URL": "smtp://127.0.0.1:25",
             }
         )
     assert raised.value.variable == "AUTHSERVER_COOKIE_DOMAIN"
