@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from wtforms import BooleanField, PasswordField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from authserver.accounts import validation
@@ -42,7 +43,9 @@ class PasswordPairMixin:
 
 class SignupForm(PasswordPairMixin, BaseForm):
     username = StringField()
-    civility = RadioField(choices=CIVILITIES, validate_choice=False)
+    civility = RadioField(
+        choices=[SelectChoice(value, label) for value, label in CIVILITIES], validate_choice=False
+    )
     last_name = StringField()
     first_name = StringField()
     email = StringField()
