@@ -14,9 +14,9 @@ def init_app(app: Flask) -> None:
 
     redis_url = app.config["AUTHSERVER"].redis_url
     if redis_url:
-        import redis
+        from authserver.ops import redis_client
 
-        store = RedisChallengeStore(redis.Redis.from_url(redis_url))
+        store = RedisChallengeStore(redis_client(redis_url))
     else:
         store = DatabaseChallengeStore(db.session)
     app.extensions[STORE_KEY] = store
