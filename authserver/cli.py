@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from typing import Any
 
 import click
@@ -43,7 +42,9 @@ def _check_database(settings: Settings) -> None:
                 f"de la base SQLite ({exc.strerror or type(exc).__name__})"
             )
 
-    engine = make_engine(settings.database_url)
+    from authserver.ops import engine_options
+
+    engine = make_engine(settings.database_url, **engine_options(settings.database_url))
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -152,10 +153,25 @@ def mail() -> None:
 
 @mail.command("deliver")
 @click.option("--once", is_flag=True, help="Un seul passage puis sortie.")
-def mail_deliver(once: bool) -> None:
-    """Livrer les e-mails de la file d'attente (processus séparé)."""
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Publier les métriques Prometheus de ce processus sur ce port (/metrics).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str) -> None:
+    """Livrer les e-mails de la file d'attente (processus séparé).
+
+    SIGTERM ou SIGINT : l'e-mail en cours d'envoi est terminé, le reste du lot rendu à la
+    file, puis le processus sort (code 0).
+    """
+    import signal
+    import threading
+
     from authserver import create_app
     from authserver.mail import worker_of
+    from authserver.mail.delivery import SMTP_TIMEOUT
 
     app = create_app(settings=_settings(), test_config={"MAIL_WORKER_DISABLED": True})
     worker = worker_of(app)
@@ -163,12 +179,38 @@ def mail_deliver(once: bool) -> None:
         sent, failed = worker.run_once()
         click.echo(f"{sent} envoyé(s), {failed} échec(s)")
         return
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from authserver.metrics import registry_for
+
+        start_http_server(metrics_port, addr=metrics_host, registry=registry_for(app))
+    stopping = threading.Event()
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        stopping.set()
+        worker.request_stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     worker.start()
+    while not stopping.wait(1.0):
+        pass
+    worker.stop(timeout=SMTP_TIMEOUT * 2)
+
+
+@mail.command("requeue")
+@click.option("--id", "ids", type=int, multiple=True, help="Seulement ces e-mails (répétable).")
+def mail_requeue(ids: tuple[int, ...]) -> None:
+    """Remettre dans la file les e-mails en échec (destinataire refusé par le relais)."""
+    from authserver.mail.delivery import requeue_failed
+
+    _, database = _database_only()
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        worker.stop()
+        count = requeue_failed(database, list(ids) or None)
+    finally:
+        database.dispose()
+    click.echo(f"{count} e-mail(s) remis dans la file")
 
 
 @cli.group()
@@ -190,10 +232,11 @@ def passkeys_refresh_providers() -> None:
 def _database_only() -> Any:
     """The database of the configured server, without building the whole app."""
     from authserver.db import Database
+    from authserver.ops import engine_options
 
     settings = _settings()
     _check_database(settings)
-    return settings, Database(settings.database_url)
+    return settings, Database(settings.database_url, **engine_options(settings.database_url))
 
 
 @cli.group()
@@ -316,13 +359,91 @@ def oidc_keys() -> None:
     click.echo(json.dumps(rows))
 
 
+# --- production server ---------------------------------------------------------------------
+
+GRACEFUL_TIMEOUT = 20
+
+
+def _worker_started(worker: Any) -> None:
+    """gunicorn ``post_worker_init``: on SIGTERM, stop taking new mail at once.
+
+    gunicorn lets the requests in flight finish first (up to the graceful timeout) and only
+    then calls ``worker_exit``; meanwhile the delivery thread finishes the mail it is sending
+    and starts no other, so that the worker's exit never waits for a whole batch.
+    """
+    import signal
+
+    from authserver.mail import worker_of
+
+    app = worker.wsgi
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _on_term(signum: int, frame: Any) -> None:
+        worker_of(app).request_stop()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: never disturb a request
+
+
+def _worker_exiting(_server: Any, worker: Any) -> None:
+    """gunicorn ``worker_exit`` (in the worker): stop the delivery thread cleanly.
+
+    The mail being sent is finished and marked, the rest of its batch released for
+    another worker; the thread is joined before the process goes.
+    """
+    from flask import Flask
+
+    from authserver.mail import worker_of
+
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        worker_of(app).stop(timeout=GRACEFUL_TIMEOUT - 5)
+
+
+def _child_exited(_server: Any, worker: Any) -> None:
+    """gunicorn ``child_exit`` (in the master): the dead worker's live gauges go."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
 @cli.command("serve")
 @click.option("--workers", type=int, default=None, help="Processus (défaut : 2 × cœurs).")
 @click.option("--threads", type=int, default=4)
 def serve(workers: int | None, threads: int) -> None:
-    """Serveur de production (gunicorn, plusieurs processus)."""
+    """Serveur de production (gunicorn, plusieurs processus).
+
+    SIGTERM : arrêt propre — les requêtes en cours se terminent, l'e-mail en cours d'envoi
+    aussi, le reste de la file attend le prochain démarrage ; code de sortie 0.
+    """
     import os
+    import shutil
     import tempfile
+
+    # Every worker is a process: metrics are summed over all of them through this folder.
+    # prometheus_client reads the variable once, when first imported: set it before anything
+    # (the database check included) imports it. A folder we create is ours to remove at exit;
+    # one given by the operator is left alone.
+    created_metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        created_metrics_dir = tempfile.mkdtemp(prefix="authserver-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created_metrics_dir
+    master = os.getpid()
+    try:
+        _serve(workers, threads)
+    finally:
+        # Workers are forked inside gunicorn and leave through here too: only the master cleans.
+        if created_metrics_dir and os.getpid() == master:
+            shutil.rmtree(created_metrics_dir, ignore_errors=True)
+
+
+def _serve(workers: int | None, threads: int) -> None:
+    import os
 
     from gunicorn.app.base import BaseApplication
 
@@ -330,9 +451,6 @@ def serve(workers: int | None, threads: int) -> None:
     _check_database(settings)
     workers = workers or max(2, (os.cpu_count() or 1) * 2)
     os.environ.setdefault("AUTHSERVER_ACCESS_LOG", "stdout")
-    # Every worker is a process: metrics are summed over all of them through this folder.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authserver-metrics-")
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -341,10 +459,13 @@ def serve(workers: int | None, threads: int) -> None:
                 "workers": workers,
                 "threads": threads,
                 "worker_class": "gthread",
-                "graceful_timeout": 20,
+                "graceful_timeout": GRACEFUL_TIMEOUT,
                 "timeout": 60,
                 "control_socket_disable": True,
                 "accesslog": None,
+                "post_worker_init": _worker_started,
+                "worker_exit": _worker_exiting,
+                "child_exit": _child_exited,
             }
             for key, value in options.items():
                 if key in self.cfg.settings:

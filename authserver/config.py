@@ -68,7 +68,6 @@ class Settings:
     mail_worker: bool = True
     mail_retry_base: float = 2.0
     mail_retry_max: float = 600.0
-    mail_max_attempts: int = 50
     # Throttling of failed logins (per window of ``throttle_window`` seconds).
     throttle_window: int = 15 * 60
     throttle_account_failures: int = 5

@@ -13,12 +13,30 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from authserver import db
 
 log = logging.getLogger(__name__)
+
+
+def _driver_unavailable() -> tuple[type[Exception], ...]:
+    """The drivers' "cannot talk to the server" errors (raw driver connections raise them)."""
+    import sqlite3
+
+    classes: list[type[Exception]] = [sqlite3.OperationalError, sqlite3.InterfaceError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover (psycopg is a dependency)
+        pass
+    else:
+        classes += [psycopg.OperationalError, psycopg.InterfaceError]
+    return tuple(classes)
+
+
+DRIVER_UNAVAILABLE = _driver_unavailable()
 
 JSON_PREFIXES = ("/webauthn/", "/api/", "/auth/", "/oauth/", "/.well-known/")
 
@@ -117,9 +135,23 @@ def init_app(app: Flask) -> None:
             response.headers["Allow"] = exc.get_response().headers["Allow"]
         return response
 
+    # The database is unreachable, hung or restarting: a connection failed or was lost
+    # (OperationalError, InterfaceError, the driver's own classes when raw driver connections
+    # are used), or no pooled connection became free within the pool timeout.
     @app.errorhandler(OperationalError)
-    def _database_down(exc: OperationalError) -> Response:
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def _database_down(exc: Exception) -> Response:
         return _outage(f"database ({type(exc).__name__})")
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError) -> Response:
+        if exc.connection_invalidated or isinstance(exc.orig, DRIVER_UNAVAILABLE):
+            return _outage(f"database ({type(exc).__name__})")
+        return _unexpected(exc)
+
+    for driver_error in DRIVER_UNAVAILABLE:
+        app.register_error_handler(driver_error, _database_down)
 
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)

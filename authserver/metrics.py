@@ -1,9 +1,21 @@
-"""Prometheus metrics (the maintained ``prometheus_client``), one registry per process.
+"""Prometheus metrics (the maintained ``prometheus_client``) and the JSON access log.
 
 Under gunicorn every worker is a process: ``authserver serve`` sets
-``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics`` sums all workers. Outbox depth
-and age are read from the database at scrape time (they are shared state, not
-per-process counters).
+``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics`` sums all workers. Outbox depth, age and
+failed rows are read from the database at scrape time (they are shared state, not
+per-process counters). ``authserver mail deliver --metrics-port`` serves the same registry
+for the separate delivery process.
+
+Throttling is counted here, in one place: every 429 the application answers counts once in
+``authserver_throttled_total`` (``kind``: the endpoint's name), so a new throttle needs no
+metrics code. Code that throttles without answering 429 (a silent limit) calls
+``THROTTLED.labels(kind).inc()`` itself; that request is then not counted a second time.
+
+Access log: one JSON line per request (``AUTHSERVER_ACCESS_LOG``: ``off``, ``stdout`` or a
+file), written here for Flask and by the forward-auth fast path with :func:`log_access`.
+The liveness and readiness probes (``/healthz``, ``/readyz``) are not logged: a load
+balancer asks them every few seconds and they would drown the real traffic; their latency
+is still in the histogram, and a failing ``/readyz`` logs its cause as a warning.
 """
 
 from __future__ import annotations
@@ -14,8 +26,9 @@ import os
 import sys
 import time
 from datetime import datetime, timezone
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -24,13 +37,13 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 LOGINS = Counter("authserver_logins_total", "Login attempts", ["method", "outcome"])
 PASSKEY_CEREMONIES = Counter(
     "authserver_passkey_ceremonies_total", "Passkey ceremonies", ["ceremony", "outcome"]
 )
-THROTTLED = Counter("authserver_throttled_total", "Requests refused by throttling", ["kind"])
+_THROTTLED = Counter("authserver_throttled_total", "Requests refused by throttling", ["kind"])
 ALERTS = Counter("authserver_alerts_total", "Security alerts raised", ["kind"])
 MAIL_SENT = Counter("authserver_mail_sent_total", "E-mails delivered")
 MAIL_FAILURES = Counter("authserver_mail_delivery_failures_total", "Failed delivery attempts")
@@ -41,9 +54,24 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
+PROBES = frozenset({"ops.healthz", "ops.readyz"})
+_COUNTED = "_authserver_throttled"
+
+
+class _Throttled:
+    """``authserver_throttled_total``; an explicit count marks the request as counted."""
+
+    def labels(self, kind: str) -> Any:
+        if has_request_context():
+            setattr(g, _COUNTED, True)
+        return _THROTTLED.labels(kind)
+
+
+THROTTLED = _Throttled()
+
 
 class OutboxCollector:
-    """Outbox depth and oldest pending age, read from the shared database at scrape time."""
+    """Outbox depth, oldest pending age and failed rows, read from the database at scrape time."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -52,30 +80,45 @@ class OutboxCollector:
         from authserver.db import get_database
         from authserver.models import OutboxMail, utcnow
 
-        depth = GaugeMetricFamily("authserver_outbox_pending", "E-mails waiting for delivery")
-        age = GaugeMetricFamily(
-            "authserver_outbox_oldest_pending_seconds", "Age of the oldest pending e-mail"
-        )
         try:
             with get_database(self.app).session_scope() as session:
-                count, oldest = session.execute(
-                    select(func.count(), func.min(OutboxMail.created_at)).where(
-                        OutboxMail.status == "pending"
-                    )
+                pending, failed, oldest = session.execute(
+                    select(
+                        func.count(case((OutboxMail.status == "pending", 1))),
+                        func.count(case((OutboxMail.status == "failed", 1))),
+                        func.min(case((OutboxMail.status == "pending", OutboxMail.created_at))),
+                    ).where(OutboxMail.status.in_(("pending", "failed")))
                 ).one()
         except Exception:
             return
-        depth.add_metric([], count or 0)
-        if oldest is not None:
-            oldest = oldest.replace(tzinfo=utcnow().tzinfo) if oldest.tzinfo is None else oldest
-            age.add_metric([], max((utcnow() - oldest).total_seconds(), 0.0))
-        else:
-            age.add_metric([], 0.0)
+        depth = GaugeMetricFamily("authserver_outbox_pending", "E-mails waiting for delivery")
+        depth.add_metric([], pending or 0)
+        given_up = GaugeMetricFamily(
+            "authserver_outbox_failed",
+            "E-mails refused for good (authserver mail requeue sends them again)",
+        )
+        given_up.add_metric([], failed or 0)
+        age = GaugeMetricFamily(
+            "authserver_outbox_oldest_pending_seconds", "Age of the oldest pending e-mail"
+        )
+        age.add_metric([], age_seconds(oldest, utcnow()))
         yield depth
+        yield given_up
         yield age
 
 
-def _registry(app: Flask) -> CollectorRegistry:
+def age_seconds(oldest: Any, now: datetime) -> float:
+    if oldest is None:
+        return 0.0
+    if isinstance(oldest, str):  # SQLite: min() over a CASE hands back the column's text
+        oldest = datetime.fromisoformat(oldest)
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    return max((now - oldest).total_seconds(), 0.0)
+
+
+def registry_for(app: Flask) -> CollectorRegistry:
+    """This process's metrics (or every worker's, in multiprocess mode) and the outbox's."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -90,55 +133,84 @@ def _registry(app: Flask) -> CollectorRegistry:
     return registry
 
 
-def _access_logger() -> logging.Logger | None:
-    """JSON access lines when AUTHSERVER_ACCESS_LOG is ``stdout`` or a file path."""
+_ACCESS_LOGGERS: dict[str, logging.Logger] = {}
+
+
+def access_logger() -> logging.Logger | None:
+    """The JSON access logger for ``AUTHSERVER_ACCESS_LOG`` (``stdout`` or a path), or None."""
     target = os.environ.get("AUTHSERVER_ACCESS_LOG", "off")
     if target == "off":
         return None
-    logger = logging.getLogger("authserver.access")
-    if not logger.handlers:
-        handler: logging.Handler = (
-            logging.StreamHandler(sys.stdout)
-            if target == "stdout"
-            else logging.FileHandler(target, encoding="utf-8")
-        )
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    logger = _ACCESS_LOGGERS.get(target)
+    if logger is None:
+        name = "authserver.access" if target == "stdout" else f"authserver.access:{target}"
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler: logging.Handler = (
+                logging.StreamHandler(sys.stdout)
+                if target == "stdout"
+                else logging.FileHandler(target, encoding="utf-8")
+            )
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+        _ACCESS_LOGGERS[target] = logger
     return logger
 
 
+def log_access(
+    logger: logging.Logger,
+    method: str,
+    route: str,
+    status: int,
+    elapsed: float,
+    ip: str | None,
+    user_agent: str | None,
+) -> None:
+    """One access line: the route pattern, never the path (paths carry link tokens)."""
+    logger.info(
+        json.dumps(
+            {
+                "time": datetime.now(timezone.utc).isoformat(),
+                "method": method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "ip": ip,
+                "user_agent": (user_agent or "")[:256],
+            }
+        )
+    )
+
+
 def init_app(app: Flask) -> None:
-    registry = _registry(app)
+    registry = registry_for(app)
 
     @app.before_request
     def _start_timer() -> None:
         g.request_started = time.perf_counter()
 
-    access_log = _access_logger()
+    access_log = access_logger()
 
     @app.after_request
     def _observe(response: Response) -> Response:
+        if response.status_code == 429 and not g.get(_COUNTED):
+            _THROTTLED.labels((request.endpoint or "unmatched").rsplit(".", 1)[-1]).inc()
         started = g.get("request_started")
         if started is None:
             return response
         elapsed = time.perf_counter() - started
-        REQUEST_LATENCY.labels(request.endpoint or "unmatched", request.method).observe(elapsed)
-        if access_log is not None:
-            # The route pattern, never the path: paths carry link tokens (/activate/<token>).
-            rule = request.url_rule.rule if request.url_rule else "unmatched"
-            access_log.info(
-                json.dumps(
-                    {
-                        "time": datetime.now(timezone.utc).isoformat(),
-                        "method": request.method,
-                        "route": rule,
-                        "status": response.status_code,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "ip": request.remote_addr,
-                        "user_agent": (request.headers.get("User-Agent") or "")[:256],
-                    }
-                )
+        endpoint = request.endpoint or "unmatched"
+        REQUEST_LATENCY.labels(endpoint, request.method).observe(elapsed)
+        if access_log is not None and endpoint not in PROBES:
+            log_access(
+                access_log,
+                request.method,
+                request.url_rule.rule if request.url_rule else "unmatched",
+                response.status_code,
+                elapsed,
+                request.remote_addr,
+                request.headers.get("User-Agent"),
             )
         return response
 

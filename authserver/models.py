@@ -237,6 +237,9 @@ class OutboxMail(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(255))
+    # Who holds the claim (a random token per claim): only its holder may renew, release or
+    # mark the row sent, so a worker never touches a row another one is sending.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_outbox_mails_status_next", "status", "next_attempt_at"),)
 

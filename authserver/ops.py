@@ -1,15 +1,72 @@
-"""Operations endpoints: liveness, readiness."""
+"""Operations: liveness, readiness, and the timeouts that keep both honest.
+
+A database or Redis that stops answering must turn into a quick, clean 503, not into
+request threads blocked for minutes: connections to PostgreSQL are opened with a connect
+timeout and TCP keepalives, a request waits at most ``pool_timeout`` for a pooled
+connection, and Redis clients have socket timeouts. The answers themselves
+come from ``authserver/errors.py`` (these failures map to 503).
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from flask import Blueprint, Flask, Response, current_app, jsonify
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 
 from authserver import db
-from authserver.models import OutboxMail
+from authserver.metrics import age_seconds
+from authserver.models import OutboxMail, utcnow
 from authserver.throttle import throttle
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("ops", __name__)
+
+# Seconds. Connecting is quick when the server is there; a request that cannot get a
+# pooled connection within POOL_TIMEOUT is answered 503 instead of queueing behind a hang.
+DATABASE_CONNECT_TIMEOUT = 3
+POOL_TIMEOUT = 5
+REDIS_TIMEOUT = 2.0
+
+
+def engine_options(database_url: str) -> dict[str, Any]:
+    """SQLAlchemy engine options for ``db.Database``: bounded waits on PostgreSQL.
+
+    SQLite (a local file) needs none: its waits are its 30 s busy timeout, set in db.py.
+    """
+    if not database_url.startswith("postgresql"):
+        return {}
+    return {
+        "pool_timeout": POOL_TIMEOUT,
+        "connect_args": {
+            "connect_timeout": DATABASE_CONNECT_TIMEOUT,
+            # A peer that vanished (host down, network cut) is noticed in ~1 minute at worst
+            # instead of the kernel's two hours; unacknowledged writes give up after 30 s.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 30_000,
+        },
+    }
+
+
+def redis_options() -> dict[str, Any]:
+    """Keyword arguments for ``redis.Redis.from_url``: a hung Redis costs 2 s, not 5 or more.
+
+    redis-py 8 waits 5 s per call by default (older versions: for ever). Our commands take
+    well under a millisecond, so 2 s only ever fires on a server that stopped answering.
+    redis-py's own retry policy (reconnect on a dropped connection) is kept.
+    """
+    return {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+
+
+def redis_client(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url, **redis_options())
 
 
 @bp.get("/healthz")
@@ -18,32 +75,71 @@ def healthz() -> Response:
     return Response("ok\n", mimetype="text/plain")
 
 
+def _outbox(session: Any) -> dict[str, Any]:
+    pending, failed, oldest = session.execute(
+        select(
+            func.count(case((OutboxMail.status == "pending", 1))),
+            func.count(case((OutboxMail.status == "failed", 1))),
+            func.min(case((OutboxMail.status == "pending", OutboxMail.created_at))),
+        ).where(OutboxMail.status.in_(("pending", "failed")))
+    ).one()
+    return {
+        "pending": pending or 0,
+        "failed": failed or 0,
+        "oldest_pending_seconds": round(age_seconds(oldest, utcnow()), 1),
+    }
+
+
+def _redis_checks() -> dict[str, bool]:
+    """Every Redis client the app uses: the throttle's storage and the challenge store's."""
+    from authserver.webauthn.service import STORE_KEY
+
+    results: dict[str, bool] = {}
+    try:
+        results["throttle"] = bool(throttle().storage.check())
+    except Exception:
+        results["throttle"] = False
+    client = getattr(current_app.extensions.get(STORE_KEY), "client", None)
+    if client is not None:
+        try:
+            results["challenges"] = bool(client.ping())
+        except Exception:
+            results["challenges"] = False
+    return results
+
+
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
+    """Database, outbox and Redis reachable: 200, else 503 naming what failed.
+
+    Failed e-mails (refused for good) are reported but do not make the instance unready:
+    taking it out of the load balancer would not deliver them.
+    """
     checks: dict[str, str] = {}
+    body: dict[str, Any] = {}
     status = 200
     session = db.session()
     try:
         session.execute(text("SELECT 1"))
         checks["database"] = "ok"
-        pending = session.scalar(
-            select(func.count()).select_from(OutboxMail).where(OutboxMail.status == "pending")
-        )
-        checks["outbox"] = f"ok ({pending} en attente)"
-    except Exception:
+        outbox = _outbox(session)
+        body["outbox"] = outbox
+        checks["outbox"] = f"ok ({outbox['pending']} en attente, {outbox['failed']} en échec)"
+    except Exception as exc:
         session.rollback()
+        log.warning("readyz: database unavailable (%s)", type(exc).__name__)
         checks["database"] = "indisponible"
         checks["outbox"] = "indisponible"
         status = 503
     if current_app.config["AUTHSERVER"].redis_url:
-        try:
-            healthy = throttle().storage.check()
-        except Exception:
-            healthy = False
+        results = _redis_checks()
+        healthy = all(results.values())
         checks["redis"] = "ok" if healthy else "indisponible"
         if not healthy:
+            log.warning("readyz: redis unavailable (%s)", [k for k, v in results.items() if not v])
             status = 503
-    return jsonify({"status": "ok" if status == 200 else "unavailable", "checks": checks}), status
+    body = {"status": "ok" if status == 200 else "unavailable", "checks": checks, **body}
+    return jsonify(body), status
 
 
 def init_app(app: Flask) -> None:

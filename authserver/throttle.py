@@ -252,10 +252,12 @@ class Throttle:
 
 def init_app(app: Flask) -> None:
     from authserver.db import get_database
+    from authserver.ops import redis_options
 
     settings = app.config["AUTHSERVER"]
     if settings.redis_url:
-        storage: Storage = storage_from_string(settings.redis_url)  # type: ignore[assignment]
+        # Bounded waits: a hung Redis costs seconds, not a worker (ops.redis_options).
+        storage: Storage = storage_from_string(settings.redis_url, **redis_options())  # type: ignore[assignment]
     else:
         storage = DatabaseStorage(get_database(app).engine)
     app.extensions[EXTENSION_KEY] = Throttle(

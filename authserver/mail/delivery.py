@@ -1,25 +1,42 @@
 """Delivery of queued e-mails: claim, send, record; retry with exponential backoff.
 
-Several workers (threads, processes, instances) may run at once: a row is
-claimed with a conditional UPDATE that only one of them can win, and the claim
-is a lease, so a worker that dies mid-send releases its rows after a minute.
+Several workers (threads, processes, instances) may run at once. Each claim is a small
+batch of due rows stamped with a random **claim token** and a lease (``claimed_until``):
+
+- claiming is one statement: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on
+  PostgreSQL (workers never wait for each other's rows), the same conditional UPDATE without
+  the lock clause on SQLite (which runs one writer at a time anyway);
+- before each send the holder renews the lease of that row *if it still holds the token*,
+  so a batch may take as long as it needs while each send only has to fit in one lease; a row
+  whose lease ran out and was taken by another worker is skipped, never sent twice;
+- marking sent, recording a failure and releasing unsent rows all match the token: a worker
+  only ever touches its own claims.
+
+A worker that dies mid-send leaves its row claimed; another worker takes it after the lease
+(the receiving side may then see that one mail twice, with the same Message-ID).
+
+Failures: a recipient refused for good (5xx to RCPT TO) marks the row ``failed`` (``authserver
+mail requeue`` puts it back); everything else is retried for ever at the capped backoff, so
+an SMTP outage of any length delays mail but loses none.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import secrets
 import smtplib
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import make_msgid
 from typing import Protocol
 
 import flask_mail
 from flask import Flask
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
 from authserver.config import Settings
 from authserver.db import Database
@@ -28,7 +45,9 @@ from authserver.models import OutboxMail, utcnow
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
+# A lease covers one send (renewed before each), not a batch: well above the SMTP timeouts.
+LEASE = timedelta(seconds=120)
+BATCH = 10
 SMTP_TIMEOUT = 15
 
 
@@ -39,14 +58,31 @@ class Outgoing:
     subject: str
     body_text: str
     body_html: str | None
+    created_at: datetime | None = None
+
+
+class Sender(Protocol):
+    """One open channel for a batch (one SMTP connection)."""
+
+    def send(self, mail: Outgoing) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Transport(Protocol):
+    def open(self) -> Sender: ...
+
     def send(self, mail: Outgoing) -> None: ...
 
 
 class ConsoleTransport:
     """Development: print each e-mail to the terminal (rows stay for the dev mailbox)."""
+
+    def open(self) -> ConsoleTransport:
+        return self
+
+    def close(self) -> None:
+        pass
 
     def send(self, mail: Outgoing) -> None:
         sys.stdout.write(
@@ -74,6 +110,47 @@ class _TimeoutConnection(flask_mail.Connection):
         return host
 
 
+def message_id(mail: Outgoing, domain: str) -> str:
+    """The same Message-ID at every attempt, so a receiving system can spot a duplicate."""
+    stamp = int(mail.created_at.timestamp() * 1_000_000) if mail.created_at else 0
+    return f"<outbox-{mail.id}.{stamp}@{domain}>"
+
+
+class _SMTPSession:
+    """One SMTP connection for a whole batch, opened at the first send, reopened after a drop."""
+
+    def __init__(self, transport: SMTPTransport) -> None:
+        self.transport = transport
+        self.connection: _TimeoutConnection | None = None
+
+    def send(self, mail: Outgoing) -> None:
+        message = self.transport.message(mail)
+        with self.transport.app.app_context():
+            if self.connection is None:
+                self.connection = _TimeoutConnection(self.transport.state).__enter__()
+            try:
+                self.connection.send(message)
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError):
+                raise  # the server answered (and smtplib reset the transaction): still usable
+            except Exception:
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        if self.connection is not None and self.connection.host is not None:
+            with contextlib.suppress(Exception):  # closing a broken socket
+                self.connection.host.close()
+        self.connection = None
+
+    def close(self) -> None:
+        if self.connection is not None and self.connection.host is not None:
+            try:
+                self.connection.host.quit()
+            except Exception:
+                self._drop()
+        self.connection = None
+
+
 class SMTPTransport:
     def __init__(self, app: Flask, settings: Settings) -> None:
         self.app = app
@@ -95,11 +172,7 @@ class SMTPTransport:
         # Flask-Mail reads its state from the app while building the message.
         app.extensions["mail"] = self.state
 
-    def send(self, mail: Outgoing) -> None:
-        with self.app.app_context():
-            self._send(mail)
-
-    def _send(self, mail: Outgoing) -> None:
+    def message(self, mail: Outgoing) -> flask_mail.Message:
         message = flask_mail.Message(
             subject=mail.subject,
             recipients=[mail.recipient],
@@ -108,10 +181,18 @@ class SMTPTransport:
             sender=self.sender,
             extra_headers={"Auto-Submitted": "auto-generated"},
         )
-        # A stable id lets a receiving system spot the rare duplicate after a crash.
-        message.msgId = make_msgid(idstring=f"outbox-{mail.id}", domain=self.domain)
-        with _TimeoutConnection(self.state) as connection:
-            connection.send(message)
+        message.msgId = message_id(mail, self.domain)
+        return message
+
+    def open(self) -> _SMTPSession:
+        return _SMTPSession(self)
+
+    def send(self, mail: Outgoing) -> None:
+        session = self.open()
+        try:
+            session.send(mail)
+        finally:
+            session.close()
 
 
 def make_transport(app: Flask, settings: Settings) -> Transport:
@@ -122,119 +203,215 @@ def make_transport(app: Flask, settings: Settings) -> Transport:
 
 def backoff(attempts: int, settings: Settings) -> float:
     """Seconds before the next try: base * 2^(n-1), capped, with ±20 % jitter."""
-    delay = min(settings.mail_retry_base * (2 ** max(attempts - 1, 0)), settings.mail_retry_max)
+    exponent = min(max(attempts - 1, 0), 64)
+    delay = min(settings.mail_retry_base * (2**exponent), settings.mail_retry_max)
     return delay * random.uniform(0.8, 1.2)
 
 
-def _claim(database: Database, now: datetime, limit: int) -> list[Outgoing]:
-    claimed: list[Outgoing] = []
+def is_permanent(exc: BaseException) -> bool:
+    """Only a 5xx refusal of the recipient is final; anything else may work later."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    return False
+
+
+def _concerns_one_mail(exc: BaseException) -> bool:
+    """The server answered about this mail only: the next mails of the batch may go."""
+    return isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError)
+
+
+def _claimable(now: datetime):  # type: ignore[no-untyped-def]
+    return and_(
+        OutboxMail.status == "pending",
+        OutboxMail.next_attempt_at <= now,
+        or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
+    )
+
+
+def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Outgoing]:
+    """Claim up to ``limit`` due rows for ``token`` in one statement; oldest first."""
+    candidates = select(OutboxMail.id).where(_claimable(now)).order_by(OutboxMail.id).limit(limit)
+    if not database.is_sqlite:
+        # Rows another worker is claiming right now are skipped, not waited for.
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(OutboxMail)
+        .where(OutboxMail.id.in_(candidates.scalar_subquery()), _claimable(now))
+        .values(claim_token=token, claimed_until=now + LEASE)
+        .returning(
+            OutboxMail.id,
+            OutboxMail.recipient,
+            OutboxMail.subject,
+            OutboxMail.body_text,
+            OutboxMail.body_html,
+            OutboxMail.created_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
     with database.session_scope() as session:
-        due = session.scalars(
-            select(OutboxMail.id)
+        claimed = [Outgoing(*row) for row in session.execute(statement).all()]
+    return sorted(claimed, key=lambda mail: mail.id)
+
+
+def _renew(database: Database, mail_id: int, token: str) -> bool:
+    """Extend the lease on one row we still hold; False if it is no longer ours."""
+    with database.session_scope() as session:
+        won = session.execute(
+            update(OutboxMail)
             .where(
+                OutboxMail.id == mail_id,
+                OutboxMail.claim_token == token,
                 OutboxMail.status == "pending",
-                OutboxMail.next_attempt_at <= now,
-                or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
             )
-            .order_by(OutboxMail.id)
-            .limit(limit)
-        ).all()
-    for mail_id in due:
-        with database.session_scope() as session:
-            won = session.execute(
-                update(OutboxMail)
-                .where(
-                    OutboxMail.id == mail_id,
-                    OutboxMail.status == "pending",
-                    or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
-                )
-                .values(claimed_until=now + LEASE)
-            ).rowcount
-            if won == 1:
-                row = session.get(OutboxMail, mail_id)
-                assert row is not None
-                claimed.append(
-                    Outgoing(row.id, row.recipient, row.subject, row.body_text, row.body_html)
-                )
-    return claimed
+            .values(claimed_until=utcnow() + LEASE)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return won == 1
 
 
-def deliver_due(
-    database: Database, transport: Transport, settings: Settings, limit: int = 50
-) -> tuple[int, int]:
-    """Send what is due now; return (sent, failed attempts)."""
-    sent = failed = 0
-    for mail in _claim(database, utcnow(), limit):
-        try:
-            transport.send(mail)
-        except Exception as exc:  # any transport failure is retried later
-            failed += 1
-            MAIL_FAILURES.inc()
-            _record_failure(database, mail.id, exc, settings)
-            # The server is probably down: leave the rest for the next round.
-            _release_rest(database, mail.id)
-            break
-        sent += 1
-        MAIL_SENT.inc()
-        with database.session_scope() as session:
-            session.execute(
-                update(OutboxMail)
-                .where(OutboxMail.id == mail.id)
-                .values(
-                    status="sent",
-                    sent_at=utcnow(),
-                    attempts=OutboxMail.attempts + 1,
-                    claimed_until=None,
-                    last_error=None,
-                )
+def _mark_sent(database: Database, mail_id: int, token: str) -> bool:
+    with database.session_scope() as session:
+        won = session.execute(
+            update(OutboxMail)
+            .where(OutboxMail.id == mail_id, OutboxMail.claim_token == token)
+            .values(
+                status="sent",
+                sent_at=utcnow(),
+                attempts=OutboxMail.attempts + 1,
+                claimed_until=None,
+                claim_token=None,
+                last_error=None,
             )
-    return sent, failed
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if won != 1:
+        log.warning("mail %s sent but its claim was lost: it may be sent twice", mail_id)
+    return won == 1
 
 
-def _record_failure(database: Database, mail_id: int, exc: Exception, settings: Settings) -> None:
+def _record_failure(
+    database: Database, mail_id: int, token: str, exc: BaseException, settings: Settings
+) -> None:
+    permanent = is_permanent(exc)
     with database.session_scope() as session:
         row = session.get(OutboxMail, mail_id)
-        if row is None:
+        if row is None or row.claim_token != token:
             return
         row.attempts += 1
         row.claimed_until = None
+        row.claim_token = None
         # Class and short text only: never the message body (it may hold a link token).
         row.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        if row.attempts >= settings.mail_max_attempts:
+        if permanent:
             row.status = "failed"
         row.next_attempt_at = utcnow() + timedelta(seconds=backoff(row.attempts, settings))
-    log.warning("mail %s not delivered (attempt failed): %s", mail_id, type(exc).__name__)
+    if permanent:
+        log.warning("mail %s refused for good by the relay: marked failed", mail_id)
+    else:
+        log.warning("mail %s not delivered (attempt failed): %s", mail_id, type(exc).__name__)
 
 
-def _release_rest(database: Database, failed_id: int) -> None:
+def _release(database: Database, token: str, ids: list[int]) -> None:
+    """Give back the rows of this claim that were not sent (and only those)."""
     with database.session_scope() as session:
         session.execute(
             update(OutboxMail)
             .where(
+                OutboxMail.id.in_(ids),  # by primary key: no scan of the whole outbox
+                OutboxMail.claim_token == token,
                 OutboxMail.status == "pending",
-                OutboxMail.id != failed_id,
-                OutboxMail.claimed_until.is_not(None),
-                OutboxMail.claimed_until > utcnow(),
             )
-            .values(claimed_until=None)
+            .values(claimed_until=None, claim_token=None)
+            .execution_options(synchronize_session=False)
         )
+
+
+def deliver_due(
+    database: Database,
+    transport: Transport,
+    settings: Settings,
+    limit: int = BATCH,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[int, int]:
+    """Claim one batch of due mail and send it on one connection; return (sent, failed).
+
+    ``should_stop`` is asked between two mails: the mail being sent is finished, the rest of
+    the batch released for another worker.
+    """
+    token = secrets.token_hex(16)
+    batch = _claim(database, token, utcnow(), limit)
+    if not batch:
+        return 0, 0
+    sent = failed = 0
+    sender = transport.open()
+    try:
+        for mail in batch:
+            if should_stop is not None and should_stop():
+                break
+            if not _renew(database, mail.id, token):
+                continue  # the lease ran out and another worker has it now
+            try:
+                sender.send(mail)
+            except Exception as exc:  # any transport failure is retried later
+                failed += 1
+                MAIL_FAILURES.inc()
+                _record_failure(database, mail.id, token, exc, settings)
+                if _concerns_one_mail(exc):
+                    continue
+                break  # the server is probably down: leave the rest for the next round
+            sent += 1
+            MAIL_SENT.inc()
+            _mark_sent(database, mail.id, token)
+    finally:
+        sender.close()
+        _release(database, token, [mail.id for mail in batch])
+    return sent, failed
 
 
 def next_due_in(database: Database) -> float | None:
+    """Seconds until some pending row can be claimed (rows claimed elsewhere: their lease)."""
+    now = utcnow()
     with database.session_scope() as session:
         when = session.scalar(
-            select(OutboxMail.next_attempt_at)
-            .where(OutboxMail.status == "pending")
-            .order_by(OutboxMail.next_attempt_at)
-            .limit(1)
+            select(
+                func.min(
+                    case(
+                        (OutboxMail.claimed_until > now, OutboxMail.claimed_until),
+                        else_=OutboxMail.next_attempt_at,
+                    )
+                )
+            ).where(OutboxMail.status == "pending")
         )
     if when is None:
         return None
-    return max((when - utcnow()).total_seconds(), 0.0)
+    if isinstance(when, str):  # SQLite hands back the bare column text through min()
+        when = datetime.fromisoformat(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=now.tzinfo)
+    return max((when - now).total_seconds(), 0.0)
+
+
+def requeue_failed(database: Database, ids: list[int] | None = None) -> int:
+    """Put ``failed`` rows (all, or these ids) back in the queue, due now; return how many."""
+    statement = update(OutboxMail).where(OutboxMail.status == "failed")
+    if ids:
+        statement = statement.where(OutboxMail.id.in_(ids))
+    with database.session_scope() as session:
+        return session.execute(
+            statement.values(
+                status="pending", next_attempt_at=utcnow(), claimed_until=None, claim_token=None
+            ).execution_options(synchronize_session=False)
+        ).rowcount
 
 
 class DeliveryWorker:
-    """A daemon thread that delivers due mail, woken at once after a commit that queued some."""
+    """A thread that delivers due mail, woken at once after a commit that queued some.
+
+    It is a daemon thread only so that a forgotten worker never keeps a process alive;
+    ``authserver serve`` (gunicorn's worker exit) and ``authserver mail deliver`` stop it
+    explicitly, which lets the mail being sent finish and releases the rest of its batch.
+    """
 
     def __init__(
         self, app: Flask, database: Database, transport: Transport, settings: Settings
@@ -249,18 +426,39 @@ class DeliveryWorker:
 
     def start(self) -> None:
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="mail-delivery", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to stop after the mail in progress (safe in a signal handler)."""
         self._stop.set()
         self.wakeup.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+
+    def stop(self, timeout: float = SMTP_TIMEOUT + 5) -> bool:
+        """Stop and wait; True when the thread is gone (False: a send outlived ``timeout``)."""
+        self.request_stop()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("mail delivery still sending after %.0f s; leaving it", timeout)
+            return False
+        self._thread = None
+        return True
 
     def run_once(self) -> tuple[int, int]:
-        return deliver_due(self.database, self.transport, self.settings)
+        """Deliver everything due now, batch after batch; return the totals."""
+        sent = failed = 0
+        while not self._stop.is_set():
+            done, errors = deliver_due(
+                self.database, self.transport, self.settings, should_stop=self._stop.is_set
+            )
+            sent, failed = sent + done, failed + errors
+            if done + errors == 0 or errors:
+                break
+        return sent, failed
 
     def _run(self) -> None:
         while not self._stop.is_set():

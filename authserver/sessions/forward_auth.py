@@ -169,18 +169,22 @@ class FastPath:
 
     Flask's per-request machinery (context, URL matching, session, the after-request hooks
     for pages) costs more than the verdict itself; a reverse proxy's subrequest needs none
-    of it. Everything else goes to the application unchanged. The latency metric is kept.
+    of it. Everything else goes to the application unchanged. The latency metric and the
+    JSON access-log line (the same line as Flask's, one ``json.dumps``) are kept.
     """
 
     def __init__(self, app: Flask, wsgi_app: Any) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
         try:
-            from authserver.metrics import REQUEST_LATENCY
+            from authserver.metrics import REQUEST_LATENCY, access_logger, log_access
 
             self.latency = REQUEST_LATENCY.labels("forward_auth.verify", "GET")
+            self.access_log = access_logger()
+            self.log_access = log_access
         except (ImportError, AttributeError):
             self.latency = None
+            self.access_log = None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") not in (
@@ -194,8 +198,19 @@ class FastPath:
         except Exception:
             log.exception("forward-auth failed")
             status, headers, body = UNAVAILABLE
+        elapsed = time.perf_counter() - started
         if self.latency is not None:
-            self.latency.observe(time.perf_counter() - started)
+            self.latency.observe(elapsed)
+        if self.access_log is not None:
+            self.log_access(
+                self.access_log,
+                environ["REQUEST_METHOD"],
+                PATH,
+                int(status[:3]),
+                elapsed,
+                environ.get("REMOTE_ADDR"),
+                environ.get("HTTP_USER_AGENT"),
+            )
         if body:
             headers = [*headers, ("Content-Length", str(len(body)))]
         start_response(status, headers)

@@ -16,9 +16,9 @@ def init_app(app: Flask) -> None:
     database = db.get_database(app)
     sqlite_file = database.engine.url.database if database.is_sqlite else None
     if redis_url:
-        import redis
+        from authserver.ops import redis_client
 
-        store = RedisChallengeStore(redis.Redis.from_url(redis_url))
+        store = RedisChallengeStore(redis_client(redis_url))
     elif sqlite_file and sqlite_file != ":memory:":
         # Not in the main file: ceremonies would queue on its single write lock twice per
         # passkey login (see sidecar.py).

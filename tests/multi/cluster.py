@@ -19,6 +19,7 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,10 +30,20 @@ from urllib.parse import urlencode
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-AUTHSERVER = ROOT / ".venv" / "bin" / "authserver"
+
+
+def _authserver() -> Path:
+    """The CLI of this checkout's virtualenv, else of the running one (a git worktree)."""
+    local = ROOT / ".venv" / "bin" / "authserver"
+    return local if local.exists() else Path(sys.executable).parent / "authserver"
+
+
+AUTHSERVER = _authserver()
 PASSWORD = "multi: correct horse battery staple 42"
 CSRF_RE = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# Variables of the test process that must not leak into the servers it starts.
+OWN_VARIABLES = ("AUTHSERVER_", "PROMETHEUS_MULTIPROC_DIR")
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -254,7 +265,7 @@ class Cluster:
             ports[1] = free_port()
         origins = ",".join(f"http://localhost:{port}" for port in ports)
         self.base_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AUTHSERVER_")},
+            **{k: v for k, v in os.environ.items() if not k.startswith(OWN_VARIABLES)},
             "AUTHSERVER_HOST": "127.0.0.1",
             "AUTHSERVER_BASE_URL": f"http://localhost:{ports[0]}",
             "AUTHSERVER_ORIGINS": origins,
@@ -270,6 +281,8 @@ class Cluster:
             "AUTHSERVER_TRUSTED_PROXIES": "1",
             "AUTHSERVER_INSTANCE_PATH": str(self.tmpdir / "instance"),
             "PYTHONUNBUFFERED": "1",
+            # The code under test, even when the virtualenv was installed from another checkout.
+            "PYTHONPATH": str(ROOT),
         }
         self.instances = [
             Instance(

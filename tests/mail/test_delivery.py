@@ -1,0 +1,231 @@
+"""Delivery against a relay that fails and stalls: exactly once, never given up, requeued."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy import insert, select
+
+from authserver import settings_of
+from authserver.config import Settings, parse_mail_url
+from authserver.db import Database, get_database
+from authserver.mail import delivery, worker_of
+from authserver.mail.delivery import DeliveryWorker, SMTPTransport, deliver_due
+from authserver.models import OutboxMail, utcnow
+from tests.mail.faulty_smtp import FaultySMTPServer
+
+MESSAGE_ID = re.compile(r"outbox-(\d+)")
+
+
+@pytest.fixture
+def relay() -> Iterator[FaultySMTPServer]:
+    server = FaultySMTPServer(slow_seconds=0.3, flaky_times=2).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def relay_settings(app: Flask, relay: FaultySMTPServer) -> Settings:
+    return settings_of(app).with_overrides(mail=parse_mail_url(relay.url))
+
+
+def queue(database: Database, recipients: list[str], **values: object) -> list[int]:
+    """Rows as the outbox writes them (no app request needed); returns their ids."""
+    now = utcnow()
+    with database.session_scope() as session:
+        ids = session.scalars(
+            insert(OutboxMail).returning(OutboxMail.id),
+            [
+                {
+                    "created_at": now,
+                    "kind": "test",
+                    "recipient": recipient,
+                    "subject": f"Message {i}",
+                    "body_text": f"Bonjour {i}\n",
+                    "body_html": None,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    **values,
+                }
+                for i, recipient in enumerate(recipients)
+            ],
+        ).all()
+    return sorted(ids)
+
+
+def rows(database: Database) -> dict[int, OutboxMail]:
+    with database.session_scope() as session:
+        return {row.id: row for row in session.scalars(select(OutboxMail))}
+
+
+def delivered_ids(relay: FaultySMTPServer) -> Counter[int]:
+    found = Counter()
+    for message_id, n in relay.message_ids().items():
+        match = MESSAGE_ID.search(message_id)
+        assert match, message_id
+        found[int(match.group(1))] += n
+    return found
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- exactly once
+
+
+def test_two_workers_on_a_failing_and_slow_relay_deliver_each_mail_exactly_once(
+    backend_app: Flask, relay: FaultySMTPServer, monkeypatch: pytest.MonkeyPatch
+):
+    """Two workers with their own connection pools (as two processes), on SQLite and PG.
+
+    The relay is slow for some recipients (0.3 s per mail) and refuses others twice with a
+    4xx before accepting them. The lease is scaled down with the sends (1 s here, for 0.3 s
+    sends; 60 s for 15 s sends in production): a batch of several slow mails outlives it,
+    and a worker's transient failure happens while the other is in the middle of a send.
+    """
+    app = backend_app
+    worker_of(app).stop()
+    monkeypatch.setattr(delivery, "LEASE", timedelta(seconds=1))
+    settings = relay_settings(app, relay)
+    kinds = ["slow", "flaky", "ok", "slow", "greylist", "ok", "slow", "flaky"]
+    recipients = [f"{kinds[i % len(kinds)]}{i}@entreprise.fr" for i in range(24)]
+    first = get_database(app)
+    ids = queue(first, recipients)
+    second = Database(first.url)
+    workers = [
+        DeliveryWorker(app, database, SMTPTransport(app, settings), settings)
+        for database in (first, second)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        wait_until(
+            lambda: all(r.status == "sent" for r in rows(first).values()),
+            timeout=60,
+            what="every row marked sent",
+        )
+        # A worker that lost a row would send it again within a lease or two.
+        time.sleep(1.5)
+    finally:
+        for worker in workers:
+            worker.stop()
+        second.dispose()
+
+    assert delivered_ids(relay) == Counter(dict.fromkeys(ids, 1))
+    final = rows(first)
+    assert all(r.claim_token is None and r.claimed_until is None for r in final.values())
+    for row in final.values():
+        local = row.recipient.split("@")[0]
+        expected = 3 if local.startswith(("flaky", "greylist")) else 1
+        assert row.attempts == expected, (row.recipient, row.attempts, row.last_error)
+        assert row.last_error is None
+
+
+def test_one_smtp_connection_per_batch(app: Flask, relay: FaultySMTPServer):
+    worker_of(app).stop()
+    settings = relay_settings(app, relay)
+    database = get_database(app)
+    queue(database, [f"client{i}@entreprise.fr" for i in range(6)])
+    sent, failed = deliver_due(database, SMTPTransport(app, settings), settings)
+    assert (sent, failed) == (6, 0)
+    assert relay.connections == 1
+    assert len(relay.messages) == 6
+
+
+def test_a_worker_never_releases_or_marks_a_row_another_worker_holds(app: Flask, smtp):
+    """The claim is per holder: releasing and marking sent check the token."""
+    worker_of(app).stop()
+    database = get_database(app)
+    [mail_id] = queue(database, ["a@entreprise.fr"])
+    mine = delivery._claim(database, "token-a", utcnow(), 10)
+    assert [m.id for m in mine] == [mail_id]
+    assert delivery._claim(database, "token-b", utcnow(), 10) == []
+    delivery._release(database, "token-b", [mail_id])
+    assert delivery._mark_sent(database, mail_id, "token-b") is False
+    row = rows(database)[mail_id]
+    assert row.status == "pending" and row.claim_token == "token-a"
+    assert delivery._mark_sent(database, mail_id, "token-a") is True
+    assert rows(database)[mail_id].status == "sent"
+
+
+# --------------------------------------------------------------------------- never given up
+
+
+def test_transient_failures_are_retried_for_ever_at_the_capped_backoff(app: Flask, smtp):
+    """A long SMTP outage (here: already 500 failed attempts) never turns mail into 'failed'."""
+    worker_of(app).stop()
+    database = get_database(app)
+    [mail_id] = queue(database, ["patient@entreprise.fr"], attempts=500)
+    settings = settings_of(app)
+    smtp.stop()
+    before = utcnow()
+    assert deliver_due(database, worker_of(app).transport, settings) == (0, 1)
+    row = rows(database)[mail_id]
+    assert row.status == "pending"
+    assert row.attempts == 501 and row.last_error
+    assert row.claim_token is None
+    wait = (row.next_attempt_at - before).total_seconds()
+    assert 0.8 * settings.mail_retry_max - 0.05 <= wait <= 1.2 * settings.mail_retry_max + 0.05
+
+    smtp.start()
+    wait_until(
+        lambda: deliver_due(database, worker_of(app).transport, settings)[0] == 1,
+        timeout=10,
+        what="delivery once SMTP is back",
+    )
+    assert rows(database)[mail_id].status == "sent"
+    assert len(smtp.messages) == 1
+
+
+def test_a_recipient_rejected_for_good_fails_and_the_batch_goes_on(
+    app: Flask, relay: FaultySMTPServer
+):
+    worker_of(app).stop()
+    database = get_database(app)
+    settings = relay_settings(app, relay)
+    ids = queue(database, ["avant@entreprise.fr", "refused@entreprise.fr", "apres@entreprise.fr"])
+    assert deliver_due(database, SMTPTransport(app, settings), settings) == (2, 1)
+    final = rows(database)
+    assert [final[i].status for i in ids] == ["sent", "failed", "sent"]
+    assert "550" in (final[ids[1]].last_error or "")
+    assert final[ids[1]].attempts == 1 and final[ids[1]].claim_token is None
+    # Failed rows are never picked up again by themselves.
+    assert deliver_due(database, SMTPTransport(app, settings), settings) == (0, 0)
+
+
+def test_stop_finishes_the_current_mail_and_releases_the_rest(app: Flask, relay: FaultySMTPServer):
+    worker_of(app).stop()
+    database = get_database(app)
+    settings = relay_settings(app, relay)
+    ids = queue(database, [f"slow{i}@entreprise.fr" for i in range(5)])
+    worker = DeliveryWorker(app, database, SMTPTransport(app, settings), settings)
+    worker.start()
+    wait_until(lambda: relay.connections >= 1, timeout=5, what="the first send")
+    time.sleep(0.1)  # in the middle of the first (slow) mail
+    stopping = threading.Thread(target=worker.stop, kwargs={"timeout": 10})
+    stopping.start()
+    stopping.join(10)
+    assert not stopping.is_alive()
+    final = rows(database)
+    sent = [i for i in ids if final[i].status == "sent"]
+    assert 1 <= len(sent) < len(ids)
+    assert delivered_ids(relay) == Counter(dict.fromkeys(sent, 1))
+    assert all(
+        final[i].claim_token is None and final[i].claimed_until is None
+        for i in ids
+        if i not in sent
+    )
