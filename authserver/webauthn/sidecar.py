@@ -6,60 +6,45 @@ lock (insert at options, delete at verify) behind sign-ups and logins. Here they
 have their own file and lock, next to the main database, shared by every worker
 process of the machine exactly like the main file (for several machines, configure
 Redis). A pending ceremony lives five minutes and is worth nothing after a crash,
-hence ``synchronous=OFF``; the table is created when the file is opened, as Redis
-needs no schema either.
+hence ``synchronous=OFF``; the table is created when the file is first opened, as
+Redis needs no schema either.
 
 Single use holds as in the main database: each operation is one autocommit
 statement, and of two concurrent DELETEs of a row only one removes it.
+
+This store is reached on every passkey login (three statements), so it talks to
+``sqlite3`` directly, one connection per thread, with expiry times as Unix seconds:
+no engine, no pool, no type conversion of its own making.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+import sqlite3
+import threading
+import time
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Engine,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    insert,
-    select,
-)
-
-from authserver.models import UTCDateTime, utcnow
 from authserver.webauthn.challenges import Pending, challenge_key
 
-_metadata = MetaData()
-CEREMONIES = Table(
-    "ceremonies",
-    _metadata,
-    Column("challenge_hash", LargeBinary(32), primary_key=True),
-    Column("purpose", String(24), nullable=False),
-    Column("user_id", Integer),
-    Column("binding", LargeBinary(32), nullable=False),
-    Column("expires_at", UTCDateTime(), nullable=False),
-    Index("ix_ceremonies_expires_at", "expires_at"),
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS ceremonies ("
+    " challenge_hash BLOB PRIMARY KEY,"
+    " purpose TEXT NOT NULL,"
+    " user_id INTEGER,"
+    " binding BLOB NOT NULL,"
+    " expires_at REAL NOT NULL"
+    ") WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS ix_ceremonies_expires_at ON ceremonies (expires_at)",
 )
-
-_SAVE = insert(CEREMONIES)
-_COLUMNS = (CEREMONIES.c.purpose, CEREMONIES.c.user_id, CEREMONIES.c.binding)
-_PEEK = select(*_COLUMNS, CEREMONIES.c.expires_at).where(
-    CEREMONIES.c.challenge_hash == bindparam("key")
+_SAVE = (
+    "INSERT INTO ceremonies (challenge_hash, purpose, user_id, binding, expires_at)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
-_SPEND = delete(CEREMONIES).where(CEREMONIES.c.challenge_hash == bindparam("key"))
-_CONSUME = _SPEND.returning(*_COLUMNS, CEREMONIES.c.expires_at)
-_SWEEP = delete(CEREMONIES).where(CEREMONIES.c.expires_at < bindparam("now"))
+_PEEK = "SELECT purpose, user_id, binding, expires_at FROM ceremonies WHERE challenge_hash = ?"
+_SPEND = "DELETE FROM ceremonies WHERE challenge_hash = ?"
+_CONSUME = _SPEND + " RETURNING purpose, user_id, binding, expires_at"
+_SWEEP = "DELETE FROM ceremonies WHERE expires_at < ?"
 
 
 def sidecar_path(database_path: str) -> Path:
@@ -68,92 +53,74 @@ def sidecar_path(database_path: str) -> Path:
     return main.with_name(main.stem + ".ceremonies" + (main.suffix or ".db"))
 
 
-def _create_table(dbapi_connection: Any, _record: Any) -> None:
-    """Each new connection makes sure the table exists (idempotent, a few µs)."""
-    from sqlalchemy.dialects import sqlite
-    from sqlalchemy.schema import CreateIndex, CreateTable
-
-    dialect = sqlite.dialect()
-    cursor = dbapi_connection.cursor()
-    table = str(CreateTable(CEREMONIES, if_not_exists=True).compile(dialect=dialect))
-    cursor.execute(table)
-    for index in CEREMONIES.indexes:
-        cursor.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
-    cursor.close()
-
-
-def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=OFF")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
 class SidecarChallengeStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.engine: Engine = create_engine(
-            f"sqlite:///{path}",
-            connect_args={"timeout": 30},
-            isolation_level="AUTOCOMMIT",
-            pool_size=16,
-        )
-        event.listen(self.engine, "connect", _pragmas)
-        # Created at first use, not at start-up: a server whose database cannot be opened
-        # still starts and answers 503 (readiness) rather than failing to boot.
-        event.listen(self.engine, "connect", _create_table)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection, opened (and the table made) at first use: a server
+        whose files cannot be opened still starts, and answers 503 where they are needed."""
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=OFF")
+            for statement in SCHEMA:
+                connection.execute(statement)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
 
     def save(self, challenge: bytes, pending: Pending, ttl: int) -> None:
-        now = utcnow()
-        with self.engine.connect() as connection:
-            if random.random() < 0.02:  # sweep expired ceremonies now and then
-                connection.execute(_SWEEP, {"now": now})
-            connection.execute(
-                _SAVE,
-                {
-                    "challenge_hash": challenge_key(challenge),
-                    "purpose": pending.purpose,
-                    "user_id": pending.user_id,
-                    "binding": pending.binding,
-                    "expires_at": now + timedelta(seconds=ttl),
-                },
-            )
+        now = time.time()
+        db = self._db()
+        if random.random() < 0.02:  # sweep expired ceremonies now and then
+            db.execute(_SWEEP, (now,))
+        db.execute(
+            _SAVE,
+            (
+                challenge_key(challenge),
+                pending.purpose,
+                pending.user_id,
+                pending.binding,
+                now + ttl,
+            ),
+        )
 
     def peek(self, challenge: bytes) -> Pending | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(_PEEK, {"key": challenge_key(challenge)}).first()
-        return _live(row)
+        return _live(self._db().execute(_PEEK, (challenge_key(challenge),)).fetchone())
 
     def spend(self, challenge: bytes) -> bool:
-        with self.engine.connect() as connection:
-            return connection.execute(_SPEND, {"key": challenge_key(challenge)}).rowcount == 1
+        return self._db().execute(_SPEND, (challenge_key(challenge),)).rowcount == 1
 
     def consume(self, challenge: bytes) -> Pending | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(_CONSUME, {"key": challenge_key(challenge)}).first()
+        cursor = self._db().execute(_CONSUME, (challenge_key(challenge),))
+        row = cursor.fetchone()
+        cursor.close()  # the DELETE … RETURNING is done once its cursor is closed
         return _live(row)
 
     def expire_all(self) -> None:
         """For tests: every pending ceremony is now past its time."""
-        from sqlalchemy import update
-
-        with self.engine.connect() as connection:
-            connection.execute(
-                update(CEREMONIES).values(expires_at=utcnow() - timedelta(seconds=1))
-            )
+        self._db().execute("UPDATE ceremonies SET expires_at = ?", (time.time() - 1,))
 
     def pending_count(self) -> int:
-        from sqlalchemy import func
-
-        with self.engine.connect() as connection:
-            return connection.scalar(select(func.count()).select_from(CEREMONIES)) or 0
+        return int(self._db().execute("SELECT count(*) FROM ceremonies").fetchone()[0])
 
     def dispose(self) -> None:
-        self.engine.dispose()
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
 
 
-def _live(row: Any) -> Pending | None:
-    if row is None or row.expires_at <= utcnow():
+def _live(row: tuple[str, int | None, bytes, float] | None) -> Pending | None:
+    if row is None or row[3] <= time.time():
         return None
-    return Pending(row.purpose, row.user_id, row.binding)
+    return Pending(row[0], row[1], row[2])
