@@ -368,18 +368,21 @@ def _worker_started(worker: Any) -> None:
     """gunicorn ``post_worker_init``: on SIGTERM, stop taking new mail at once.
 
     gunicorn lets the requests in flight finish first (up to the graceful timeout) and only
-    then calls ``worker_exit``; meanwhile the delivery thread finishes the mail it is sending
-    and starts no other, so that the worker's exit never waits for a whole batch.
+    then calls ``worker_exit``; meanwhile the delivery threads (mail, back-channel logouts)
+    finish the item they are sending and start no other, so that the worker's exit never
+    waits for a whole batch.
     """
     import signal
 
     from authserver.mail import worker_of
+    from authserver.sessions.oidc import backchannel_worker_of
 
     app = worker.wsgi
     previous = signal.getsignal(signal.SIGTERM)
 
     def _on_term(signum: int, frame: Any) -> None:
         worker_of(app).request_stop()
+        backchannel_worker_of(app).request_stop()
         if callable(previous):
             previous(signum, frame)
 
@@ -388,18 +391,20 @@ def _worker_started(worker: Any) -> None:
 
 
 def _worker_exiting(_server: Any, worker: Any) -> None:
-    """gunicorn ``worker_exit`` (in the worker): stop the delivery thread cleanly.
+    """gunicorn ``worker_exit`` (in the worker): stop the delivery threads cleanly.
 
-    The mail being sent is finished and marked, the rest of its batch released for
-    another worker; the thread is joined before the process goes.
+    The mail (the logout token) being sent is finished and marked, the rest of its batch
+    released for another worker; the threads are joined before the process goes.
     """
     from flask import Flask
 
     from authserver.mail import worker_of
+    from authserver.sessions.oidc import backchannel_worker_of
 
     app = getattr(worker, "wsgi", None)
     if isinstance(app, Flask):
         worker_of(app).stop(timeout=GRACEFUL_TIMEOUT - 5)
+        backchannel_worker_of(app).stop()
 
 
 def _child_exited(_server: Any, worker: Any) -> None:

@@ -600,6 +600,10 @@ class BackchannelLogout(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(String(255))
+    # As in the e-mail outbox: only the holder of the claim renews, releases or marks the row.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    # Chosen when queued, the same at every attempt: a service can recognise a token it got.
+    jti: Mapped[str | None] = mapped_column(String(32), default=lambda: secrets.token_urlsafe(16))
 
     __table_args__ = (
         Index("ix_oidc_backchannel_logouts_status_next", "status", "next_attempt_at"),

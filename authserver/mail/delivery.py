@@ -1,7 +1,8 @@
 """Delivery of queued e-mails: claim, send, record; retry with exponential backoff.
 
 Several workers (threads, processes, instances) may run at once. Each claim is a small
-batch of due rows stamped with a random **claim token** and a lease (``claimed_until``):
+batch of due rows stamped with a random **claim token** and a lease (``claimed_until``),
+with the statements of ``authserver/leases.py`` (shared with the back-channel logouts):
 
 - claiming is one statement: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on
   PostgreSQL (workers never wait for each other's rows), the same conditional UPDATE without
@@ -36,10 +37,11 @@ from typing import Protocol
 
 import flask_mail
 from flask import Flask
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import update
 
 from authserver.config import Settings
 from authserver.db import Database
+from authserver.leases import Outbox
 from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
 
@@ -221,91 +223,56 @@ def _concerns_one_mail(exc: BaseException) -> bool:
     return isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError)
 
 
-def _claimable(now: datetime):  # type: ignore[no-untyped-def]
-    return and_(
-        OutboxMail.status == "pending",
-        OutboxMail.next_attempt_at <= now,
-        or_(OutboxMail.claimed_until.is_(None), OutboxMail.claimed_until < now),
-    )
+OUTBOX = Outbox(OutboxMail)
 
 
 def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Outgoing]:
     """Claim up to ``limit`` due rows for ``token`` in one statement; oldest first."""
-    candidates = select(OutboxMail.id).where(_claimable(now)).order_by(OutboxMail.id).limit(limit)
-    if not database.is_sqlite:
-        # Rows another worker is claiming right now are skipped, not waited for.
-        candidates = candidates.with_for_update(skip_locked=True)
-    statement = (
-        update(OutboxMail)
-        .where(OutboxMail.id.in_(candidates.scalar_subquery()), _claimable(now))
-        .values(claim_token=token, claimed_until=now + LEASE)
-        .returning(
+    rows = OUTBOX.claim(
+        database,
+        token=token,
+        now=now,
+        limit=limit,
+        lease=LEASE,
+        columns=(
             OutboxMail.id,
             OutboxMail.recipient,
             OutboxMail.subject,
             OutboxMail.body_text,
             OutboxMail.body_html,
             OutboxMail.created_at,
-        )
-        .execution_options(synchronize_session=False)
+        ),
     )
-    with database.session_scope() as session:
-        claimed = [Outgoing(*row) for row in session.execute(statement).all()]
-    return sorted(claimed, key=lambda mail: mail.id)
+    return [Outgoing(*row) for row in rows]
 
 
 def _renew(database: Database, mail_id: int, token: str) -> bool:
     """Extend the lease on one row we still hold; False if it is no longer ours."""
-    with database.session_scope() as session:
-        won = session.execute(
-            update(OutboxMail)
-            .where(
-                OutboxMail.id == mail_id,
-                OutboxMail.claim_token == token,
-                OutboxMail.status == "pending",
-            )
-            .values(claimed_until=utcnow() + LEASE)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    return won == 1
+    return OUTBOX.renew(database, mail_id, token, LEASE)
 
 
 def _mark_sent(database: Database, mail_id: int, token: str) -> bool:
-    with database.session_scope() as session:
-        won = session.execute(
-            update(OutboxMail)
-            .where(OutboxMail.id == mail_id, OutboxMail.claim_token == token)
-            .values(
-                status="sent",
-                sent_at=utcnow(),
-                attempts=OutboxMail.attempts + 1,
-                claimed_until=None,
-                claim_token=None,
-                last_error=None,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    if won != 1:
+    won = OUTBOX.mark_sent(database, mail_id, token)
+    if not won:
         log.warning("mail %s sent but its claim was lost: it may be sent twice", mail_id)
-    return won == 1
+    return won
 
 
 def _record_failure(
     database: Database, mail_id: int, token: str, exc: BaseException, settings: Settings
 ) -> None:
     permanent = is_permanent(exc)
-    with database.session_scope() as session:
-        row = session.get(OutboxMail, mail_id)
-        if row is None or row.claim_token != token:
-            return
-        row.attempts += 1
-        row.claimed_until = None
-        row.claim_token = None
+    recorded = OUTBOX.record_failure(
+        database,
+        mail_id,
+        token,
         # Class and short text only: never the message body (it may hold a link token).
-        row.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-        if permanent:
-            row.status = "failed"
-        row.next_attempt_at = utcnow() + timedelta(seconds=backoff(row.attempts, settings))
+        error=f"{type(exc).__name__}: {str(exc)[:200]}",
+        retry_in=lambda attempts: backoff(attempts, settings),
+        give_up=lambda _attempts: permanent,
+    )
+    if recorded is None:
+        return
     if permanent:
         log.warning("mail %s refused for good by the relay: marked failed", mail_id)
     else:
@@ -314,17 +281,7 @@ def _record_failure(
 
 def _release(database: Database, token: str, ids: list[int]) -> None:
     """Give back the rows of this claim that were not sent (and only those)."""
-    with database.session_scope() as session:
-        session.execute(
-            update(OutboxMail)
-            .where(
-                OutboxMail.id.in_(ids),  # by primary key: no scan of the whole outbox
-                OutboxMail.claim_token == token,
-                OutboxMail.status == "pending",
-            )
-            .values(claimed_until=None, claim_token=None)
-            .execution_options(synchronize_session=False)
-        )
+    OUTBOX.release(database, token, ids)
 
 
 def deliver_due(
@@ -371,25 +328,7 @@ def deliver_due(
 
 def next_due_in(database: Database) -> float | None:
     """Seconds until some pending row can be claimed (rows claimed elsewhere: their lease)."""
-    now = utcnow()
-    with database.session_scope() as session:
-        when = session.scalar(
-            select(
-                func.min(
-                    case(
-                        (OutboxMail.claimed_until > now, OutboxMail.claimed_until),
-                        else_=OutboxMail.next_attempt_at,
-                    )
-                )
-            ).where(OutboxMail.status == "pending")
-        )
-    if when is None:
-        return None
-    if isinstance(when, str):  # SQLite hands back the bare column text through min()
-        when = datetime.fromisoformat(when)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=now.tzinfo)
-    return max((when - now).total_seconds(), 0.0)
+    return OUTBOX.next_due_in(database)
 
 
 def requeue_failed(database: Database, ids: list[int] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -37,6 +38,7 @@ bp = Blueprint("forward_auth", __name__)
 PATH = "/auth/verify"
 
 READER_KEY = "authserver.forward_auth.reader"
+OUTAGE_KEY = "authserver.forward_auth.outage"
 SQL = (
     "SELECT s.revoked_at, s.expires_at, s.last_seen_at, s.amr, u.username, u.email, u.siret, "
     "u.certified_at, u.locked_at FROM auth_sessions s JOIN users u ON u.id = s.user_id "
@@ -164,6 +166,53 @@ def verify() -> Response:
     return Response(body, status=int(status.split()[0]), headers=headers)
 
 
+class OutageLog:
+    """One log line per outage on the hottest path: a traceback at most every ``every`` s.
+
+    During a database outage every ``/auth/verify`` fails the same way; a traceback each
+    would flood the logs (thousands a second). The first failure is logged with its
+    traceback, the next ones within ``every`` seconds are only counted (and reported with
+    the next traceback), and the first success after them logs one line with the count.
+    """
+
+    def __init__(self, every: float = 60.0, clock: Any = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.failing = False  # read without the lock on every success: one attribute
+        self.last_report: float | None = None
+        self.unreported = 0
+        self.total = 0
+
+    def failed(self) -> None:
+        """Call from an ``except`` block (the traceback is the current exception's)."""
+        now = self.clock()
+        with self.lock:
+            self.failing = True
+            self.total += 1
+            if self.last_report is not None and now - self.last_report < self.every:
+                self.unreported += 1
+                return
+            self.last_report = now
+            unreported, self.unreported = self.unreported, 0
+        if unreported:
+            log.error(
+                "forward-auth failed, answering 503 (%d more since the last report)",
+                unreported,
+                exc_info=True,
+            )
+        else:
+            log.error("forward-auth failed, answering 503", exc_info=True)
+
+    def succeeded(self) -> None:
+        with self.lock:
+            if not self.failing:
+                return
+            total = self.total
+            self.failing, self.last_report, self.unreported, self.total = False, None, 0, 0
+        log.warning("forward-auth answering again after %d failed request(s)", total)
+
+
 class FastPath:
     """WSGI middleware: ``GET /auth/verify`` answered before Flask builds a request context.
 
@@ -176,6 +225,7 @@ class FastPath:
     def __init__(self, app: Flask, wsgi_app: Any) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
+        self.outage = OutageLog()
         try:
             from authserver.metrics import REQUEST_LATENCY, access_logger, log_access
 
@@ -196,8 +246,11 @@ class FastPath:
         try:
             status, headers, body = answer(self.app, environ.get("HTTP_COOKIE", ""))
         except Exception:
-            log.exception("forward-auth failed")
+            self.outage.failed()
             status, headers, body = UNAVAILABLE
+        else:
+            if self.outage.failing:  # one attribute read on the hot path
+                self.outage.succeeded()
         elapsed = time.perf_counter() - started
         if self.latency is not None:
             self.latency.observe(elapsed)
@@ -220,4 +273,6 @@ class FastPath:
 def install(app: Flask) -> None:
     app.extensions[READER_KEY] = Reader(get_database(app).engine)
     app.register_blueprint(bp)
-    app.wsgi_app = FastPath(app, app.wsgi_app)  # type: ignore[method-assign]
+    fast = FastPath(app, app.wsgi_app)
+    app.extensions[OUTAGE_KEY] = fast.outage
+    app.wsgi_app = fast  # type: ignore[method-assign]

@@ -5,21 +5,26 @@ durable outbox, with retries, without making the revoking request wait."""
 from __future__ import annotations
 
 import re
+import shutil
 import time
+from collections import Counter
+from datetime import timedelta
 
 import jwt as pyjwt
 import pytest
 from sqlalchemy import select
 
-from authserver.db import get_database
-from authserver.models import BackchannelLogout, User
-from authserver.sessions.oidc import backchannel_worker_of
-from authserver.sessions.oidc.backchannel import EVENT
+from authserver import ops
+from authserver.db import Database, get_database
+from authserver.models import BackchannelLogout, User, utcnow
+from authserver.sessions.oidc import backchannel, backchannel_worker_of, keys
+from authserver.sessions.oidc.backchannel import EVENT, BackchannelWorker
 from tests.alerts.console_helpers import add_alert, add_user, client_as
 from tests.conftest import Actions, csrf_of, link_in, path_of
 from tests.services import text_of
 from tests.sessions.oidc_support import (
     USERNAME,
+    Receiver,
     introspect,
     jwks,
     logged_in_actions,
@@ -29,6 +34,7 @@ from tests.sessions.oidc_support import (
     userinfo,
     verify_jwt,
 )
+from tests.test_ops import Blackhole
 
 
 @pytest.fixture
@@ -195,3 +201,174 @@ def test_nothing_queued_for_sessions_without_tokens(app, user, receiver):
     _logout(user)
     with get_database(app).session_scope() as session:
         assert session.scalars(select(BackchannelLogout)).all() == []
+
+
+# --------------------------------------------------------------------------- exactly once
+
+
+def queue_rows(database, uri: str, count: int, client_id: str = "kit-csp") -> list[str]:
+    """Logouts as ``queue_logouts`` writes them (no request needed); returns their jti."""
+    with database.session_scope() as session:
+        rows = [
+            BackchannelLogout(
+                client_id=client_id, uri=uri, sub=f"sub{i}", sid=f"sid{i}", reason="test"
+            )
+            for i in range(count)
+        ]
+        session.add_all(rows)
+        session.flush()
+        return [row.jti for row in rows]
+
+
+def all_rows(database) -> list[BackchannelLogout]:
+    with database.session_scope() as session:
+        return list(session.scalars(select(BackchannelLogout).order_by(BackchannelLogout.id)))
+
+
+def received_jti(service) -> Counter[str]:
+    return Counter(
+        pyjwt.decode(t, options={"verify_signature": False})["jti"] for t in service.tokens
+    )
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_two_workers_on_a_failing_and_slow_service_deliver_each_logout_exactly_once(
+    backend_app, monkeypatch
+):
+    """Two senders with their own connection pools (as two processes), on SQLite and PG.
+
+    The service takes 0.3 s per POST and refuses the first four with a 503. The lease is
+    scaled down with the POSTs (1 s here; 30 s for 5 s timeouts in production): a batch
+    outlives it, so each POST must renew its own row's lease, and a row taken over by the
+    other worker must never be sent again by the first.
+    """
+    app = backend_app
+    backchannel_worker_of(app).stop()  # the app's own sender stays out of it
+    monkeypatch.setattr(backchannel, "LEASE", timedelta(seconds=1))
+    service = Receiver(failures=4, delay=0.3)
+    first = get_database(app)
+    second = Database(first.url)
+    settings = app.config["AUTHSERVER"]
+    with first.session_scope() as session:  # one signing key, not one per racing worker
+        keys.signing_key(session, settings.secret_key)
+    jtis = queue_rows(first, service.url, 24)
+    workers = [
+        BackchannelWorker(
+            database, issuer=settings.base_url, secret_key=settings.secret_key, retry_base=0.2
+        )
+        for database in (first, second)
+    ]
+    try:
+        for worker in workers:
+            worker.kick()
+        wait_until(
+            lambda: all(row.status == "sent" for row in all_rows(first)),
+            timeout=60,
+            what="every logout marked sent",
+        )
+        time.sleep(1.5)  # a worker that lost a row would send it again within a lease or two
+    finally:
+        for worker in workers:
+            worker.stop()
+        second.dispose()
+        service.close()
+
+    assert len(set(jtis)) == 24
+    assert received_jti(service) == Counter(dict.fromkeys(jtis, 1))
+    final = all_rows(first)
+    assert all(row.claim_token is None and row.claimed_until is None for row in final)
+    assert all(row.last_error is None for row in final)
+    assert sum(row.attempts for row in final) == 24 + 4  # every refusal counted, once
+
+
+def test_a_worker_never_releases_or_marks_a_row_another_worker_holds(app):
+    backchannel_worker_of(app).stop()
+    database = get_database(app)
+    queue_rows(database, "http://127.0.0.1:9/backchannel-logout", 1)
+    (mine,) = backchannel.claim(database, "token-a", utcnow())
+    assert backchannel.claim(database, "token-b", utcnow()) == []
+    outbox = backchannel.OUTBOX
+    outbox.release(database, "token-b", [mine.id])
+    assert outbox.renew(database, mine.id, "token-b", backchannel.LEASE) is False
+    assert outbox.mark_sent(database, mine.id, "token-b") is False
+    lost = outbox.record_failure(
+        database, mine.id, "token-b", error="x", retry_in=lambda _: 0, give_up=lambda _: True
+    )
+    assert lost is None
+    (row,) = all_rows(database)
+    assert (row.status, row.claim_token, row.attempts) == ("pending", "token-a", 0)
+    assert outbox.mark_sent(database, mine.id, "token-a") is True
+    (row,) = all_rows(database)
+    assert (row.status, row.claim_token, row.claimed_until) == ("sent", None, None)
+
+
+def test_the_same_jti_at_every_attempt(app, receiver):
+    """A retried logout is the same logout: a service can recognise a copy by its jti."""
+    service = receiver(failures=2)
+    worker = backchannel_worker_of(app)
+    (jti,) = queue_rows(get_database(app), service.url, 1)
+    worker.kick()
+    service.wait(1, timeout=30)
+    (row,) = settled_rows(app)
+    assert (row.status, row.attempts) == ("sent", 3)
+    assert received_jti(service) == Counter({jti: 1})
+
+
+# --------------------------------------------------------------------------- lazy start
+
+
+def test_create_app_touches_no_database_and_starts_with_it_unreachable(make_app, monkeypatch):
+    """A hung PostgreSQL (accepts, never answers): the app is built at once, without one
+    connection, and answers /healthz and a 503 on /readyz."""
+    monkeypatch.setattr(ops, "DATABASE_CONNECT_TIMEOUT", 2)  # libpq's minimum
+    hung = Blackhole()
+    url = f"postgresql+psycopg://authserver@127.0.0.1:{hung.port}/authserver"
+    try:
+        started = time.monotonic()
+        app = make_app(url, AUTHSERVER_MAIL_WORKER="0")
+        assert time.monotonic() - started < 1.5  # below the connect timeout: no wait on it
+        assert hung.held == []
+        worker = backchannel_worker_of(app)
+        assert not worker.running
+        client = app.test_client()
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 503
+    finally:
+        backchannel_worker_of(app).stop()
+        hung.close()
+
+
+def test_logouts_left_pending_are_sent_after_the_first_request(make_app, sqlite_template, tmp_path):
+    """Rows queued by a previous run: not looked for by create_app, but by the sender's
+    thread, which the process's first request starts; it ends once nothing is pending."""
+    service = Receiver()
+    path = tmp_path / "previous-run.db"
+    shutil.copy(sqlite_template, path)
+    url = f"sqlite:///{path}"
+    earlier = Database(url)
+    try:
+        (jti,) = queue_rows(earlier, service.url, 1)
+    finally:
+        earlier.dispose()
+    app = make_app(url)
+    worker = backchannel_worker_of(app)
+    try:
+        assert not worker.running
+        time.sleep(0.3)
+        assert service.tokens == []
+        assert app.test_client().get("/healthz").status_code == 200
+        service.wait(1)
+        assert received_jti(service) == Counter({jti: 1})
+        wait_until(lambda: not worker.running, timeout=5, what="the idle sender to end")
+        (row,) = settled_rows(app)
+        assert row.status == "sent"
+    finally:
+        worker.stop()
+        service.close()

@@ -8,12 +8,23 @@ and ``storage`` reach the database through small functions; ``server`` binds Aut
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Flask
+
+if TYPE_CHECKING:
+    from authserver.sessions.oidc.backchannel import BackchannelWorker
 
 WORKER_KEY = "authserver.oidc.backchannel"
 
 
 def init_app(app: Flask) -> None:
+    """Endpoints, the Authlib server and the back-channel sender; no database access here.
+
+    A worker's boot must not wait on a hung database, and a server whose database is down
+    must still start (to answer 503 on /readyz): logouts left pending by a previous run are
+    looked for by the sender's thread, started at the process's first request.
+    """
     from authserver.db import get_database
     from authserver.sessions import store
     from authserver.sessions.oidc.authorize import bp as authorize_bp
@@ -39,11 +50,17 @@ def init_app(app: Flask) -> None:
         retry_base=float(app.config.get("OIDC_BACKCHANNEL_RETRY_BASE", 2.0)),
     )
     app.extensions[WORKER_KEY] = worker
-    if not app.config.get("MAIL_WORKER_DISABLED"):  # one-shot CLI commands send nothing
-        install_wakeup(database, worker)
-        if worker.has_pending():
-            worker.kick()
+    if app.config.get("MAIL_WORKER_DISABLED"):  # one-shot CLI commands send nothing
+        return
+    install_wakeup(database, worker)
+    first_request = [True]
+
+    @app.before_request
+    def _start_backchannel() -> None:
+        if first_request[0]:
+            first_request[0] = False
+            worker.kick()  # a thread: the request does not wait for the database
 
 
-def backchannel_worker_of(app: Flask):  # type: ignore[no-untyped-def]
+def backchannel_worker_of(app: Flask) -> BackchannelWorker:
     return app.extensions[WORKER_KEY]

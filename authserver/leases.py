@@ -1,0 +1,193 @@
+"""Claiming the rows of an outbox table, for several workers at once: claim tokens and leases.
+
+Both outboxes (e-mails, ``mail/delivery.py``; back-channel logout tokens,
+``sessions/oidc/backchannel.py``) are tables with ``id``, ``status`` (``pending`` until sent
+or given up), ``attempts``, ``next_attempt_at``, ``claimed_until``, ``claim_token``,
+``sent_at`` and ``last_error``. Their workers (threads, processes, instances) share them so:
+
+- a claim is one statement that stamps a small batch of due rows with a random token and a
+  lease: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on PostgreSQL (workers
+  never wait for each other's rows), the same conditional UPDATE without the lock clause on
+  SQLite (one writer at a time anyway);
+- before each send the holder renews that row's lease *if it still holds the token*: a batch
+  may take as long as it needs while each send only has to fit in one lease, and a row whose
+  lease ran out and was taken by another worker is skipped, never sent twice;
+- marking sent, recording a failure and releasing the unsent rows all match the token: a
+  worker only ever touches its own claims.
+
+A worker that dies mid-send leaves its row claimed; another takes it after the lease (the
+receiving side may then see that one item twice: each outbox sends a stable identifier,
+Message-ID or ``jti``, so that it can tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, and_, case, func, or_, select, update
+
+from authserver.db import Database
+from authserver.models import utcnow
+
+
+class Outbox:
+    """The claim statements of one outbox table (``model``: its ORM class)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def _claimable(self, now: datetime) -> Any:
+        model = self.model
+        return and_(
+            model.status == "pending",
+            model.next_attempt_at <= now,
+            or_(model.claimed_until.is_(None), model.claimed_until < now),
+        )
+
+    def claim(
+        self,
+        database: Database,
+        *,
+        token: str,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        columns: Sequence[Any],
+    ) -> list[Row[Any]]:
+        """Claim up to ``limit`` due rows for ``token`` in one statement; ``columns`` of each,
+        oldest first."""
+        model = self.model
+        candidates = select(model.id).where(self._claimable(now)).order_by(model.id).limit(limit)
+        if not database.is_sqlite:
+            # Rows another worker is claiming right now are skipped, not waited for.
+            candidates = candidates.with_for_update(skip_locked=True)
+        statement = (
+            update(model)
+            .where(model.id.in_(candidates.scalar_subquery()), self._claimable(now))
+            .values(claim_token=token, claimed_until=now + lease)
+            .returning(model.id, *columns)
+            .execution_options(synchronize_session=False)
+        )
+        with database.session_scope() as session:
+            rows = session.execute(statement).all()
+        return [row[1:] for row in sorted(rows, key=lambda row: row[0])]
+
+    def renew(self, database: Database, row_id: int, token: str, lease: timedelta) -> bool:
+        """Extend the lease on one row we still hold; False if it is no longer ours."""
+        model = self.model
+        with database.session_scope() as session:
+            won = session.execute(
+                update(model)
+                .where(model.id == row_id, model.claim_token == token, model.status == "pending")
+                .values(claimed_until=utcnow() + lease)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        return won == 1
+
+    def mark_sent(self, database: Database, row_id: int, token: str) -> bool:
+        """Record the send of a row we hold; False if the claim was lost meanwhile."""
+        model = self.model
+        with database.session_scope() as session:
+            won = session.execute(
+                update(model)
+                .where(model.id == row_id, model.claim_token == token)
+                .values(
+                    status="sent",
+                    sent_at=utcnow(),
+                    attempts=model.attempts + 1,
+                    claimed_until=None,
+                    claim_token=None,
+                    last_error=None,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        return won == 1
+
+    def record_failure(
+        self,
+        database: Database,
+        row_id: int,
+        token: str,
+        *,
+        error: str,
+        retry_in: Callable[[int], float],
+        give_up: Callable[[int], bool],
+    ) -> tuple[int, bool] | None:
+        """Count a failed attempt on a row we hold and free it.
+
+        ``retry_in(attempts)`` gives the seconds before the next try, ``give_up(attempts)``
+        whether the row turns ``failed``. Returns (attempts, given up), or None when the claim
+        was lost (the row then belongs to another worker and is left alone).
+        """
+        model = self.model
+        with database.session_scope() as session:
+            attempts = session.execute(
+                update(model)
+                .where(model.id == row_id, model.claim_token == token)
+                .values(
+                    attempts=model.attempts + 1,
+                    claimed_until=None,
+                    claim_token=None,
+                    last_error=error[:255],
+                )
+                .returning(model.attempts)
+                .execution_options(synchronize_session=False)
+            ).scalar()
+            if attempts is None:
+                return None
+            # Same transaction, and the row is freed only by its commit: nobody claims it
+            # between the two statements (row lock on PostgreSQL, one writer on SQLite).
+            failed = give_up(attempts)
+            session.execute(
+                update(model)
+                .where(model.id == row_id)
+                .values(
+                    status="failed" if failed else "pending",
+                    next_attempt_at=utcnow() + timedelta(seconds=retry_in(attempts)),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        return attempts, failed
+
+    def release(self, database: Database, token: str, ids: list[int]) -> None:
+        """Give back the rows of this claim that were not sent (and only those)."""
+        if not ids:
+            return
+        model = self.model
+        with database.session_scope() as session:
+            session.execute(
+                update(model)
+                .where(
+                    model.id.in_(ids),  # by primary key: no scan of the whole outbox
+                    model.claim_token == token,
+                    model.status == "pending",
+                )
+                .values(claimed_until=None, claim_token=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def next_due_in(self, database: Database) -> float | None:
+        """Seconds until some pending row can be claimed (rows claimed elsewhere: their lease);
+        None when nothing is pending."""
+        model = self.model
+        now = utcnow()
+        with database.session_scope() as session:
+            when = session.scalar(
+                select(
+                    func.min(
+                        case(
+                            (model.claimed_until > now, model.claimed_until),
+                            else_=model.next_attempt_at,
+                        )
+                    )
+                ).where(model.status == "pending")
+            )
+        if when is None:
+            return None
+        if isinstance(when, str):  # SQLite hands back the bare column text through min()
+            when = datetime.fromisoformat(when)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=now.tzinfo)
+        return max((when - now).total_seconds(), 0.0)
