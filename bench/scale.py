@@ -116,9 +116,10 @@ def _sqlite_statements(password_hash: str) -> dict[str, str]:
         f"{past}, {recent}, '10.' || (x % 256) || '.' || (x / 256 % 256) || '.1', :ua, "
         "'Chrome 131', 'Windows 10' FROM n",
         "auth_sessions": numbers
-        + "INSERT INTO auth_sessions (id_hash, user_id, created_at, authenticated_at, "
-        "last_seen_at, expires_at, revoked_at, revoked_reason, method, amr, ip, user_agent) "
-        f"SELECT randomblob(32), :base + 1 + (x - 1) % :users, {past}, {past}, {past}, {past}, "
+        + "INSERT INTO auth_sessions (id_hash, token_hash, user_id, created_at, "
+        "authenticated_at, last_seen_at, expires_at, revoked_at, revoked_reason, method, amr, "
+        "ip, user_agent) SELECT randomblob(32), randomblob(32), :base + 1 + (x - 1) % :users, "
+        f"{past}, {past}, {past}, {past}, "
         f"CASE WHEN x % 3 = 0 THEN {past} END, CASE WHEN x % 3 = 0 THEN 'logout' END, "
         "'passkey', 'hwk user', '10.0.0.' || (x % 256), :ua FROM n",
         "login_events": numbers
@@ -158,9 +159,9 @@ def _pg_statements(password_hash: str) -> dict[str, str]:
         "last_ip, user_agent, browser, system) SELECT %(base)s + 1 + mod(x - 1, %(users)s), "
         f"{rand32}, {past}, {recent}, '10.' || mod(x, 256) || '.' || mod(x / 256, 256) || '.1', "
         f"%(ua)s, 'Chrome 131', 'Windows 10' FROM ({numbers}) AS n",
-        "auth_sessions": "INSERT INTO auth_sessions (id_hash, user_id, created_at, "
+        "auth_sessions": "INSERT INTO auth_sessions (id_hash, token_hash, user_id, created_at, "
         "authenticated_at, last_seen_at, expires_at, revoked_at, revoked_reason, method, amr, "
-        f"ip, user_agent) SELECT {rand32}, %(base)s + 1 + mod(x - 1, %(users)s), {past}, "
+        f"ip, user_agent) SELECT {rand32}, {rand32}, %(base)s + 1 + mod(x - 1, %(users)s), {past}, "
         f"{past}, {past}, {past}, CASE WHEN mod(x, 3) = 0 THEN {past} END, "
         "CASE WHEN mod(x, 3) = 0 THEN 'logout' END, 'passkey', 'hwk user', "
         f"'10.0.0.' || mod(x, 256), %(ua)s FROM ({numbers}) AS n",
