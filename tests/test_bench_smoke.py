@@ -46,3 +46,37 @@ def test_quick_benchmark_writes_positive_figures(tmp_path: Path):
     for name in ("argon2id_verify_1_thread", "argon2id_verify_2_threads"):
         assert results[name]["rate_per_s"] > 0, results[name]
     assert data["server_log_problems"] == []
+
+
+def test_quick_scale_benchmark_seeds_and_measures(tmp_path: Path):
+    """The scale run's bulk SQL keeps up with the schema (a column added by a migration and
+    missing from its INSERTs fails here, not after an hour of `make bench`)."""
+    out = tmp_path / "scale.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.scale",
+            "--quick",
+            "--scale",
+            "0.0005",
+            "--backend",
+            "sqlite",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,  # ~30 s on an idle 2-core machine
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    backend = data["backends"]["sqlite"]
+    counts = backend["counts"]
+    assert counts["login_events"] > counts["users"] > 0, counts
+    assert backend["server_log_problems"] == []
+    for phase in ("small", "large"):
+        for name in ("healthz", "password_login", "passkey_login", "auth_verify"):
+            figures = backend[phase][name]
+            assert figures["rate_per_s"] > 0 and figures["errors"] == 0, (phase, name, figures)
