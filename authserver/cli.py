@@ -464,6 +464,11 @@ def _serve(workers: int | None, threads: int) -> None:
                 "workers": workers,
                 "threads": threads,
                 "worker_class": "gthread",
+                # A gthread worker accepts connections until it holds worker_connections
+                # (1,000 by default): a burst of keep-alive connections (a load balancer's
+                # pool, a benchmark) could all land on one worker and leave the others idle.
+                # A few per thread keeps them spread over the workers.
+                "worker_connections": threads * 4,
                 "graceful_timeout": GRACEFUL_TIMEOUT,
                 "timeout": 60,
                 "control_socket_disable": True,

@@ -90,7 +90,11 @@ def create_users(server: ServerProcess, count: int) -> list[str]:
     from authserver.db import get_database
     from authserver.models import User, utcnow
 
-    app = create_app(settings=load_settings(server.env), test_config={"MAIL_WORKER_DISABLED": True})
+    # Only to seed: no delivery thread, no burst detector left running in this process.
+    app = create_app(
+        settings=load_settings(server.env),
+        test_config={"MAIL_WORKER_DISABLED": True, "DETECTOR_INTERVAL": 0},
+    )
     names = [first]
     try:
         with app.app_context():
