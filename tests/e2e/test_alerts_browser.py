@@ -10,42 +10,27 @@ load is the login page, where the password is refused until it is reset.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Flask
 from itsdangerous import URLSafeSerializer
 
 from authserver.alerts.devices import COOKIE_NAME, describe
 from tests.alerts.alert_helpers import ALERT_SUBJECT, queued, received, wait_delivered
 from tests.conftest import PASSWORD, Actions
+from tests.e2e.conftest import Live
 from tests.e2e.helpers import USERNAME, Watch, at, path_of
 from tests.fixtures_services import PAGE_TIMEOUT_MS
-from tests.services import LiveServer, SMTPServer, free_port, text_of
+from tests.services import text_of
 
 pytestmark = pytest.mark.e2e
 
 
-@dataclass
-class Live:
-    app: Flask
-    base: str
-    smtp: SMTPServer
-
-
 @pytest.fixture
-def live(make_app, smtp: SMTPServer) -> Iterator[Live]:
-    port = free_port()
-    base = f"http://localhost:{port}"
-    app = make_app(AUTHSERVER_BASE_URL=base)
-    server = LiveServer(app, port=port).start()
-    try:
-        Actions(app.test_client(), smtp).create_active_account(USERNAME)
-        yield Live(app, base, smtp)
-    finally:
-        server.stop()
+def live(live: Live) -> Live:
+    """The shared live server, with the account already created and activated."""
+    Actions(live.app.test_client(), live.smtp).create_active_account(USERNAME)
+    return live
 
 
 def new_page(browser):

@@ -15,14 +15,12 @@ import http.cookiejar
 import re
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
-from flask import Flask
 
 from tests.conftest import CSRF_RE, PASSWORD
+from tests.e2e.conftest import Live
 from tests.establishments.test_flow import (
     active_establishments,
     create_staff,
@@ -32,32 +30,13 @@ from tests.establishments.test_flow import (
     wait_mail,
 )
 from tests.fixtures_services import PAGE_TIMEOUT_MS
-from tests.services import LiveServer, SMTPServer, free_port, text_of
+from tests.services import text_of
 
 USERNAME = "martin.dupont"
 EMAIL = "martin.dupont@entreprise.fr"
 COUNSELOR = "camille.conseil"
 GATED = "vous devez disposer d'un espace certifié"
 CSP_KIT = "Proposer le Contrat de Sécurisation Professionnelle (CSP) : télécharger le kit CSP"
-
-
-@dataclass
-class Live:
-    app: Flask
-    base: str
-    smtp: SMTPServer
-
-
-@pytest.fixture
-def live(make_app, smtp: SMTPServer) -> Iterator[Live]:
-    port = free_port()
-    base = f"http://localhost:{port}"
-    app = make_app(AUTHSERVER_BASE_URL=base)
-    server = LiveServer(app, port=port).start()
-    try:
-        yield Live(app, base, smtp)
-    finally:
-        server.stop()
 
 
 def watch(page) -> list[str]:

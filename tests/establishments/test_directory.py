@@ -35,6 +35,7 @@ from authserver.establishments.directory import (
     normalize_naf,
 )
 from authserver.establishments.siret import LA_POSTE_SIREN, luhn_valid, validate
+from tests.establishments import local_http
 
 SIRET = "69279251800015"  # siège
 SECONDARY = "69279251800023"
@@ -97,24 +98,15 @@ class FakeApi:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self.server = local_http.serve(Handler)
 
     def close(self) -> None:
-        self.stop.set()
-        assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
+        local_http.close(self.server, self.stop)
 
 
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    local_http.without_proxies(monkeypatch)
     fake = FakeApi()
     fake.start()
     yield fake

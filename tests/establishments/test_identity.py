@@ -35,6 +35,7 @@ from authserver.establishments.identity import (
 from authserver.establishments.onfido import OnfidoVerifier
 from authserver.models import CertificationRequest, User, utcnow
 from tests.conftest import Actions
+from tests.establishments import local_http
 from tests.establishments.test_flow import (
     active_establishments,
     attach,
@@ -254,24 +255,15 @@ class FakeOnfido:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self.server = local_http.serve(Handler)
 
     def close(self) -> None:
-        self.stop.set()
-        assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
+        local_http.close(self.server, self.stop)
 
 
 @pytest.fixture
 def onfido(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOnfido]:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    local_http.without_proxies(monkeypatch)
     fake = FakeOnfido()
     fake.start()
     yield fake
