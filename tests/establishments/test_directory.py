@@ -395,8 +395,8 @@ def test_timeout_is_bounded(api: FakeApi, adapter: str) -> None:
     started = time.monotonic()
     with pytest.raises(DirectoryUnavailable):
         directory.lookup(SECONDARY)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0 + 0.3
+    # Bounded by the 1 s budget, far from the 5 s the API would take (wide margin: CI is loaded).
+    assert time.monotonic() - started < 3.0
     assert len(api.requests) == 3
 
 
@@ -406,7 +406,8 @@ def test_total_timeout_stops_retries(api: FakeApi, adapter: str) -> None:
     started = time.monotonic()
     with pytest.raises(DirectoryUnavailable, match="time budget"):
         directory.lookup(SECONDARY)
-    assert time.monotonic() - started < 0.6 + 0.3
+    # Without the budget, 11 attempts of 0.25 s and their backoff would take well over 5 s.
+    assert time.monotonic() - started < 2.5
     assert len(api.requests) <= 3
 
 
@@ -424,7 +425,7 @@ def test_connection_refused(adapter: str) -> None:
     started = time.monotonic()
     with pytest.raises(DirectoryUnavailable, match="after 3 attempts"):
         ADAPTERS[adapter](f"http://127.0.0.1:{port}").lookup(SECONDARY)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # the backoff only (0.75 s), no read timeout
 
 
 def test_malformed_siret_is_not_sent(api: FakeApi, adapter: str) -> None:

