@@ -56,13 +56,38 @@ def settings() -> Settings:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\xad]")
 
 
+def clean_ip(remote_addr: str | None) -> str:
+    return _CONTROL.sub("", remote_addr or "")[:45]
+
+
+def clean_user_agent(header: str | None) -> str:
+    return _CONTROL.sub("", header or "")[:512]
+
+
 def client_ip() -> str:
     """The peer address; a reverse proxy in front is trusted through ProxyFix only."""
-    return _CONTROL.sub("", request.remote_addr or "")[:45]
+    return clean_ip(request.remote_addr)
 
 
 def user_agent() -> str:
-    return _CONTROL.sub("", request.headers.get("User-Agent") or "")[:512]
+    return clean_user_agent(request.headers.get("User-Agent"))
+
+
+def security_headers(path: str, *, https: bool) -> list[tuple[str, str]]:
+    """The headers every answer carries unless its view set its own (pages, API, fast paths)."""
+    headers = [
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "same-origin"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+    ]
+    if https:
+        headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    if not path.startswith("/static/"):
+        headers.append(("Cache-Control", "no-store"))
+    return headers
 
 
 def init_app(app: Flask) -> None:
@@ -72,16 +97,8 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if is_https:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if not request.path.startswith("/static/"):
-            headers.setdefault("Cache-Control", "no-store")
+        for name, value in security_headers(request.path, https=is_https):
+            headers.setdefault(name, value)
         return response
 
     app.add_template_filter(paris_time, "paris_time")

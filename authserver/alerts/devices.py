@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import Response, current_app, g, request
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -29,9 +29,11 @@ def _serializer() -> URLSafeSerializer:
     return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="authserver.device-cookie")
 
 
-def browser_token() -> str | None:
-    """The random id in this browser's device cookie, if the cookie is genuine."""
-    raw = request.cookies.get(COOKIE_NAME)
+def browser_token(raw: str | None = None) -> str | None:
+    """The random id in this browser's device cookie (``raw``, or this request's), if the
+    cookie is genuine."""
+    if raw is None:
+        raw = request.cookies.get(COOKIE_NAME)
     if not raw or len(raw) > 200:
         return None
     try:
@@ -88,14 +90,18 @@ class DeviceLogin:
 # A known device's last_seen_at / last_ip are written at most this often (same IP).
 TOUCH_EVERY = timedelta(seconds=60)
 _DEVICES = Device.__table__
-_KNOWN = select(_DEVICES.c.id, _DEVICES.c.last_seen_at, _DEVICES.c.last_ip).where(
+KNOWN = select(_DEVICES.c.id, _DEVICES.c.last_seen_at, _DEVICES.c.last_ip).where(
     _DEVICES.c.user_id == bindparam("user_id"), _DEVICES.c.cookie_hash == bindparam("cookie")
 )
-_TOUCH = (
+TOUCH = (
     update(_DEVICES)
     .where(_DEVICES.c.id == bindparam("pk"))
     .values(last_seen_at=bindparam("now"), last_ip=bindparam("ip"))
 )
+
+
+def touch_due(last_ip: str, last_seen_at: datetime, ip: str, now: datetime) -> bool:
+    return last_ip != ip or now - last_seen_at >= TOUCH_EVERY
 
 
 def remember(user: User) -> DeviceLogin:
@@ -109,10 +115,10 @@ def remember(user: User) -> DeviceLogin:
     ip = client_ip()
     token = browser_token()
     if token is not None:
-        known = session.execute(_KNOWN, {"user_id": user.id, "cookie": token_hash(token)}).first()
+        known = session.execute(KNOWN, {"user_id": user.id, "cookie": token_hash(token)}).first()
         if known is not None:
-            if known.last_ip != ip or now - known.last_seen_at >= TOUCH_EVERY:
-                session.execute(_TOUCH, {"pk": known.id, "now": now, "ip": ip})
+            if touch_due(known.last_ip, known.last_seen_at, ip, now):
+                session.execute(TOUCH, {"pk": known.id, "now": now, "ip": ip})
             g.new_device_cookie = request.cookies[COOKIE_NAME]
             return DeviceLogin(known.id, is_new=False, first_ever=False)
 

@@ -19,7 +19,7 @@ from authserver.models import LoginEvent, User, utcnow
 from authserver.web import client_ip, user_agent
 
 security_log = logging.getLogger("authserver.security")
-_RECORD = insert(LoginEvent.__table__)
+RECORD = insert(LoginEvent.__table__)
 
 
 def init_security_log(app: Flask) -> None:
@@ -58,32 +58,57 @@ def record_login(
 
     A Core INSERT rather than the unit of work: this runs on every login attempt.
     """
-    ip = client_ip()
-    agent = user_agent()
-    attempt = username_attempt[:64]
-    db.session().execute(
-        _RECORD,
-        {
-            "created_at": utcnow(),
-            "user_id": user.id if user else None,
-            "username_attempt": attempt,
-            "ip": ip,
-            "user_agent": agent,
-            "method": method,
-            "outcome": outcome,
-            "reason": reason,
-            "device_id": device_id,
-        },
-    )
-    LOGINS.labels(method, outcome).inc()
-    emit(
-        "login",
-        account=user.username if user else None,
-        username_attempt=attempt if user is None else None,
-        ip=ip,
-        user_agent=agent,
-        device=device_id,
+    row = login_row(
         method=method,
         outcome=outcome,
-        reason=reason or None,
+        reason=reason,
+        user_id=user.id if user else None,
+        username_attempt=username_attempt,
+        ip=client_ip(),
+        agent=user_agent(),
+        device_id=device_id,
+    )
+    db.session().execute(RECORD, row)
+    announce_login(row, user.username if user else None)
+
+
+def login_row(
+    *,
+    method: str,
+    outcome: str,
+    reason: str,
+    user_id: int | None,
+    username_attempt: str,
+    ip: str,
+    agent: str,
+    device_id: int | None,
+) -> dict[str, Any]:
+    """The row of ``RECORD`` for a login attempt (also run by the login fast path)."""
+    return {
+        "created_at": utcnow(),
+        "user_id": user_id,
+        "username_attempt": username_attempt[:64],
+        "ip": ip,
+        "user_agent": agent,
+        "method": method,
+        "outcome": outcome,
+        "reason": reason,
+        "device_id": device_id,
+    }
+
+
+def announce_login(row: dict[str, Any], account: str | None) -> None:
+    """The metric and the JSON line of a login whose row was written (after the commit is
+    fine: the line never says more than the row)."""
+    LOGINS.labels(row["method"], row["outcome"]).inc()
+    emit(
+        "login",
+        account=account,
+        username_attempt=row["username_attempt"] if account is None else None,
+        ip=row["ip"],
+        user_agent=row["user_agent"],
+        device=row["device_id"],
+        method=row["method"],
+        outcome=row["outcome"],
+        reason=row["reason"] or None,
     )

@@ -8,6 +8,7 @@ whose sessions lose the establishment's claims at once (claims are read live).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 
@@ -416,12 +417,35 @@ def onboarding_target(user: User) -> str | None:
         return None
     # One indexed read of a single column: this runs at every login.
     status = db.session().scalar(select(Membership.status).where(Membership.user_id == user.id))
+    endpoint = onboarding_endpoint(
+        status, certified=user.certified_at is not None, asked=lambda: latest_certification(user)
+    )
+    return url_for(endpoint) if endpoint else None
+
+
+# The same reads for the passkey login fast path (webauthn/fastpath.py), built once.
+MEMBERSHIP_STATUS = select(Membership.__table__.c.status).where(
+    Membership.__table__.c.user_id == bindparam("user_id")
+)
+CERTIFICATION_ASKED = (
+    select(CertificationRequest.__table__.c.id)
+    .where(CertificationRequest.__table__.c.user_id == bindparam("user_id"))
+    .limit(1)
+)
+
+
+def onboarding_endpoint(
+    status: str | None, *, certified: bool, asked: Callable[[], object | None]
+) -> str | None:
+    """The endpoint of the next onboarding step for an employer whose membership is in
+    ``status``; ``asked()`` (a query, run only when needed) says if a certification was
+    requested. Also run by the passkey login fast path."""
     if status is None or status in ("refused", "removed"):
-        return url_for("establishments.establishment")
+        return "establishments.establishment"
     if status == "pending":
-        return url_for("establishments.pending")
-    if user.certified_at is None and latest_certification(user) is None:
-        return url_for("establishments.certification")
+        return "establishments.pending"
+    if not certified and asked() is None:
+        return "establishments.certification"
     return None
 
 

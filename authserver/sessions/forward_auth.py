@@ -27,6 +27,7 @@ from sqlalchemy import Engine, bindparam, update
 from werkzeug.http import parse_cookie
 
 from authserver.db import get_database
+from authserver.metrics import FastObserver
 from authserver.models import AuthSession, utcnow
 from authserver.sessions.login import COOKIE_NAME
 from authserver.sessions.store import TOUCH_EVERY, hash_token
@@ -226,15 +227,7 @@ class FastPath:
         self.app = app
         self.wsgi_app = wsgi_app
         self.outage = OutageLog()
-        try:
-            from authserver.metrics import REQUEST_LATENCY, access_logger, log_access
-
-            self.latency = REQUEST_LATENCY.labels("forward_auth.verify", "GET")
-            self.access_log = access_logger()
-            self.log_access = log_access
-        except (ImportError, AttributeError):
-            self.latency = None
-            self.access_log = None
+        self.observe = FastObserver("forward_auth.verify", "GET", PATH)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") not in (
@@ -251,19 +244,7 @@ class FastPath:
         else:
             if self.outage.failing:  # one attribute read on the hot path
                 self.outage.succeeded()
-        elapsed = time.perf_counter() - started
-        if self.latency is not None:
-            self.latency.observe(elapsed)
-        if self.access_log is not None:
-            self.log_access(
-                self.access_log,
-                environ["REQUEST_METHOD"],
-                PATH,
-                int(status[:3]),
-                elapsed,
-                environ.get("REMOTE_ADDR"),
-                environ.get("HTTP_USER_AGENT"),
-            )
+        self.observe(environ, int(status[:3]), time.perf_counter() - started)
         if body:
             headers = [*headers, ("Content-Length", str(len(body)))]
         start_response(status, headers)

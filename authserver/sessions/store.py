@@ -28,7 +28,7 @@ from authserver.models import AuthSession, User, utcnow
 # last_seen_at is written at most this often: not a write per request.
 TOUCH_EVERY = timedelta(seconds=60)
 _SESSIONS = AuthSession.__table__
-_OPEN = insert(_SESSIONS)
+OPEN = insert(_SESSIONS)
 
 
 def hash_token(token: str) -> bytes:
@@ -56,29 +56,49 @@ def open_session(
 
     A Core INSERT, not the unit of work: this runs on every login.
     """
+    token, row = new_session_row(
+        user.id,
+        method=method,
+        amr=amr,
+        ip=ip,
+        user_agent=user_agent,
+        lifetimes=lifetimes,
+        device_id=device_id,
+    )
+    session.execute(OPEN, row)
+    return token
+
+
+def new_session_row(
+    user_id: int,
+    *,
+    method: str,
+    amr: list[str],
+    ip: str,
+    user_agent: str,
+    lifetimes: Lifetimes,
+    device_id: int | None,
+) -> tuple[str, dict[str, object]]:
+    """A fresh cookie value and the row of ``OPEN`` for it (also run by the login fast path)."""
     token = secrets.token_urlsafe(32)
     now = utcnow()
     digest = hash_token(token)
-    session.execute(
-        _OPEN,
-        {
-            "id_hash": digest,
-            "token_hash": digest,
-            "user_id": user.id,
-            "created_at": now,
-            "authenticated_at": now,
-            "last_seen_at": now,
-            "expires_at": now + timedelta(seconds=lifetimes.absolute),
-            "revoked_at": None,
-            "revoked_reason": None,
-            "method": method,
-            "amr": " ".join(amr),
-            "ip": ip,
-            "user_agent": user_agent,
-            "device_id": device_id,
-        },
-    )
-    return token
+    return token, {
+        "id_hash": digest,
+        "token_hash": digest,
+        "user_id": user_id,
+        "created_at": now,
+        "authenticated_at": now,
+        "last_seen_at": now,
+        "expires_at": now + timedelta(seconds=lifetimes.absolute),
+        "revoked_at": None,
+        "revoked_reason": None,
+        "method": method,
+        "amr": " ".join(amr),
+        "ip": ip,
+        "user_agent": user_agent,
+        "device_id": device_id,
+    }
 
 
 def reauthenticate(

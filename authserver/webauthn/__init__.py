@@ -30,3 +30,7 @@ def init_app(app: Flask) -> None:
     app.extensions[STORE_KEY] = store
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
+
+    from authserver.webauthn import fastpath
+
+    fastpath.install(app)

@@ -16,7 +16,13 @@ from webauthn.helpers import options_to_json_dict
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import CredentialDeviceType, UserVerificationRequirement
 
-from authserver.webauthn.client_data import b64, check_origin, check_shape, parse_client_data
+from authserver.webauthn.client_data import (
+    ClientData,
+    b64,
+    check_origin,
+    check_shape,
+    parse_client_data,
+)
 from authserver.webauthn.errors import (
     BackupEligibilityChanged,
     CloneDetected,
@@ -54,6 +60,7 @@ class Assertion:
     credential_id: bytes
     challenge: bytes
     user_handle: bytes | None
+    client_data: ClientData
 
 
 def read_assertion(credential: Any) -> Assertion:
@@ -66,6 +73,7 @@ def read_assertion(credential: Any) -> Assertion:
         credential_id=raw_id or b"",
         challenge=client_data.challenge,
         user_handle=user_handle or None,
+        client_data=client_data,
     )
 
 
@@ -91,7 +99,7 @@ def verify_assertion(
     stored: StoredCredential,
     require_user_handle: bool,
 ) -> VerifiedAssertion:
-    check_origin(parse_client_data(assertion.credential, "webauthn.get"), rp.origins)
+    check_origin(assertion.client_data, rp.origins)
     if assertion.user_handle is None:
         if require_user_handle:
             raise UserHandleMismatch("discoverable login without userHandle")

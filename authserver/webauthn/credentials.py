@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from authserver.models import WebAuthnCredential
+from authserver.models import User, WebAuthnCredential
 from authserver.webauthn.registration import ExistingCredential
 
 
@@ -55,3 +55,30 @@ def count_for(session: Session, user_id: int) -> int:
 def owned(session: Session, user_id: int, credential_pk: int) -> WebAuthnCredential | None:
     row = session.get(WebAuthnCredential, credential_pk)
     return row if row is not None and row.user_id == user_id else None
+
+
+_CREDENTIALS = WebAuthnCredential.__table__
+_USERS = User.__table__
+# The passkey login fast path (fastpath.py) reads a passkey and its owner in one row.
+LOGIN_CANDIDATE = (
+    select(
+        _CREDENTIALS.c.id,
+        _CREDENTIALS.c.user_id,
+        _CREDENTIALS.c.public_key,
+        _CREDENTIALS.c.sign_count,
+        _CREDENTIALS.c.backup_eligible,
+        _CREDENTIALS.c.backup_state,
+        _CREDENTIALS.c.cloned_at,
+        _CREDENTIALS.c.review_required,
+        _CREDENTIALS.c.last_used_at,
+        _CREDENTIALS.c.last_used_ip,
+        _USERS.c.user_handle,
+        _USERS.c.username,
+        _USERS.c.role,
+        _USERS.c.activated_at,
+        _USERS.c.locked_at,
+        _USERS.c.certified_at,
+    )
+    .join(_USERS, _USERS.c.id == _CREDENTIALS.c.user_id)
+    .where(_CREDENTIALS.c.credential_id == bindparam("credential_id"))
+)

@@ -16,6 +16,7 @@ from typing import Any
 from flask import current_app, g, request
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
 
 from authserver import db
 from authserver.accounts.service import find_by_username
@@ -60,7 +61,17 @@ def browser_binding(*, create: bool) -> bytes | None:
             return None
         token = g.get("new_binding_cookie") or secrets.token_urlsafe(32)
         g.new_binding_cookie = token
+    return binding_hash(token)
+
+
+def binding_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+def set_binding_cookie_on(response: Response, token: str, secure: bool) -> None:
+    response.set_cookie(
+        BINDING_COOKIE, token, httponly=True, secure=secure, samesite="Strict", path="/webauthn/"
+    )
 
 
 def _take(challenge: bytes, purposes: tuple[str, ...], user_id: int) -> Pending:
@@ -206,8 +217,17 @@ def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
     challenge = assertion.challenge
     try:
         user, row, verified = _check_login(assertion)
-    except CeremonyError:
-        store().spend(challenge)
+    except CeremonyError as exc:
+        spent = store().spend(challenge)
+        clone = getattr(exc, "row", None)
+        if clone is not None:
+            if not spent:
+                # The login this assertion belongs to stored its counter between our peek and
+                # our read: a replay racing it, not a clone (the passkey must not be blocked).
+                replay = ChallengeInvalid("ceremony spent by a concurrent verify")
+                replay.user = exc.user
+                raise replay from None
+            mark_cloned(clone, exc.detail)
         raise
     if not store().spend(challenge):
         exc = ChallengeInvalid("ceremony spent by a concurrent verify")
@@ -263,7 +283,7 @@ def _verify_login(
             require_user_handle=pending.user_id is None,
         )
     except CloneDetected as exc:
-        mark_cloned(row, exc.detail)
+        exc.row = row  # type: ignore[attr-defined]  # marked once the ceremony is spent
         raise
     if not row.user.is_active:
         raise AccountUnavailable("account not activated or locked")
@@ -274,7 +294,7 @@ def _verify_login(
 # address, with nothing else changed (synced passkeys keep a zero counter), is not rewritten.
 LAST_USED_PRECISION = timedelta(seconds=60)
 _CREDENTIALS = WebAuthnCredential.__table__
-_RECORD_USE = (
+RECORD_USE = (
     update(_CREDENTIALS)
     .where(_CREDENTIALS.c.id == bindparam("pk"), _CREDENTIALS.c.sign_count == bindparam("seen"))
     .values(
@@ -286,6 +306,25 @@ _RECORD_USE = (
 )
 
 
+def use_to_record(
+    sign_count: int,
+    backup_state: bool,
+    last_used_ip: str | None,
+    last_used_at: datetime | None,
+    verified: authentication.VerifiedAssertion,
+    ip: str,
+    now: datetime,
+) -> bool:
+    """Does this use change anything worth a write (see LAST_USED_PRECISION)?"""
+    return not (
+        verified.new_sign_count == sign_count
+        and verified.backup_state == backup_state
+        and last_used_ip == ip
+        and last_used_at is not None
+        and now - last_used_at < LAST_USED_PRECISION
+    )
+
+
 def _record_use(row: WebAuthnCredential, verified: authentication.VerifiedAssertion) -> None:
     """Store the new counter and backup state, compare-and-set on the counter read.
 
@@ -295,21 +334,17 @@ def _record_use(row: WebAuthnCredential, verified: authentication.VerifiedAssert
     now = utcnow()
     ip = client_ip()
     new_count = verified.new_sign_count
-    if (
-        new_count == row.sign_count
-        and verified.backup_state == row.backup_state
-        and row.last_used_ip == ip
-        and row.last_used_at is not None
-        and now - row.last_used_at < LAST_USED_PRECISION
+    if not use_to_record(
+        row.sign_count, row.backup_state, row.last_used_ip, row.last_used_at, verified, ip, now
     ):
         return
     session = db.session()
     values = {"pk": row.id, "count": new_count, "bs": verified.backup_state, "now": now, "ip": ip}
-    if session.execute(_RECORD_USE, {**values, "seen": row.sign_count}).rowcount == 1:
+    if session.execute(RECORD_USE, {**values, "seen": row.sign_count}).rowcount == 1:
         return
     stored = session.scalar(select(_CREDENTIALS.c.sign_count).where(_CREDENTIALS.c.id == row.id))
     if stored is not None and new_count > stored:
-        session.execute(_RECORD_USE, {**values, "seen": stored})
+        session.execute(RECORD_USE, {**values, "seen": stored})
         return
     detail = f"sign count {new_count} after {stored} (concurrent login)"
     mark_cloned(row, detail)

@@ -132,13 +132,8 @@ def _b64(raw: bytes) -> str:
 def set_binding_cookie(response: Response) -> Response:
     token = g.get("new_binding_cookie")
     if token:
-        response.set_cookie(
-            service.BINDING_COOKIE,
-            token,
-            httponly=True,
-            secure=current_app.config["AUTHSERVER"].secure_cookies,
-            samesite="Strict",
-            path="/webauthn/",
+        service.set_binding_cookie_on(
+            response, token, current_app.config["AUTHSERVER"].secure_cookies
         )
     return response
 

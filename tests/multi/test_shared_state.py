@@ -66,7 +66,7 @@ def test_one_assertion_replayed_on_both_instances_at_once_succeeds_once(
             thread.start()
         for thread in threads:
             thread.join(30)
-        assert sorted(statuses.values()) == [200, 400], statuses
+        assert sorted(statuses.values()) == [200, 400], (statuses, errors)
         assert list(errors.values()) == ["challenge_invalid"], errors
 
 

@@ -615,6 +615,32 @@ def test_a_counter_going_backwards_marks_the_passkey_cloned(app, enrolled, auth,
     assert count(app, SecurityEvent, SecurityEvent.kind == "passkey_cloned") == 1
 
 
+def test_a_replay_racing_its_own_login_is_not_taken_for_a_clone(app, enrolled, auth, monkeypatch):
+    """The replay read the ceremony before the genuine login spent it, and the passkey after
+    that login stored its counter: the counter did not move, but this is a replay (the
+    ceremony is gone), never a clone: the passkey must not be blocked."""
+    credential = auth.assert_(enrolled.login_options())
+    challenge = authentication.read_assertion(credential).challenge
+    with app.app_context():
+        store = service.store()
+        seen = store.peek(challenge)
+    assert seen is not None
+    replay = _second_browser(app, enrolled)
+    assert enrolled.login_verify(credential).status_code == 200
+    monkeypatch.setattr(type(store), "peek", lambda self, key: seen)  # the earlier read
+
+    refused(
+        replay.post("/webauthn/login/verify", json={"credential": credential}),
+        400,
+        "challenge_invalid",
+    )
+    assert the_passkey(app).cloned_at is None
+    assert count(app, SecurityEvent, SecurityEvent.kind == "passkey_cloned") == 0
+    monkeypatch.undo()
+    enrolled.logout()
+    assert enrolled.login(auth).status_code == 200
+
+
 def test_counters_that_stay_at_zero_are_accepted(app, enrolled, auth):
     """Synced passkeys (iCloud Keychain, Google Password Manager) always send 0."""
     for _ in range(3):

@@ -1,0 +1,165 @@
+"""SQLAlchemy statements run on bare driver connections, for the two hottest paths.
+
+Measured under load (bench/passkey_login.py, bench/forward_auth.py), SQLAlchemy's
+per-execution work (cache key, execution context, result objects, pool checkout) cost
+more than SQLite itself on a passkey login. Here a statement of the models is compiled
+once per dialect and then run on a DB-API cursor: the SQL, the placeholders and the
+value conversions (the column types' own bind and result processors, e.g. UTC
+datetimes) are SQLAlchemy's, only the per-call machinery is skipped.
+
+Nothing here decides anything: callers keep their statements beside the ORM code that
+uses the same tables, so there is one definition of each query.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+
+Processor = Callable[[Any], Any] | None
+
+
+class Prepared:
+    """One statement compiled for one dialect, with its bind and result processors.
+
+    An INSERT of a whole table is compiled for the keys of the first values given (the
+    caller always gives the same keys: a row builder).
+    """
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        self.statement = statement
+        self.dialect = dialect
+        self._compiled: dict[frozenset[str], _Compiled] = {}
+
+    def _for(self, keys: frozenset[str]) -> _Compiled:
+        compiled = self._compiled.get(keys)
+        if compiled is None:
+            compiled = _Compiled(self.statement, self.dialect, keys)
+            self._compiled = {**self._compiled, keys: compiled}  # readers never see a half dict
+        return compiled
+
+    def execute(self, cursor: Any, values: Mapping[str, Any]) -> _Compiled:
+        compiled = self._for(frozenset(values))
+        cursor.execute(compiled.sql, compiled.params(values))
+        return compiled
+
+    def first(self, cursor: Any, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row, converted as SQLAlchemy would (None when there is none)."""
+        compiled = self.execute(cursor, values)
+        row = cursor.fetchone()
+        return None if row is None else compiled.convert(row)
+
+    def rowcount(self, cursor: Any, values: Mapping[str, Any]) -> int:
+        self.execute(cursor, values)
+        return int(cursor.rowcount)
+
+
+class _Compiled:
+    def __init__(self, statement: ClauseElement, dialect: Dialect, keys: frozenset[str]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
+        self.sql = compiled.string
+        binds = compiled.binds
+        self.positional = bool(compiled.positional)
+        order = list(compiled.positiontup or []) if self.positional else list(binds)
+        self.names = [_key(binds[name]) for name in order]
+        # Literals of the statement itself (``.limit(1)``) are binds the caller never names.
+        self.literals = {_key(binds[name]): binds[name].effective_value for name in order}
+        self.binds = order
+        self.processors: list[Processor] = [
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in order
+        ]
+        self.results: list[Processor] = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in getattr(statement, "selected_columns", ())
+        ]
+        self.converts = any(self.results)
+
+    def params(self, values: Mapping[str, Any]) -> Any:
+        converted = [
+            value if process is None else process(value)
+            for value, process in zip(
+                (values[name] if name in values else self.literals[name] for name in self.names),
+                self.processors,
+                strict=True,
+            )
+        ]
+        if self.positional:
+            return tuple(converted)
+        return dict(zip(self.binds, converted, strict=True))
+
+    def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not self.converts:
+            return tuple(row)
+        return tuple(
+            value if process is None else process(value)
+            for value, process in zip(row, self.results, strict=True)
+        )
+
+
+def _key(bind: Any) -> str:
+    """The caller's name for a bind: ``bindparam("x")`` is ``x``; an INSERT's are columns'."""
+    return str(bind.key)
+
+
+class RawConnections:
+    """Driver connections of the engine's pool, a few kept aside past the pool's proxy.
+
+    A checkout from SQLAlchemy's pool (events, reset on return) costs about as much as a
+    short query; the hot paths keep up to ``keep`` connections in a LIFO queue instead and
+    only give them back to the pool when the queue is full.
+    """
+
+    def __init__(self, engine: Engine, keep: int = 8) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self.errors: type[BaseException] = engine.dialect.loaded_dbapi.Error
+        self.idle: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=keep)
+
+    def prepare(self, statement: ClauseElement) -> Prepared:
+        return Prepared(statement, self.dialect)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor in a transaction: committed at the end, rolled back on any error.
+
+        A connection whose driver raised is invalidated (a dead connection is never kept).
+        """
+        try:
+            connection = self.idle.get_nowait()
+        except queue.Empty:
+            connection = self.engine.raw_connection()
+        driver = connection.dbapi_connection
+        try:
+            cursor = driver.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+            driver.commit()
+        except self.errors:
+            connection.invalidate()
+            raise
+        except BaseException:
+            driver.rollback()
+            self._give_back(connection)
+            raise
+        self._give_back(connection)
+
+    def _give_back(self, connection: Any) -> None:
+        try:
+            self.idle.put_nowait(connection)
+        except queue.Full:
+            connection.close()  # back to SQLAlchemy's pool
+
+    def dispose(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                return

@@ -1,0 +1,428 @@
+"""The two passkey login calls, answered before Flask in their usual case (issue 3).
+
+A passkey login is two requests (``POST /webauthn/login/options`` then ``/login/verify``)
+and is the portal's hot path. Measured under load, Flask's request machinery and
+SQLAlchemy's execution layer cost more than the login's own work (the signature check,
+the challenge, four small writes). This WSGI middleware answers the common case itself:
+
+- options for a discoverable ceremony (``{}``, no identifiant);
+- a verify that succeeds, from a known device, in a browser without a session.
+
+Everything else — an identifiant, any refusal, an unknown device (the new-device
+e-mail), a browser that already has a session, a concurrent login moving the counter,
+any unexpected error — is handed to the Flask views unchanged, *before anything was
+written*: they then do the whole work again and answer as always (the same errors, events
+and alerts). So the Flask views stay the definition of the behaviour; this module only
+runs the same steps (the same protocol checks, statements, row builders and cookies)
+with less machinery, and tests compare the two answers.
+
+Writes happen in one short transaction on a driver connection (rawsql.py): the counter's
+compare-and-set first (a lost race goes to Flask with nothing spent), then the ceremony
+is spent (single use: of two concurrent verifies only one spends it; the other is handed
+to Flask, which refuses it), then the device's last-seen time (at most once a minute), the
+session and the login event. The security log line and metrics follow the commit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from flask import Flask
+from werkzeug.http import parse_cookie
+from werkzeug.wrappers import Response
+
+from authserver.alerts import devices, events
+from authserver.db import get_database
+from authserver.establishments.service import (
+    CERTIFICATION_ASKED,
+    MEMBERSHIP_STATUS,
+    onboarding_endpoint,
+)
+from authserver.jsonapi import FORBIDDEN_CHARACTERS
+from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
+from authserver.models import utcnow
+from authserver.rawsql import RawConnections
+from authserver.sessions import store as session_store
+from authserver.sessions.completion import AMR, safe_next
+from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
+from authserver.web import clean_ip, clean_user_agent, security_headers
+from authserver.webauthn import authentication, service
+from authserver.webauthn.challenges import DatabaseChallengeStore, Pending
+from authserver.webauthn.credentials import LOGIN_CANDIDATE
+from authserver.webauthn.rp import CEREMONY_TIMEOUT_MS, CHALLENGE_BYTES, CHALLENGE_TTL
+
+log = logging.getLogger(__name__)
+
+OPTIONS_PATH = "/webauthn/login/options"
+VERIFY_PATH = "/webauthn/login/verify"
+EXTENSION_KEY = "authserver.webauthn.fastpath"
+# Flask's MAX_CONTENT_LENGTH is 256 KiB; an assertion is about 1 KiB. Larger: Flask decides.
+MAX_BODY = 64 * 1024
+ESPACE = "establishments.espace"
+
+
+class Fallback(Exception):
+    """Not the usual case: the Flask view answers (nothing was written)."""
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise Fallback from None
+    if not isinstance(value, dict):
+        raise Fallback
+    return value
+
+
+class FastLogin:
+    """WSGI middleware in front of the Flask app (inside ProxyFix: addresses are the
+    client's). Disabled (everything goes to Flask) where ceremonies live in the main
+    database's ORM session (PostgreSQL without Redis)."""
+
+    def __init__(self, app: Flask, wsgi_app: Any) -> None:
+        self.app = app
+        self.wsgi_app = wsgi_app
+        self.store = app.extensions[service.STORE_KEY]
+        self.enabled = not isinstance(self.store, DatabaseChallengeStore)
+        # Flask runs its first-request hooks (workers started lazily) on the first request.
+        self.warm = False
+        self.raw = RawConnections(get_database(app).engine)
+        self.candidate = self.raw.prepare(LOGIN_CANDIDATE)
+        self.device = self.raw.prepare(devices.KNOWN)
+        self.touch_device = self.raw.prepare(devices.TOUCH)
+        self.record_use = self.raw.prepare(service.RECORD_USE)
+        self.open_session = self.raw.prepare(session_store.OPEN)
+        self.record_login = self.raw.prepare(events.RECORD)
+        self.membership = self.raw.prepare(MEMBERSHIP_STATUS)
+        self.certification = self.raw.prepare(CERTIFICATION_ASKED)
+        self.observe_options = FastObserver("webauthn.login_options", "POST", OPTIONS_PATH)
+        self.observe_verify = FastObserver("webauthn.login_verify", "POST", VERIFY_PATH)
+        self.settings = app.config["AUTHSERVER"]
+        self.paths: dict[str, str] = {}
+        # How many calls this path answered and handed to Flask (tests, benchmark).
+        self.answered = 0
+        self.handed = 0
+
+    # ------------------------------------------------------------------ WSGI
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO")
+        if (
+            (path != OPTIONS_PATH and path != VERIFY_PATH)
+            or environ.get("REQUEST_METHOD") != "POST"
+            or not self.enabled
+            or not self.warm
+        ):
+            self.warm = True
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        body = self._body(environ)
+        if body is None:
+            return self.wsgi_app(environ, start_response)
+        try:
+            with self.app.app_context():
+                if path == OPTIONS_PATH:
+                    response = self.options(environ, body)
+                    observe = self.observe_options
+                else:
+                    response = self.verify(environ, body)
+                    observe = self.observe_verify
+        except Fallback:
+            self.handed += 1
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.wsgi_app(environ, start_response)
+        self.answered += 1
+        observe(environ, response.status_code, time.perf_counter() - started)
+        return response(environ, start_response)
+
+    def _body(self, environ: dict[str, Any]) -> bytes | None:
+        """The JSON body, read whole; None (nothing read) when Flask should judge it."""
+        mimetype = environ.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+        if mimetype != "application/json":
+            return None
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return None
+        if not 0 < length <= MAX_BODY:
+            return None
+        body = environ["wsgi.input"].read(length)
+        if len(body) != length:  # the client went away mid-body: let Flask answer 400
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            return None
+        return body
+
+    def _response(self, payload: dict[str, Any]) -> Response:
+        response = Response(
+            json.dumps(payload, separators=(",", ":")) + "\n", mimetype="application/json"
+        )
+        for name, value in security_headers("/webauthn/", https=self.settings.secure_cookies):
+            response.headers[name] = value
+        response.vary.add("Cookie")  # as Flask's: the answer depends on the browser's cookies
+        return response
+
+    # ------------------------------------------------------------------ options
+
+    def options(self, environ: dict[str, Any], body: bytes) -> Response:
+        """A discoverable ceremony: what ``views.login_options`` does for ``{}``."""
+        username = _json(body).get("username")
+        if username is not None and (not isinstance(username, str) or username.strip()):
+            raise Fallback  # username-first (or invalid): the view
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        token = cookies.get(service.BINDING_COOKIE)
+        fresh = not token or len(token) > 100
+        if fresh:
+            token = secrets.token_urlsafe(32)
+        assert token is not None
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        options = authentication.request_options(
+            rp=service.relying_party(),
+            challenge=challenge,
+            allow_credentials=None,
+            timeout_ms=CEREMONY_TIMEOUT_MS,
+        )
+        try:
+            self.store.save(
+                challenge, Pending("login", None, service.binding_hash(token)), CHALLENGE_TTL
+            )
+        except Exception:  # the store is down: the view answers (503) and logs it
+            log.debug("login options handed to Flask", exc_info=True)
+            raise Fallback from None
+        response = self._response(options)
+        if fresh:
+            service.set_binding_cookie_on(response, token, self.settings.secure_cookies)
+        return response
+
+    # ------------------------------------------------------------------ verify
+
+    def verify(self, environ: dict[str, Any], body: bytes) -> Response:
+        """A successful login from a known device, in a browser without a session."""
+        request_body = _json(body)
+        credential = request_body.get("credential")
+        next_url = request_body.get("next")
+        if not isinstance(credential, dict):
+            raise Fallback
+        if next_url is not None and (
+            not isinstance(next_url, str)
+            or len(next_url) > 2000
+            or FORBIDDEN_CHARACTERS.search(next_url)
+        ):
+            raise Fallback
+        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        binding = cookies.get(service.BINDING_COOKIE)
+        device_cookie = cookies.get(devices.COOKIE_NAME)
+        if SESSION_COOKIE in cookies or not binding or len(binding) > 100 or not device_cookie:
+            raise Fallback
+        device_token = devices.browser_token(device_cookie)
+        if device_token is None:
+            raise Fallback
+        try:
+            assertion = authentication.read_assertion(credential)
+        except Exception:
+            raise Fallback from None
+        ip = clean_ip(environ.get("REMOTE_ADDR"))
+        agent = clean_user_agent(environ.get("HTTP_USER_AGENT"))
+        try:
+            token, login_row, target, username = self._transaction(
+                assertion, binding, device_token, ip, agent
+            )
+        except Fallback:
+            raise
+        except Exception:  # a database or store failure: the view answers (503) and logs it
+            log.debug("login verify handed to Flask", exc_info=True)
+            raise Fallback from None
+        # Committed: from here on nothing may hand the request to Flask (it would log in twice).
+        events.announce_login(login_row, username)
+        PASSKEY_CEREMONIES.labels("authentication", "success").inc()
+        response = self._response({"redirect": safe_next(next_url) or target})
+        self._login_cookies(response, token, device_cookie)
+        return response
+
+    def _transaction(
+        self,
+        assertion: authentication.Assertion,
+        binding: str,
+        device_token: str,
+        ip: str,
+        agent: str,
+    ) -> tuple[str, dict[str, Any], str, str]:
+        pending = self.store.peek(assertion.challenge)
+        if (
+            pending is None
+            or pending.purpose != "login"
+            or pending.binding != service.binding_hash(binding)
+        ):
+            raise Fallback
+        with self.raw.transaction() as cursor:
+            target, user_id, username, device_id = self._login(
+                cursor, assertion, pending, device_token, ip
+            )
+            token, session_row = session_store.new_session_row(
+                user_id,
+                method="passkey",
+                amr=AMR["passkey"],
+                ip=ip,
+                user_agent=agent,
+                lifetimes=session_store.Lifetimes(
+                    idle=self.settings.session_idle, absolute=self.settings.session_absolute
+                ),
+                device_id=device_id,
+            )
+            self.open_session.execute(cursor, session_row)
+            login_row = events.login_row(
+                method="passkey",
+                outcome="success",
+                reason="",
+                user_id=user_id,
+                username_attempt="",
+                ip=ip,
+                agent=agent,
+                device_id=device_id,
+            )
+            self.record_login.execute(cursor, login_row)
+        return token, login_row, target, username
+
+    def _login(
+        self,
+        cursor: Any,
+        assertion: authentication.Assertion,
+        pending: Pending,
+        device_token: str,
+        ip: str,
+    ) -> tuple[str, int, str, int]:
+        """Reads, checks and the first writes; Fallback (rolled back) unless all is plain."""
+        row = self.candidate.first(cursor, {"credential_id": assertion.credential_id})
+        if row is None:
+            raise Fallback
+        (
+            pk,
+            user_id,
+            public_key,
+            sign_count,
+            backup_eligible,
+            backup_state,
+            cloned_at,
+            review_required,
+            last_used_at,
+            last_used_ip,
+            user_handle,
+            username,
+            role,
+            activated_at,
+            locked_at,
+            certified_at,
+        ) = row
+        if (pending.user_id is not None and pending.user_id != user_id) or cloned_at is not None:
+            raise Fallback
+        if review_required or activated_at is None or locked_at is not None:
+            raise Fallback
+        try:
+            verified = authentication.verify_assertion(
+                rp=service.relying_party(),
+                assertion=assertion,
+                expected_challenge=assertion.challenge,
+                stored=authentication.StoredCredential(
+                    public_key=public_key,
+                    sign_count=sign_count,
+                    backup_eligible=backup_eligible,
+                    owner_user_handle=user_handle,
+                ),
+                require_user_handle=pending.user_id is None,
+            )
+        except Exception:
+            raise Fallback from None
+        known = self.device.first(
+            cursor, {"user_id": user_id, "cookie": devices.token_hash(device_token)}
+        )
+        if known is None:
+            raise Fallback  # a new device: the view sends the alert e-mail
+        device_id, last_seen_at, last_device_ip = known
+        target = self._target(cursor, user_id, role, certified_at)
+
+        now = utcnow()
+        if service.use_to_record(
+            sign_count, backup_state, last_used_ip, last_used_at, verified, ip, now
+        ):
+            values = {
+                "pk": pk,
+                "seen": sign_count,
+                "count": verified.new_sign_count,
+                "bs": verified.backup_state,
+                "now": now,
+                "ip": ip,
+            }
+            if self.record_use.rowcount(cursor, values) != 1:
+                raise Fallback  # a concurrent login moved the counter: the view judges it
+        if not self.store.spend(assertion.challenge):
+            raise Fallback  # spent by a concurrent verify: the view refuses this one
+        if devices.touch_due(last_device_ip, last_seen_at, ip, now):
+            self.touch_device.execute(cursor, {"pk": device_id, "now": now, "ip": ip})
+        return target, user_id, username, device_id
+
+    def _target(self, cursor: Any, user_id: int, role: str, certified_at: Any) -> str:
+        """``onboarding_target`` or the espace, as the view's ``complete_login`` decides."""
+        endpoint = None
+        if role == "employer":
+            status_row = self.membership.first(cursor, {"user_id": user_id})
+            endpoint = onboarding_endpoint(
+                status_row[0] if status_row else None,
+                certified=certified_at is not None,
+                asked=lambda: self.certification.first(cursor, {"user_id": user_id}),
+            )
+        return self._path(endpoint or ESPACE)
+
+    def _path(self, endpoint: str) -> str:
+        path = self.paths.get(endpoint)
+        if path is None:
+            with self.app.test_request_context("/"):
+                from flask import url_for
+
+                path = url_for(endpoint)
+            self.paths = {**self.paths, endpoint: path}
+        return path
+
+    def _login_cookies(self, response: Response, token: str, device_cookie: str) -> None:
+        """The cookies the views set on a login: session, device (its lifetime renewed), and
+        Flask's own session cookie dropped (the anonymous browser's CSRF secret)."""
+        secure = self.settings.secure_cookies
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            httponly=True,
+            secure=secure,
+            samesite="Lax",
+            path="/",
+            domain=self.settings.cookie_domain,
+        )
+        response.set_cookie(
+            devices.COOKIE_NAME,
+            device_cookie,
+            max_age=devices.COOKIE_MAX_AGE,
+            httponly=True,
+            secure=secure,
+            samesite="Lax",
+            path="/",
+        )
+        interface = self.app.session_interface
+        response.delete_cookie(
+            self.app.config["SESSION_COOKIE_NAME"],
+            domain=interface.get_cookie_domain(self.app),
+            path=interface.get_cookie_path(self.app),
+            secure=interface.get_cookie_secure(self.app),
+            partitioned=interface.get_cookie_partitioned(self.app),
+            httponly=interface.get_cookie_httponly(self.app),
+            samesite=interface.get_cookie_samesite(self.app),
+        )
+
+
+def install(app: Flask) -> None:
+    fast = FastLogin(app, app.wsgi_app)
+    app.extensions[EXTENSION_KEY] = fast
+    app.wsgi_app = fast  # type: ignore[method-assign]

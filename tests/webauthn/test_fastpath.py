@@ -1,0 +1,292 @@
+"""The passkey login fast path (webauthn/fastpath.py): it answers the usual login exactly as
+the Flask views would, and hands everything else to them with nothing written.
+
+Every passkey test of the suite runs through it; these tests pin down which calls it
+answers itself (its ``answered`` / ``handed`` counters) and compare its answers with the
+views' answers to the same requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from authserver.db import get_database
+from authserver.models import AuthSession, Device, LoginEvent, SecurityEvent, WebAuthnCredential
+from authserver.webauthn.fastpath import EXTENSION_KEY, FastLogin
+from tests.webauthn.test_api import (
+    USER,
+    Browser,
+    assert_json_error,
+    authenticator,
+    enroll,
+    new_browser,
+    passkeys,
+)
+
+
+def fast(app: Flask) -> FastLogin:
+    return app.extensions[EXTENSION_KEY]
+
+
+class Counted:
+    """What the fast path answered and handed over during a block."""
+
+    def __init__(self, app: Flask) -> None:
+        self.path = fast(app)
+
+    def __enter__(self) -> Counted:
+        self.answered0, self.handed0 = self.path.answered, self.path.handed
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.answered = self.path.answered - self.answered0
+        self.handed = self.path.handed - self.handed0
+
+
+def rows(app: Flask, model: Any, *where: Any) -> list[Any]:
+    with get_database(app).session_scope() as session:
+        return list(session.scalars(select(model).where(*where)))
+
+
+def cookie_attributes(response: Any) -> dict[str, list[str]]:
+    """Each Set-Cookie by name: its attributes, without the value and the dates."""
+    found: dict[str, list[str]] = {}
+    for header in response.headers.getlist("Set-Cookie"):
+        name_value, *attributes = [part.strip() for part in header.split(";")]
+        name, value = name_value.split("=", 1)
+        kept = sorted(a for a in attributes if not a.lower().startswith("expires="))
+        found[name] = [*kept, "empty" if value in ("", '""') else "value"]
+    return found
+
+
+def answer(response: Any) -> dict[str, Any]:
+    ignored = {"Content-Length", "Set-Cookie", "Date"}
+    return {
+        "status": response.status_code,
+        "json": response.get_json(),
+        "headers": sorted((k, v) for k, v in response.headers.items() if k not in ignored),
+        "cookies": cookie_attributes(response),
+    }
+
+
+@pytest.fixture(params=["sqlite", pytest.param("pg+redis", marks=pytest.mark.pg)])
+def fast_app(request: pytest.FixtureRequest, make_app: Any) -> Flask:
+    """SQLite (ceremonies in the sidecar file), and PostgreSQL with Redis."""
+    if request.param == "sqlite":
+        return make_app()
+    from tests.conftest import fresh_pg_url
+
+    url = fresh_pg_url(request.getfixturevalue("postgres"), request.getfixturevalue("pg_template"))
+    return make_app(url, AUTHSERVER_REDIS_URL=request.getfixturevalue("redis_server").url)
+
+
+@pytest.fixture
+def auth():
+    return authenticator()
+
+
+@pytest.fixture
+def enrolled(fast_app: Flask, smtp: Any, auth: Any) -> Browser:
+    """martin.dupont with a passkey, logged out, in a browser that is one of his devices."""
+    return enroll(fast_app, smtp, auth)
+
+
+def test_the_usual_login_is_answered_by_the_fast_path_as_the_views_answer_it(
+    fast_app, enrolled, auth
+):
+    app = fast_app
+    path = fast(app)
+    assert path.enabled
+    answers = []
+    for enabled in (True, False):
+        path.enabled = enabled
+        with Counted(app) as counted:
+            options = enrolled.client.post("/webauthn/login/options", json={})
+            verify = enrolled.login_verify(auth.assert_(options.get_json()))
+        assert verify.status_code == 200, verify.get_json()
+        assert (counted.answered, counted.handed) == ((2, 0) if enabled else (0, 0))
+        assert enrolled.logged_in()
+        assert enrolled.client.get("/auth/verify").headers["X-Auth-User"] == USER
+        answers.append((answer(options), answer(verify)))
+        enrolled.logout()
+
+    (fast_options, fast_verify), (flask_options, flask_verify) = answers
+    assert fast_verify == flask_verify
+    assert fast_verify["cookies"].keys() == {
+        "authserver_session",
+        "authserver_device",
+        "authserver_flask",
+    }
+    for name in ("challenge",):
+        fast_options["json"].pop(name)
+        flask_options["json"].pop(name)
+    assert fast_options == flask_options
+
+    # Both logins left the same records.
+    sessions = rows(app, AuthSession, AuthSession.method == "passkey")
+    assert [(s.amr, s.revoked_reason) for s in sessions] == [("hwk user", "logout")] * 2
+    assert sessions[0].device_id == sessions[1].device_id is not None
+    events = rows(app, LoginEvent, LoginEvent.method == "passkey")
+    assert [(e.outcome, e.device_id) for e in events] == [("success", sessions[0].device_id)] * 2
+    (passkey,) = passkeys(app)
+    assert passkey.sign_count == 2 and passkey.last_used_ip == "127.0.0.1"
+
+
+def test_a_new_browser_for_options_gets_its_ceremony_cookie_from_the_fast_path(fast_app):
+    client = fast_app.test_client()
+    client.get("/healthz")  # a first request: the app's first-request hooks ran
+    with Counted(fast_app) as counted:
+        response = client.post("/webauthn/login/options", json={})
+    assert counted.answered == 1
+    assert response.status_code == 200
+    cookie = cookie_attributes(response)["authserver_ceremony"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/webauthn/" in cookie
+    assert response.get_json()["rpId"] == "localhost"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_an_assertion_is_accepted_once_even_concurrently(fast_app, enrolled, auth):
+    app = fast_app
+    device = enrolled.client.get_cookie("authserver_device").value
+    for _ in range(3):
+        body = {"credential": auth.assert_(enrolled.login_options())}
+        clients = []
+        for _ in range(2):
+            client = app.test_client()
+            client.set_cookie("authserver_ceremony", enrolled.ceremony_cookie, path="/webauthn/")
+            client.set_cookie("authserver_device", device)
+            clients.append(client)
+        barrier = threading.Barrier(2)
+
+        def verify(client: Any, barrier: threading.Barrier = barrier, body: dict = body) -> Any:
+            barrier.wait(timeout=10)
+            return client.post("/webauthn/login/verify", json=body)
+
+        with Counted(app) as counted, ThreadPoolExecutor(max_workers=2) as pool:
+            responses = list(pool.map(verify, clients))
+        assert sorted(r.status_code for r in responses) == [200, 400]
+        loser = next(r for r in responses if r.status_code == 400)
+        assert loser.get_json()["error"] == "challenge_invalid"
+        assert counted.answered >= 1  # the winner, at least, took the fast path
+        # A replay later: refused by the view, with its failure event.
+        with Counted(app) as counted:
+            assert_json_error(
+                clients[0].post("/webauthn/login/verify", json=body), 400, "challenge_invalid"
+            )
+        assert (counted.answered, counted.handed) == (0, 1)
+    assert len(rows(app, AuthSession, AuthSession.method == "passkey")) == 3
+    (passkey,) = passkeys(app)
+    assert passkey.sign_count == 3
+
+
+def _handed(app: Flask, call: Any) -> Any:
+    with Counted(app) as counted:
+        response = call()
+    assert counted.answered == 0 and counted.handed >= 1
+    return response
+
+
+def test_a_new_device_goes_to_the_views_and_gets_its_alert(fast_app, smtp, enrolled, auth):
+    app = fast_app
+    laptop = new_browser(app, smtp)
+    credential = auth.assert_(laptop.login_options())
+    response = _handed(app, lambda: laptop.login_verify(credential))
+    assert response.status_code == 200
+    assert len(rows(app, Device)) == 2
+    # The next login from that laptop is a known device: the fast path.
+    laptop.logout()
+    with Counted(app) as counted:
+        assert laptop.login(auth).status_code == 200
+    assert counted.answered == 2
+
+
+def test_a_browser_with_a_session_goes_to_the_views(fast_app, smtp, auth):
+    browser = enroll(fast_app, smtp, auth, log_out=False)
+    options = _handed(
+        fast_app, lambda: browser.client.post("/webauthn/login/options", json={"username": USER})
+    )
+    credential = auth.assert_(options.get_json())
+    response = _handed(fast_app, lambda: browser.login_verify(credential))
+    assert response.status_code == 200
+    (session,) = rows(fast_app, AuthSession, AuthSession.revoked_at.is_(None))
+    assert session.method == "passkey"  # re-authenticated, not a second session
+
+
+@pytest.mark.parametrize(
+    "body", [{"username": USER}, {"username": 42}, [], "x", {"username": "\u0000"}]
+)
+def test_options_it_does_not_answer(fast_app, enrolled, body):
+    response = _handed(fast_app, lambda: enrolled.client.post("/webauthn/login/options", json=body))
+    assert response.status_code in (200, 400)
+    if response.status_code == 400:
+        assert response.get_json()["error"] in ("malformed_json", "invalid_field")
+
+
+def test_refusals_are_the_views(fast_app, enrolled, auth):
+    app = fast_app
+    bad = auth.assert_(enrolled.login_options(), origin="https://evil.example")
+    assert_json_error(_handed(app, lambda: enrolled.login_verify(bad)), 400, "origin_mismatch")
+    unsigned = auth.assert_(enrolled.login_options(), user_verified=False)
+    response = _handed(app, lambda: enrolled.login_verify(unsigned))
+    assert_json_error(response, 400, "user_verification_required")
+    too_long = auth.assert_(enrolled.login_options())
+    response = _handed(app, lambda: enrolled.login_verify(too_long, next="/" * 2001))
+    assert_json_error(response, 400, "invalid_field")
+    failures = rows(app, LoginEvent, LoginEvent.outcome == "failure")
+    assert [e.reason for e in failures] == ["origin_mismatch", "user_verification_required"]
+    # The ceremony of the too-long "next" was not spent by the fast path: it still logs in.
+    assert enrolled.login_verify(too_long).status_code == 200
+
+
+def test_a_cloned_passkey_is_marked_by_the_views(fast_app, enrolled, auth):
+    app = fast_app
+    assert enrolled.login(auth).status_code == 200
+    enrolled.logout()
+    with get_database(app).session_scope() as session:
+        session.execute(update(WebAuthnCredential).values(sign_count=50))
+    credential = auth.assert_(enrolled.login_options())
+    response = _handed(app, lambda: enrolled.login_verify(credential))
+    assert_json_error(response, 401, "credential_cloned")
+    (passkey,) = passkeys(app)
+    assert passkey.cloned_at is not None
+    assert len(rows(app, SecurityEvent, SecurityEvent.kind == "passkey_cloned")) == 1
+
+
+def test_a_locked_account_is_refused_by_the_views(fast_app, enrolled, auth):
+    from authserver.models import User, utcnow
+
+    with get_database(fast_app).session_scope() as session:
+        session.execute(update(User).values(locked_at=utcnow()))
+    credential = auth.assert_(enrolled.login_options())
+    response = _handed(fast_app, lambda: enrolled.login_verify(credential))
+    assert_json_error(response, 403, "account_unavailable")
+    assert not enrolled.logged_in()
+
+
+def test_a_driver_error_in_the_fast_path_hands_the_login_over(
+    fast_app, enrolled, auth, monkeypatch
+):
+    credential = auth.assert_(enrolled.login_options())
+    path = fast(fast_app)
+
+    @contextmanager
+    def broken() -> Iterator[Any]:
+        raise path.raw.errors("the connection went away")
+        yield
+
+    monkeypatch.setattr(path.raw, "transaction", broken)
+    with Counted(fast_app) as counted:
+        response = enrolled.login_verify(credential)
+    assert (counted.answered, counted.handed) == (0, 1)
+    # Nothing was spent by the fast path: the view logged in with the same assertion.
+    assert response.status_code == 200, response.get_json()
+    assert len(rows(fast_app, AuthSession, AuthSession.method == "passkey")) == 1
