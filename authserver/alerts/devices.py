@@ -25,8 +25,17 @@ COOKIE_NAME = "authserver_device"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers cap persistent cookies at 400 days
 
 
+_SERIALIZERS: dict[str, URLSafeSerializer] = {}
+
+
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="authserver.device-cookie")
+    """One per secret key (building one costs more than checking a cookie with it)."""
+    key = current_app.config["SECRET_KEY"]
+    serializer = _SERIALIZERS.get(key)
+    if serializer is None:
+        serializer = URLSafeSerializer(key, salt="authserver.device-cookie")
+        _SERIALIZERS[key] = serializer
+    return serializer
 
 
 def browser_token(raw: str | None = None) -> str | None:

@@ -14,7 +14,12 @@ from typing import Any
 from webauthn import generate_authentication_options, verify_authentication_response
 from webauthn.helpers import options_to_json_dict
 from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import CredentialDeviceType, UserVerificationRequirement
+from webauthn.helpers.structs import (
+    AuthenticationCredential,
+    AuthenticatorAssertionResponse,
+    CredentialDeviceType,
+    UserVerificationRequirement,
+)
 
 from authserver.webauthn.client_data import (
     ClientData,
@@ -61,19 +66,33 @@ class Assertion:
     challenge: bytes
     user_handle: bytes | None
     client_data: ClientData
+    # The same response decoded once for py_webauthn (it would parse the JSON form again).
+    parsed: AuthenticationCredential
 
 
 def read_assertion(credential: Any) -> Assertion:
     check_shape(credential, "get")
     client_data = parse_client_data(credential, "webauthn.get")
-    raw_id = b64(credential["rawId"], "rawId")
-    user_handle = b64(credential["response"].get("userHandle"), "userHandle", optional=True)
+    raw_id = b64(credential["rawId"], "rawId") or b""
+    response = credential["response"]
+    user_handle = b64(response.get("userHandle"), "userHandle", optional=True)
+    parsed = AuthenticationCredential(
+        id=credential["id"],
+        raw_id=raw_id,
+        response=AuthenticatorAssertionResponse(
+            client_data_json=b64(response["clientDataJSON"], "clientDataJSON") or b"",
+            authenticator_data=b64(response["authenticatorData"], "authenticatorData") or b"",
+            signature=b64(response["signature"], "signature") or b"",
+            user_handle=user_handle,
+        ),
+    )
     return Assertion(
         credential=credential,
-        credential_id=raw_id or b"",
+        credential_id=raw_id,
         challenge=client_data.challenge,
         user_handle=user_handle or None,
         client_data=client_data,
+        parsed=parsed,
     )
 
 
@@ -109,7 +128,7 @@ def verify_assertion(
         # Counter 0 here: py_webauthn's own counter check would hide a clone behind a
         # generic failure; we compare after the signature is known to be genuine.
         verified = verify_authentication_response(
-            credential=assertion.credential,
+            credential=assertion.parsed,
             expected_challenge=expected_challenge,
             expected_rp_id=rp.id,
             expected_origin=list(rp.origins),

@@ -64,6 +64,9 @@ def check_shape(credential: Any, kind: str) -> dict[str, Any]:
         b64(response.get(key), f"response.{key}")
     if kind == "get":
         b64(response.get("userHandle"), "response.userHandle", optional=True)
+    attachment = credential.get("authenticatorAttachment")
+    if isinstance(attachment, str) and attachment not in ("platform", "cross-platform"):
+        raise MalformedCredential(f"credential.authenticatorAttachment {attachment[:32]!r}")
     if kind == "create":
         transports = response.get("transports", [])
         if not isinstance(transports, list) or not all(

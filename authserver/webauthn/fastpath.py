@@ -33,7 +33,8 @@ import time
 from typing import Any
 
 from flask import Flask
-from werkzeug.http import parse_cookie
+from webauthn.helpers import bytes_to_base64url
+from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.wrappers import Response
 
 from authserver.alerts import devices, events
@@ -64,6 +65,10 @@ EXTENSION_KEY = "authserver.webauthn.fastpath"
 # Flask's MAX_CONTENT_LENGTH is 256 KiB; an assertion is about 1 KiB. Larger: Flask decides.
 MAX_BODY = 64 * 1024
 ESPACE = "establishments.espace"
+
+
+# A fast answer: its headers and body (the status is always 200: refusals are the views').
+Answer = tuple[list[tuple[str, str]], bytes]
 
 
 class Fallback(Exception):
@@ -105,6 +110,13 @@ class FastLogin:
         self.observe_verify = FastObserver("webauthn.login_verify", "POST", VERIFY_PATH)
         self.settings = app.config["AUTHSERVER"]
         self.paths: dict[str, str] = {}
+        self.discoverable: dict[str, Any] | None = None
+        self.headers = [
+            ("Content-Type", "application/json"),
+            *security_headers(VERIFY_PATH, https=self.settings.secure_cookies),
+            ("Vary", "Cookie"),  # as Flask's: the answer depends on the browser's cookies
+        ]
+        self.drop_flask_session = _dropped_flask_session(app)
         # How many calls this path answered and handed to Flask (tests, benchmark).
         self.answered = 0
         self.handed = 0
@@ -138,8 +150,10 @@ class FastLogin:
             environ["wsgi.input"] = io.BytesIO(body)
             return self.wsgi_app(environ, start_response)
         self.answered += 1
-        observe(environ, response.status_code, time.perf_counter() - started)
-        return response(environ, start_response)
+        headers, payload = response
+        start_response("200 OK", headers)
+        observe(environ, 200, time.perf_counter() - started)
+        return [payload]
 
     def _body(self, environ: dict[str, Any]) -> bytes | None:
         """The JSON body, read whole; None (nothing read) when Flask should judge it."""
@@ -159,18 +173,14 @@ class FastLogin:
             return None
         return body
 
-    def _response(self, payload: dict[str, Any]) -> Response:
-        response = Response(
-            json.dumps(payload, separators=(",", ":")) + "\n", mimetype="application/json"
-        )
-        for name, value in security_headers("/webauthn/", https=self.settings.secure_cookies):
-            response.headers[name] = value
-        response.vary.add("Cookie")  # as Flask's: the answer depends on the browser's cookies
-        return response
+    def _response(self, payload: dict[str, Any], cookies: list[tuple[str, str]]) -> Answer:
+        """A 200 JSON answer with the headers Flask's hooks would add (see ``headers``)."""
+        body = (json.dumps(payload, separators=(",", ":")) + "\n").encode()
+        return [("Content-Length", str(len(body))), *self.headers, *cookies], body
 
     # ------------------------------------------------------------------ options
 
-    def options(self, environ: dict[str, Any], body: bytes) -> Response:
+    def options(self, environ: dict[str, Any], body: bytes) -> Answer:
         """A discoverable ceremony: what ``views.login_options`` does for ``{}``."""
         username = _json(body).get("username")
         if username is not None and (not isinstance(username, str) or username.strip()):
@@ -182,12 +192,15 @@ class FastLogin:
             token = secrets.token_urlsafe(32)
         assert token is not None
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
-        options = authentication.request_options(
-            rp=service.relying_party(),
-            challenge=challenge,
-            allow_credentials=None,
-            timeout_ms=CEREMONY_TIMEOUT_MS,
-        )
+        if self.discoverable is None:
+            # Only the challenge changes from one discoverable ceremony to the next.
+            self.discoverable = authentication.request_options(
+                rp=service.relying_party(),
+                challenge=challenge,
+                allow_credentials=None,
+                timeout_ms=CEREMONY_TIMEOUT_MS,
+            )
+        options = {**self.discoverable, "challenge": bytes_to_base64url(challenge)}
         try:
             self.store.save(
                 challenge, Pending("login", None, service.binding_hash(token)), CHALLENGE_TTL
@@ -195,14 +208,20 @@ class FastLogin:
         except Exception:  # the store is down: the view answers (503) and logs it
             log.debug("login options handed to Flask", exc_info=True)
             raise Fallback from None
-        response = self._response(options)
+        cookies = []
         if fresh:
-            service.set_binding_cookie_on(response, token, self.settings.secure_cookies)
-        return response
+            cookies.append(("Set-Cookie", self._binding_cookie(token)))
+        return self._response(options, cookies)
+
+    def _binding_cookie(self, token: str) -> str:
+        """The ``Set-Cookie`` value of ``service.set_binding_cookie_on``."""
+        response = Response()
+        service.set_binding_cookie_on(response, token, self.settings.secure_cookies)
+        return response.headers["Set-Cookie"]
 
     # ------------------------------------------------------------------ verify
 
-    def verify(self, environ: dict[str, Any], body: bytes) -> Response:
+    def verify(self, environ: dict[str, Any], body: bytes) -> Answer:
         """A successful login from a known device, in a browser without a session."""
         request_body = _json(body)
         credential = request_body.get("credential")
@@ -241,9 +260,9 @@ class FastLogin:
         # Committed: from here on nothing may hand the request to Flask (it would log in twice).
         events.announce_login(login_row, username)
         PASSKEY_CEREMONIES.labels("authentication", "success").inc()
-        response = self._response({"redirect": safe_next(next_url) or target})
-        self._login_cookies(response, token, device_cookie)
-        return response
+        return self._response(
+            {"redirect": safe_next(next_url) or target}, self._login_cookies(token, device_cookie)
+        )
 
     def _transaction(
         self,
@@ -388,38 +407,53 @@ class FastLogin:
             self.paths = {**self.paths, endpoint: path}
         return path
 
-    def _login_cookies(self, response: Response, token: str, device_cookie: str) -> None:
+    def _login_cookies(self, token: str, device_cookie: str) -> list[tuple[str, str]]:
         """The cookies the views set on a login: session, device (its lifetime renewed), and
         Flask's own session cookie dropped (the anonymous browser's CSRF secret)."""
         secure = self.settings.secure_cookies
-        response.set_cookie(
-            SESSION_COOKIE,
-            token,
-            httponly=True,
-            secure=secure,
-            samesite="Lax",
-            path="/",
-            domain=self.settings.cookie_domain,
-        )
-        response.set_cookie(
-            devices.COOKIE_NAME,
-            device_cookie,
-            max_age=devices.COOKIE_MAX_AGE,
-            httponly=True,
-            secure=secure,
-            samesite="Lax",
-            path="/",
-        )
-        interface = self.app.session_interface
-        response.delete_cookie(
-            self.app.config["SESSION_COOKIE_NAME"],
-            domain=interface.get_cookie_domain(self.app),
-            path=interface.get_cookie_path(self.app),
-            secure=interface.get_cookie_secure(self.app),
-            partitioned=interface.get_cookie_partitioned(self.app),
-            httponly=interface.get_cookie_httponly(self.app),
-            samesite=interface.get_cookie_samesite(self.app),
-        )
+        return [
+            (
+                "Set-Cookie",
+                dump_cookie(
+                    SESSION_COOKIE,
+                    token,
+                    httponly=True,
+                    secure=secure,
+                    samesite="Lax",
+                    path="/",
+                    domain=self.settings.cookie_domain,
+                ),
+            ),
+            (
+                "Set-Cookie",
+                dump_cookie(
+                    devices.COOKIE_NAME,
+                    device_cookie,
+                    max_age=devices.COOKIE_MAX_AGE,
+                    httponly=True,
+                    secure=secure,
+                    samesite="Lax",
+                    path="/",
+                ),
+            ),
+            self.drop_flask_session,
+        ]
+
+
+def _dropped_flask_session(app: Flask) -> tuple[str, str]:
+    """Flask's own ``Set-Cookie`` when a view clears its session (always the same)."""
+    interface = app.session_interface
+    response = Response()
+    response.delete_cookie(
+        app.config["SESSION_COOKIE_NAME"],
+        domain=interface.get_cookie_domain(app),
+        path=interface.get_cookie_path(app),
+        secure=interface.get_cookie_secure(app),
+        partitioned=interface.get_cookie_partitioned(app),
+        httponly=interface.get_cookie_httponly(app),
+        samesite=interface.get_cookie_samesite(app),
+    )
+    return ("Set-Cookie", response.headers["Set-Cookie"])
 
 
 def install(app: Flask) -> None:
