@@ -65,6 +65,7 @@ EXTENSION_KEY = "authserver.webauthn.fastpath"
 # Flask's MAX_CONTENT_LENGTH is 256 KiB; an assertion is about 1 KiB. Larger: Flask decides.
 MAX_BODY = 64 * 1024
 ESPACE = "establishments.espace"
+COMMITTED = "authserver.fastpath.committed"
 
 
 # A fast answer: its headers and body (the status is always 200: refusals are the views').
@@ -149,6 +150,13 @@ class FastLogin:
             self.handed += 1
             environ["wsgi.input"] = io.BytesIO(body)
             return self.wsgi_app(environ, start_response)
+        except Exception:
+            if environ.get(COMMITTED):
+                raise  # logged in already: never a second time through the views
+            log.exception("passkey login fast path failed; the view answers")
+            self.handed += 1
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.wsgi_app(environ, start_response)
         self.answered += 1
         headers, payload = response
         start_response("200 OK", headers)
@@ -210,13 +218,15 @@ class FastLogin:
             raise Fallback from None
         cookies = []
         if fresh:
-            cookies.append(("Set-Cookie", self._binding_cookie(token)))
+            cookies.append(("Set-Cookie", self._binding_cookie(token, environ)))
         return self._response(options, cookies)
 
-    def _binding_cookie(self, token: str) -> str:
+    def _binding_cookie(self, token: str, environ: dict[str, Any]) -> str:
         """The ``Set-Cookie`` value of ``service.set_binding_cookie_on``."""
         response = Response()
-        service.set_binding_cookie_on(response, token, self.settings.secure_cookies)
+        service.set_binding_cookie_on(
+            response, token, self.settings.secure_cookies, environ.get("SCRIPT_NAME", "")
+        )
         return response.headers["Set-Cookie"]
 
     # ------------------------------------------------------------------ verify
@@ -258,8 +268,12 @@ class FastLogin:
             log.debug("login verify handed to Flask", exc_info=True)
             raise Fallback from None
         # Committed: from here on nothing may hand the request to Flask (it would log in twice).
+        environ[COMMITTED] = True
         events.announce_login(login_row, username)
         PASSKEY_CEREMONIES.labels("authentication", "success").inc()
+        # url_for's paths carry the mount point (SCRIPT_NAME) of the request; ours are built
+        # once without it.
+        target = environ.get("SCRIPT_NAME", "").rstrip("/") + target
         return self._response(
             {"redirect": safe_next(next_url) or target}, self._login_cookies(token, device_cookie)
         )

@@ -68,9 +68,17 @@ def binding_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def set_binding_cookie_on(response: Response, token: str, secure: bool) -> None:
+def set_binding_cookie_on(
+    response: Response, token: str, secure: bool, script_root: str = ""
+) -> None:
+    """Sent back only to the passkey API (under the app's mount point, if any)."""
     response.set_cookie(
-        BINDING_COOKIE, token, httponly=True, secure=secure, samesite="Strict", path="/webauthn/"
+        BINDING_COOKIE,
+        token,
+        httponly=True,
+        secure=secure,
+        samesite="Strict",
+        path=script_root.rstrip("/") + "/webauthn/",
     )
 
 

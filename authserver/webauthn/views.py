@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from flask_login import current_user
 
 from authserver import db
@@ -133,7 +133,7 @@ def set_binding_cookie(response: Response) -> Response:
     token = g.get("new_binding_cookie")
     if token:
         service.set_binding_cookie_on(
-            response, token, current_app.config["AUTHSERVER"].secure_cookies
+            response, token, current_app.config["AUTHSERVER"].secure_cookies, request.script_root
         )
     return response
 

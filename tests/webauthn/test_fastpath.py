@@ -290,3 +290,24 @@ def test_a_driver_error_in_the_fast_path_hands_the_login_over(
     # Nothing was spent by the fast path: the view logged in with the same assertion.
     assert response.status_code == 200, response.get_json()
     assert len(rows(fast_app, AuthSession, AuthSession.method == "passkey")) == 1
+
+
+def test_behind_a_mount_point_the_redirect_is_the_views(fast_app, enrolled, auth):
+    """Served under a prefix (SCRIPT_NAME, e.g. a proxy's /portail): the same redirect."""
+    mounted = {"SCRIPT_NAME": "/portail"}
+    redirects = []
+    for enabled in (True, False):
+        fast(fast_app).enabled = enabled
+        options = enrolled.client.post(
+            "/webauthn/login/options", json={}, environ_overrides=mounted
+        ).get_json()
+        response = enrolled.client.post(
+            "/webauthn/login/verify",
+            json={"credential": auth.assert_(options)},
+            environ_overrides=mounted,
+        )
+        assert response.status_code == 200, response.get_json()
+        redirects.append(response.get_json()["redirect"])
+        enrolled.logout()
+    assert redirects[0] == redirects[1]
+    assert redirects[0].startswith("/portail/")
