@@ -78,17 +78,11 @@ class OutboxCollector:
 
     def collect(self):  # type: ignore[no-untyped-def]
         from authserver.db import get_database
-        from authserver.models import OutboxMail, utcnow
+        from authserver.models import utcnow
 
         try:
             with get_database(self.app).session_scope() as session:
-                pending, failed, oldest = session.execute(
-                    select(
-                        func.count(case((OutboxMail.status == "pending", 1))),
-                        func.count(case((OutboxMail.status == "failed", 1))),
-                        func.min(case((OutboxMail.status == "pending", OutboxMail.created_at))),
-                    ).where(OutboxMail.status.in_(("pending", "failed")))
-                ).one()
+                pending, failed, oldest = outbox_state(session)
         except Exception:
             return
         depth = GaugeMetricFamily("authserver_outbox_pending", "E-mails waiting for delivery")
@@ -105,6 +99,21 @@ class OutboxCollector:
         yield depth
         yield given_up
         yield age
+
+
+def outbox_state(session: Any) -> tuple[int, int, Any]:
+    """Pending and failed mails, and the oldest pending one's time (one scan; /metrics and
+    /readyz)."""
+    from authserver.models import OutboxMail
+
+    pending, failed, oldest = session.execute(
+        select(
+            func.count(case((OutboxMail.status == "pending", 1))),
+            func.count(case((OutboxMail.status == "failed", 1))),
+            func.min(case((OutboxMail.status == "pending", OutboxMail.created_at))),
+        ).where(OutboxMail.status.in_(("pending", "failed")))
+    ).one()
+    return pending or 0, failed or 0, oldest
 
 
 def age_seconds(oldest: Any, now: datetime) -> float:

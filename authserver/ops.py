@@ -13,11 +13,11 @@ import logging
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
-from sqlalchemy import case, func, select, text
+from sqlalchemy import text
 
 from authserver import db
-from authserver.metrics import age_seconds
-from authserver.models import OutboxMail, utcnow
+from authserver.metrics import age_seconds, outbox_state
+from authserver.models import utcnow
 from authserver.throttle import throttle
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,10 @@ def healthz() -> Response:
 
 
 def _outbox(session: Any) -> dict[str, Any]:
-    pending, failed, oldest = session.execute(
-        select(
-            func.count(case((OutboxMail.status == "pending", 1))),
-            func.count(case((OutboxMail.status == "failed", 1))),
-            func.min(case((OutboxMail.status == "pending", OutboxMail.created_at))),
-        ).where(OutboxMail.status.in_(("pending", "failed")))
-    ).one()
+    pending, failed, oldest = outbox_state(session)
     return {
-        "pending": pending or 0,
-        "failed": failed or 0,
+        "pending": pending,
+        "failed": failed,
         "oldest_pending_seconds": round(age_seconds(oldest, utcnow()), 1),
     }
 

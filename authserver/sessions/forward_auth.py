@@ -15,7 +15,6 @@ the dialect on a few driver connections kept aside from the pool).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -29,6 +28,7 @@ from werkzeug.http import parse_cookie
 from authserver.db import get_database
 from authserver.metrics import FastObserver
 from authserver.models import AuthSession, utcnow
+from authserver.rawsql import RawConnections
 from authserver.sessions.login import COOKIE_NAME
 from authserver.sessions.store import TOUCH_EVERY, hash_token
 
@@ -49,39 +49,26 @@ PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%(id_hash)s", "named"
 
 
 class Reader:
-    """The session-and-user lookup on raw driver connections (at most ``keep`` kept aside)."""
+    """The session-and-user lookup on driver connections kept aside (rawsql.py)."""
 
     def __init__(self, engine: Engine, keep: int = 8) -> None:
-        self.engine = engine
+        self.raw = RawConnections(engine, keep)
         style = engine.dialect.paramstyle
         self.sql = SQL.format(placeholder=PLACEHOLDERS[style])
         self.named = style in ("pyformat", "named")
-        self.idle: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=keep)
 
     def lookup(self, id_hash: bytes) -> tuple[Any, ...] | None:
         params: Any = {"id_hash": id_hash} if self.named else (id_hash,)
         for attempt in (1, 2):
             try:
-                connection = self.idle.get_nowait()
-            except queue.Empty:
-                connection = self.engine.raw_connection()
-            try:
-                driver = connection.dbapi_connection  # past the pool's proxy: ~20 µs less
-                cursor = driver.cursor()
-                cursor.execute(self.sql, params)
-                row = cursor.fetchone()
-                cursor.close()
-                driver.rollback()  # no transaction left open (PostgreSQL)
-            except self.engine.dialect.loaded_dbapi.Error:
-                connection.invalidate()  # a dead connection: drop it, try a fresh one once
+                with self.raw.transaction() as cursor:
+                    cursor.execute(self.sql, params)
+                    row: tuple[Any, ...] | None = cursor.fetchone()
+                return row
+            except self.raw.errors:
+                # The dead connection was dropped (invalidated): try a fresh one, once.
                 if attempt == 2:
                     raise
-                continue
-            try:
-                self.idle.put_nowait(connection)
-            except queue.Full:
-                connection.close()  # back to SQLAlchemy's pool
-            return row
         return None
 
 
