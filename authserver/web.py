@@ -94,10 +94,13 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     is_https = app.config["AUTHSERVER"].secure_cookies
 
+    pages = security_headers("/", https=is_https)
+    static = security_headers("/static/", https=is_https)
+
     @app.after_request
     def _security_headers(response: Response) -> Response:
         headers = response.headers
-        for name, value in security_headers(request.path, https=is_https):
+        for name, value in static if request.path.startswith("/static/") else pages:
             headers.setdefault(name, value)
         return response
 

@@ -67,6 +67,8 @@ class UserHandleMismatch(CeremonyError):
 class CloneDetected(CeremonyError):
     status = 401
     error = "credential_cloned"
+    # The passkey whose counter did not move: marked cloned only once the ceremony is spent.
+    credential: object | None = None
     message = (
         "Cette clé d'accès semble avoir été copiée : elle est bloquée par sécurité. "
         "Connectez-vous avec votre mot de passe et supprimez-la."

@@ -227,8 +227,8 @@ def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
         user, row, verified = _check_login(assertion)
     except CeremonyError as exc:
         spent = store().spend(challenge)
-        clone = getattr(exc, "row", None)
-        if clone is not None:
+        clone = exc.credential if isinstance(exc, CloneDetected) else None
+        if isinstance(clone, WebAuthnCredential):
             if not spent:
                 # The login this assertion belongs to stored its counter between our peek and
                 # our read: a replay racing it, not a clone (the passkey must not be blocked).
@@ -291,7 +291,7 @@ def _verify_login(
             require_user_handle=pending.user_id is None,
         )
     except CloneDetected as exc:
-        exc.row = row  # type: ignore[attr-defined]  # marked once the ceremony is spent
+        exc.credential = row  # marked in finish_login, once the ceremony is spent
         raise
     if not row.user.is_active:
         raise AccountUnavailable("account not activated or locked")
