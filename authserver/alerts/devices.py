@@ -7,6 +7,7 @@ another account's: a new device.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -28,9 +29,8 @@ COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers cap persistent cookies at 400 days
 _SERIALIZERS: dict[str, URLSafeSerializer] = {}
 
 
-def _serializer() -> URLSafeSerializer:
+def _serializer(key: str) -> URLSafeSerializer:
     """One per secret key (building one costs more than checking a cookie with it)."""
-    key = current_app.config["SECRET_KEY"]
     serializer = _SERIALIZERS.get(key)
     if serializer is None:
         serializer = URLSafeSerializer(key, salt="authserver.device-cookie")
@@ -38,18 +38,36 @@ def _serializer() -> URLSafeSerializer:
     return serializer
 
 
-def browser_token(raw: str | None = None) -> str | None:
+class _NotGenuine(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(key: str, raw: str) -> str:
+    """The token in a cookie signed with ``key``. The cookie carries no date, so the answer
+    never changes: a returning browser's signature is checked once per worker, not at
+    every login. A refusal raises, and lru_cache keeps no exception: only genuine cookies
+    are remembered, so forged ones cannot push them out."""
+    try:
+        value = _serializer(key).loads(raw)
+    except BadSignature:
+        raise _NotGenuine from None
+    if not isinstance(value, str) or len(value) != 43:
+        raise _NotGenuine
+    return value
+
+
+def browser_token(raw: str | None = None, *, key: str | None = None) -> str | None:
     """The random id in this browser's device cookie (``raw``, or this request's), if the
-    cookie is genuine."""
+    cookie is genuine; ``key`` is the app's secret key (the current app's by default)."""
     if raw is None:
         raw = request.cookies.get(COOKIE_NAME)
     if not raw or len(raw) > 200:
         return None
     try:
-        value = _serializer().loads(raw)
-    except BadSignature:
+        return _checked(key or current_app.config["SECRET_KEY"], raw)
+    except _NotGenuine:
         return None
-    return value if isinstance(value, str) and len(value) == 43 else None
 
 
 def token_hash(token: str) -> bytes:
@@ -137,7 +155,7 @@ def remember(user: User) -> DeviceLogin:
     )
     if token is None:
         token = secrets.token_urlsafe(32)
-    g.new_device_cookie = _serializer().dumps(token)
+    g.new_device_cookie = _serializer(current_app.config["SECRET_KEY"]).dumps(token)
     ua = user_agent()
     browser, system = describe(ua)
     device = Device(

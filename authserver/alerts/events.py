@@ -14,6 +14,7 @@ from flask import Flask
 from sqlalchemy import insert
 
 from authserver import db
+from authserver.alerts import security_log as log_routing
 from authserver.metrics import ALERTS, LOGINS
 from authserver.models import LoginEvent, User, utcnow
 from authserver.web import client_ip, user_agent
@@ -24,9 +25,7 @@ RECORD = insert(LoginEvent.__table__)
 
 def init_security_log(app: Flask) -> None:
     """Security events go where the app's settings say (AUTHSERVER_SECURITY_LOG)."""
-    from authserver.alerts.security_log import init_app
-
-    init_app(app)
+    log_routing.init_app(app)
 
 
 ALERT_EVENTS = {
@@ -38,11 +37,18 @@ ALERT_EVENTS = {
 }
 
 
-def emit(event_type: str, **fields: Any) -> None:
+def emit(event_type: str, *, log_target: logging.Handler | None = None, **fields: Any) -> None:
+    """The event's JSON line; ``log_target`` names the app's target when there is no app
+    context (the login fast path)."""
     if event_type in ALERT_EVENTS:
         ALERTS.labels(event_type).inc()
+    if not log_routing.wanted(log_target):
+        return
     record = {"event": event_type, "time": utcnow().isoformat(), **fields}
-    security_log.info(json.dumps(record, ensure_ascii=False, default=str))
+    security_log.info(
+        json.dumps(record, ensure_ascii=False, default=str),
+        extra={log_routing.TARGET: log_target} if log_target else None,
+    )
 
 
 def record_login(
@@ -97,12 +103,15 @@ def login_row(
     }
 
 
-def announce_login(row: dict[str, Any], account: str | None) -> None:
+def announce_login(
+    row: dict[str, Any], account: str | None, log_target: logging.Handler | None = None
+) -> None:
     """The metric and the JSON line of a login whose row was written (after the commit is
     fine: the line never says more than the row)."""
     LOGINS.labels(row["method"], row["outcome"]).inc()
     emit(
         "login",
+        log_target=log_target,
         account=account,
         username_attempt=row["username_attempt"] if account is None else None,
         ip=row["ip"],

@@ -20,6 +20,7 @@ from authserver.config import ConfigError
 
 LOGGER_NAME = "authserver.security"
 EXTENSION_KEY = "authserver.security_log"
+_logger = logging.getLogger(LOGGER_NAME)
 
 
 class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
@@ -40,13 +41,32 @@ class _PerApp(logging.Handler):
         self.default: logging.Handler | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        target = current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
-        target = target or self.default
+        target = getattr(record, TARGET, None) or self.current()
         if target is not None:
             target.handle(record)
 
+    def current(self) -> logging.Handler | None:
+        target = current_app.extensions.get(EXTENSION_KEY) if has_app_context() else None
+        return target or self.default
+
 
 _router = _PerApp()
+# A line written outside the app's context (the login fast path runs before Flask) names
+# its app's target in this attribute of the record (``extra``).
+TARGET = "authserver_target"
+
+
+def wanted(target: logging.Handler | None = None) -> bool:
+    """Whether a line would reach anyone: not when the setting is ``off`` and nothing but
+    the router listens. Then the caller need not even build the line (hot paths)."""
+    if len(_logger.handlers) != 1:
+        return True  # another listener (a test's handler)
+    return not isinstance(target or _router.current(), logging.NullHandler)
+
+
+def target_of(app: Flask) -> logging.Handler:
+    """The handler this app's lines go to (set by ``init_app``)."""
+    return app.extensions[EXTENSION_KEY]
 
 
 def open_target(target: str) -> logging.Handler:

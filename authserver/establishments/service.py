@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import timedelta
 
 from flask import url_for
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from authserver import db
@@ -408,9 +408,6 @@ def expire_stale_online_checks(user: User | None = None) -> int:
     return len(stale)
 
 
-_MEMBERSHIP_STATUS = select(Membership.status).where(Membership.user_id == bindparam("user_id"))
-
-
 def onboarding_target(user: User) -> str | None:
     """Where an employer's first logins go until the espace is ready (seed order)."""
     if user.role != "employer":
@@ -421,17 +418,6 @@ def onboarding_target(user: User) -> str | None:
         status, certified=user.certified_at is not None, asked=lambda: latest_certification(user)
     )
     return url_for(endpoint) if endpoint else None
-
-
-# The same reads for the passkey login fast path (webauthn/fastpath.py), built once.
-MEMBERSHIP_STATUS = select(Membership.__table__.c.status).where(
-    Membership.__table__.c.user_id == bindparam("user_id")
-)
-CERTIFICATION_ASKED = (
-    select(CertificationRequest.__table__.c.id)
-    .where(CertificationRequest.__table__.c.user_id == bindparam("user_id"))
-    .limit(1)
-)
 
 
 def onboarding_endpoint(

@@ -51,6 +51,11 @@ class ChallengeStore(Protocol):
 
     def spend(self, challenge: bytes) -> bool: ...
 
+    def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
+        """Spend the ceremony only if it is ``pending`` (purpose, user, browser) and live:
+        the check and the single use together, without a read before."""
+        ...
+
 
 _TABLE = WebAuthnChallenge.__table__
 # Built once: constructing a statement costs more than running it on SQLite.
@@ -110,6 +115,9 @@ class DatabaseChallengeStore:
         """Delete the ceremony inside the caller's transaction; True if this call removed it."""
         return self._db().execute(_SPEND, {"key": challenge_key(challenge)}).rowcount == 1
 
+    def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
+        return self.peek(challenge) == pending and self.spend(challenge)
+
     def consume(self, challenge: bytes) -> Pending | None:
         # One statement: the row is deleted and read back at once (DELETE … RETURNING, SQLite
         # 3.35+ and PostgreSQL), so of two concurrent verifies only one gets it.
@@ -140,14 +148,7 @@ class RedisChallengeStore:
         self.client = client
 
     def save(self, challenge: bytes, pending: Pending, ttl: int) -> None:
-        value = json.dumps(
-            {
-                "purpose": pending.purpose,
-                "user_id": pending.user_id,
-                "binding": pending.binding.hex(),
-            }
-        )
-        self.client.set(self.PREFIX + challenge_key(challenge).hex(), value, ex=ttl)  # type: ignore[attr-defined]
+        self.client.set(self.PREFIX + challenge_key(challenge).hex(), _value(pending), ex=ttl)  # type: ignore[attr-defined]
 
     def consume(self, challenge: bytes) -> Pending | None:
         raw = self.client.getdel(self.PREFIX + challenge_key(challenge).hex())  # type: ignore[attr-defined]
@@ -160,9 +161,27 @@ class RedisChallengeStore:
         """DEL is atomic across instances: of two concurrent spends, one sees 1."""
         return self.client.delete(self.PREFIX + challenge_key(challenge).hex()) == 1  # type: ignore[attr-defined]
 
+    def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
+        """One script, atomic on the server: DEL only if the value is this ceremony's."""
+        key = self.PREFIX + challenge_key(challenge).hex()
+        return self.client.eval(_SPEND_PENDING, 1, key, _value(pending)) == 1  # type: ignore[attr-defined]
+
     @staticmethod
     def _pending(raw: bytes | str | None) -> Pending | None:
         if raw is None:
             return None
         data = json.loads(raw)
         return Pending(data["purpose"], data["user_id"], bytes.fromhex(data["binding"]))
+
+
+# Redis expires the key itself: a live key is an unexpired ceremony.
+_SPEND_PENDING = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+def _value(pending: Pending) -> str:
+    """A ceremony as stored in Redis (always the same text for the same ceremony)."""
+    return json.dumps(
+        {"purpose": pending.purpose, "user_id": pending.user_id, "binding": pending.binding.hex()}
+    )

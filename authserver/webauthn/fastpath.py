@@ -28,25 +28,24 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import and_, bindparam, exists, select
 from webauthn.helpers import bytes_to_base64url
 from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.wrappers import Response
 
-from authserver.alerts import devices, events
+from authserver.alerts import devices, events, security_log
 from authserver.db import get_database
-from authserver.establishments.service import (
-    CERTIFICATION_ASKED,
-    MEMBERSHIP_STATUS,
-    onboarding_endpoint,
-)
+from authserver.establishments.service import onboarding_endpoint
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
-from authserver.models import utcnow
+from authserver.models import CertificationRequest, Device, Membership, User, utcnow
 from authserver.rawsql import RawConnections
 from authserver.sessions import store as session_store
 from authserver.sessions.completion import AMR, safe_next
@@ -55,7 +54,12 @@ from authserver.web import clean_ip, clean_user_agent, security_headers
 from authserver.webauthn import authentication, service
 from authserver.webauthn.challenges import DatabaseChallengeStore, Pending
 from authserver.webauthn.credentials import LOGIN_CANDIDATE
-from authserver.webauthn.rp import CEREMONY_TIMEOUT_MS, CHALLENGE_BYTES, CHALLENGE_TTL
+from authserver.webauthn.rp import (
+    CEREMONY_TIMEOUT_MS,
+    CHALLENGE_BYTES,
+    CHALLENGE_TTL,
+    RelyingParty,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +72,41 @@ ESPACE = "establishments.espace"
 COMMITTED = "authserver.fastpath.committed"
 
 
+_USERS = User.__table__
+_DEVICES = Device.__table__
+_MEMBERSHIPS = Membership.__table__
+_CERTIFICATIONS = CertificationRequest.__table__
+# Every read of a login in one statement: each statement costs more than the rows it reads
+# (its read transaction, the GIL handed over and back). The passkey and its owner, this
+# browser's device row (NULL: a new device), and what ``onboarding_endpoint`` needs, as
+# ``onboarding_target`` reads it: the membership's status (one per user) and whether a
+# certification was ever asked.
+LOGIN_ROW = LOGIN_CANDIDATE.outerjoin(
+    _DEVICES,
+    and_(_DEVICES.c.user_id == _USERS.c.id, _DEVICES.c.cookie_hash == bindparam("cookie")),
+).add_columns(
+    _DEVICES.c.id,
+    _DEVICES.c.last_seen_at,
+    _DEVICES.c.last_ip,
+    select(_MEMBERSHIPS.c.status).where(_MEMBERSHIPS.c.user_id == _USERS.c.id).scalar_subquery(),
+    exists().where(_CERTIFICATIONS.c.user_id == _USERS.c.id),
+)
+
+
 # A fast answer: its headers and body (the status is always 200: refusals are the views').
 Answer = tuple[list[tuple[str, str]], bytes]
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the reads and checks of a verify decided, for its writes."""
+
+    target: str
+    user_id: int
+    username: str
+    device_id: int
+    use: dict[str, Any] | None  # the passkey's RECORD_USE values, if anything changed
+    touch: dict[str, Any] | None  # the device's TOUCH values, if due
 
 
 class Fallback(Exception):
@@ -98,18 +135,25 @@ class FastLogin:
         self.enabled = not isinstance(self.store, DatabaseChallengeStore)
         # Flask runs its first-request hooks (workers started lazily) on the first request.
         self.warm = False
-        self.raw = RawConnections(get_database(app).engine)
-        self.candidate = self.raw.prepare(LOGIN_CANDIDATE)
-        self.device = self.raw.prepare(devices.KNOWN)
+        database = get_database(app)
+        self.raw = RawConnections(database.engine)
+        self.read_login = self.raw.prepare(LOGIN_ROW)
         self.touch_device = self.raw.prepare(devices.TOUCH)
         self.record_use = self.raw.prepare(service.RECORD_USE)
         self.open_session = self.raw.prepare(session_store.OPEN)
         self.record_login = self.raw.prepare(events.RECORD)
-        self.membership = self.raw.prepare(MEMBERSHIP_STATUS)
-        self.certification = self.raw.prepare(CERTIFICATION_ASKED)
         self.observe_options = FastObserver("webauthn.login_options", "POST", OPTIONS_PATH)
         self.observe_verify = FastObserver("webauthn.login_verify", "POST", VERIFY_PATH)
         self.settings = app.config["AUTHSERVER"]
+        # What the views read from the app context, read once (nothing here pushes one).
+        self.rp = RelyingParty(
+            id=self.settings.rp_id, name=service.RP_NAME, origins=self.settings.origins
+        )
+        self.secret_key = app.config["SECRET_KEY"]
+        self.log_target = security_log.target_of(app)
+        self.lifetimes = session_store.Lifetimes(
+            idle=self.settings.session_idle, absolute=self.settings.session_absolute
+        )
         self.paths: dict[str, str] = {}
         self.discoverable: dict[str, Any] | None = None
         self.headers = [
@@ -117,6 +161,7 @@ class FastLogin:
             *security_headers(VERIFY_PATH, https=self.settings.secure_cookies),
             ("Vary", "Cookie"),  # as Flask's: the answer depends on the browser's cookies
         ]
+        self.cookies = _Cookies(self.settings)
         self.drop_flask_session = _dropped_flask_session(app)
         # How many calls this path answered and handed to Flask (tests, benchmark).
         self.answered = 0
@@ -139,13 +184,12 @@ class FastLogin:
         if body is None:
             return self.wsgi_app(environ, start_response)
         try:
-            with self.app.app_context():
-                if path == OPTIONS_PATH:
-                    response = self.options(environ, body)
-                    observe = self.observe_options
-                else:
-                    response = self.verify(environ, body)
-                    observe = self.observe_verify
+            if path == OPTIONS_PATH:
+                response = self.options(environ, body)
+                observe = self.observe_options
+            else:
+                response = self.verify(environ, body)
+                observe = self.observe_verify
         except Fallback:
             self.handed += 1
             environ["wsgi.input"] = io.BytesIO(body)
@@ -203,7 +247,7 @@ class FastLogin:
         if self.discoverable is None:
             # Only the challenge changes from one discoverable ceremony to the next.
             self.discoverable = authentication.request_options(
-                rp=service.relying_party(),
+                rp=self.rp,
                 challenge=challenge,
                 allow_credentials=None,
                 timeout_ms=CEREMONY_TIMEOUT_MS,
@@ -249,7 +293,7 @@ class FastLogin:
         device_cookie = cookies.get(devices.COOKIE_NAME)
         if SESSION_COOKIE in cookies or not binding or len(binding) > 100 or not device_cookie:
             raise Fallback
-        device_token = devices.browser_token(device_cookie)
+        device_token = devices.browser_token(device_cookie, key=self.secret_key)
         if device_token is None:
             raise Fallback
         try:
@@ -269,13 +313,18 @@ class FastLogin:
             raise Fallback from None
         # Committed: from here on nothing may hand the request to Flask (it would log in twice).
         environ[COMMITTED] = True
-        events.announce_login(login_row, username)
+        events.announce_login(login_row, username, self.log_target)
         PASSKEY_CEREMONIES.labels("authentication", "success").inc()
         # url_for's paths carry the mount point (SCRIPT_NAME) of the request; ours are built
         # once without it.
         target = environ.get("SCRIPT_NAME", "").rstrip("/") + target
         return self._response(
-            {"redirect": safe_next(next_url) or target}, self._login_cookies(token, device_cookie)
+            {"redirect": safe_next(next_url) or target},
+            [
+                self.cookies.session(token),
+                self.cookies.device(device_cookie),
+                self.drop_flask_session,
+            ],
         )
 
     def _transaction(
@@ -286,52 +335,19 @@ class FastLogin:
         ip: str,
         agent: str,
     ) -> tuple[str, dict[str, Any], str, str]:
-        pending = self.store.peek(assertion.challenge)
-        if (
-            pending is None
-            or pending.purpose != "login"
-            or pending.binding != service.binding_hash(binding)
-        ):
-            raise Fallback
         with self.raw.transaction() as cursor:
-            target, user_id, username, device_id = self._login(
-                cursor, assertion, pending, device_token, ip
-            )
-            token, session_row = session_store.new_session_row(
-                user_id,
-                method="passkey",
-                amr=AMR["passkey"],
-                ip=ip,
-                user_agent=agent,
-                lifetimes=session_store.Lifetimes(
-                    idle=self.settings.session_idle, absolute=self.settings.session_absolute
-                ),
-                device_id=device_id,
-            )
-            self.open_session.execute(cursor, session_row)
-            login_row = events.login_row(
-                method="passkey",
-                outcome="success",
-                reason="",
-                user_id=user_id,
-                username_attempt="",
-                ip=ip,
-                agent=agent,
-                device_id=device_id,
-            )
-            self.record_login.execute(cursor, login_row)
-        return token, login_row, target, username
+            checked = self._check(cursor, assertion, device_token, ip)
+            token, login_row = self._write(cursor, assertion, checked, binding, ip, agent)
+        return token, login_row, checked.target, checked.username
 
-    def _login(
-        self,
-        cursor: Any,
-        assertion: authentication.Assertion,
-        pending: Pending,
-        device_token: str,
-        ip: str,
-    ) -> tuple[str, int, str, int]:
-        """Reads, checks and the first writes; Fallback (rolled back) unless all is plain."""
-        row = self.candidate.first(cursor, {"credential_id": assertion.credential_id})
+    def _check(
+        self, cursor: Any, assertion: authentication.Assertion, device_token: str, ip: str
+    ) -> _Checked:
+        """The reads and the checks, nothing written; Fallback unless all is plain."""
+        row = self.read_login.first(
+            cursor,
+            {"credential_id": assertion.credential_id, "cookie": devices.token_hash(device_token)},
+        )
         if row is None:
             raise Fallback
         (
@@ -351,14 +367,23 @@ class FastLogin:
             activated_at,
             locked_at,
             certified_at,
+            device_id,
+            last_seen_at,
+            last_device_ip,
+            membership_status,
+            certification_asked,
         ) = row
-        if (pending.user_id is not None and pending.user_id != user_id) or cloned_at is not None:
+        if cloned_at is not None or review_required:
             raise Fallback
-        if review_required or activated_at is None or locked_at is not None:
+        if activated_at is None or locked_at is not None:
             raise Fallback
+        if device_id is None:
+            raise Fallback  # a new device: the view sends the alert e-mail
         try:
+            # A discoverable ceremony (the only kind this path starts): the userHandle must be
+            # the owner's. A username-first one fails to spend below and goes to the view.
             verified = authentication.verify_assertion(
-                rp=service.relying_party(),
+                rp=self.rp,
                 assertion=assertion,
                 expected_challenge=assertion.challenge,
                 stored=authentication.StoredCredential(
@@ -367,23 +392,23 @@ class FastLogin:
                     backup_eligible=backup_eligible,
                     owner_user_handle=user_handle,
                 ),
-                require_user_handle=pending.user_id is None,
+                require_user_handle=True,
             )
         except Exception:
             raise Fallback from None
-        known = self.device.first(
-            cursor, {"user_id": user_id, "cookie": devices.token_hash(device_token)}
-        )
-        if known is None:
-            raise Fallback  # a new device: the view sends the alert e-mail
-        device_id, last_seen_at, last_device_ip = known
-        target = self._target(cursor, user_id, role, certified_at)
-
+        endpoint = None
+        if role == "employer":
+            endpoint = onboarding_endpoint(
+                membership_status,
+                certified=certified_at is not None,
+                asked=lambda: True if certification_asked else None,
+            )
         now = utcnow()
+        use = None
         if service.use_to_record(
             sign_count, backup_state, last_used_ip, last_used_at, verified, ip, now
         ):
-            values = {
+            use = {
                 "pk": pk,
                 "seen": sign_count,
                 "count": verified.new_sign_count,
@@ -391,25 +416,54 @@ class FastLogin:
                 "now": now,
                 "ip": ip,
             }
-            if self.record_use.rowcount(cursor, values) != 1:
-                raise Fallback  # a concurrent login moved the counter: the view judges it
-        if not self.store.spend(assertion.challenge):
-            raise Fallback  # spent by a concurrent verify: the view refuses this one
+        touch = None
         if devices.touch_due(last_device_ip, last_seen_at, ip, now):
-            self.touch_device.execute(cursor, {"pk": device_id, "now": now, "ip": ip})
-        return target, user_id, username, device_id
+            touch = {"pk": device_id, "now": now, "ip": ip}
+        return _Checked(self._path(endpoint or ESPACE), user_id, username, device_id, use, touch)
 
-    def _target(self, cursor: Any, user_id: int, role: str, certified_at: Any) -> str:
-        """``onboarding_target`` or the espace, as the view's ``complete_login`` decides."""
-        endpoint = None
-        if role == "employer":
-            status_row = self.membership.first(cursor, {"user_id": user_id})
-            endpoint = onboarding_endpoint(
-                status_row[0] if status_row else None,
-                certified=certified_at is not None,
-                asked=lambda: self.certification.first(cursor, {"user_id": user_id}),
-            )
-        return self._path(endpoint or ESPACE)
+    def _write(
+        self,
+        cursor: Any,
+        assertion: authentication.Assertion,
+        checked: _Checked,
+        binding: str,
+        ip: str,
+        agent: str,
+    ) -> tuple[str, dict[str, Any]]:
+        """The counter's compare-and-set, the ceremony spent, the device, session and login
+        event; Fallback (the caller rolls back) on a lost race."""
+        if checked.use is not None and self.record_use.rowcount(cursor, checked.use) != 1:
+            raise Fallback  # a concurrent login moved the counter: the view judges it
+        # The ceremony is checked and spent in one step: it must be a discoverable login
+        # begun in this browser, live, and not spent by a concurrent verify (which the view
+        # then refuses); anything else goes to the view.
+        expected = Pending("login", None, service.binding_hash(binding))
+        if not self.store.spend_pending(assertion.challenge, expected):
+            raise Fallback
+        if checked.touch is not None:
+            self.touch_device.execute(cursor, checked.touch)
+        token, session_row = session_store.new_session_row(
+            checked.user_id,
+            method="passkey",
+            amr=AMR["passkey"],
+            ip=ip,
+            user_agent=agent,
+            lifetimes=self.lifetimes,
+            device_id=checked.device_id,
+        )
+        self.open_session.execute(cursor, session_row)
+        login_row = events.login_row(
+            method="passkey",
+            outcome="success",
+            reason="",
+            user_id=checked.user_id,
+            username_attempt="",
+            ip=ip,
+            agent=agent,
+            device_id=checked.device_id,
+        )
+        self.record_login.execute(cursor, login_row)
+        return token, login_row
 
     def _path(self, endpoint: str) -> str:
         path = self.paths.get(endpoint)
@@ -420,38 +474,6 @@ class FastLogin:
                 path = url_for(endpoint)
             self.paths = {**self.paths, endpoint: path}
         return path
-
-    def _login_cookies(self, token: str, device_cookie: str) -> list[tuple[str, str]]:
-        """The cookies the views set on a login: session, device (its lifetime renewed), and
-        Flask's own session cookie dropped (the anonymous browser's CSRF secret)."""
-        secure = self.settings.secure_cookies
-        return [
-            (
-                "Set-Cookie",
-                dump_cookie(
-                    SESSION_COOKIE,
-                    token,
-                    httponly=True,
-                    secure=secure,
-                    samesite="Lax",
-                    path="/",
-                    domain=self.settings.cookie_domain,
-                ),
-            ),
-            (
-                "Set-Cookie",
-                dump_cookie(
-                    devices.COOKIE_NAME,
-                    device_cookie,
-                    max_age=devices.COOKIE_MAX_AGE,
-                    httponly=True,
-                    secure=secure,
-                    samesite="Lax",
-                    path="/",
-                ),
-            ),
-            self.drop_flask_session,
-        ]
 
 
 def _dropped_flask_session(app: Flask) -> tuple[str, str]:
@@ -474,3 +496,62 @@ def install(app: Flask) -> None:
     fast = FastLogin(app, app.wsgi_app)
     app.extensions[EXTENSION_KEY] = fast
     app.wsgi_app = fast  # type: ignore[method-assign]
+
+
+class _Cookies:
+    """The ``Set-Cookie`` values of a login, as the views' ``dump_cookie`` writes them.
+
+    Only the value changes from one login to the next (and the device cookie's expiry date,
+    by the second): the rest is written once by werkzeug and reused. A value that would
+    need quoting (never one of ours: base64url and itsdangerous output) goes through
+    werkzeug again."""
+
+    PLAIN = re.compile(r"[A-Za-z0-9_.\-]+")
+
+    def __init__(self, settings: Any) -> None:
+        self.secure = settings.secure_cookies
+        self.domain = settings.cookie_domain
+        self._session = self._dump_session("")
+        self._device_second = -1
+        self._device = ""
+
+    def _dump_session(self, value: str) -> str:
+        return dump_cookie(
+            SESSION_COOKIE,
+            value,
+            httponly=True,
+            secure=self.secure,
+            samesite="Lax",
+            path="/",
+            domain=self.domain,
+        )
+
+    def _dump_device(self, value: str) -> str:
+        return dump_cookie(
+            devices.COOKIE_NAME,
+            value,
+            max_age=devices.COOKIE_MAX_AGE,
+            httponly=True,
+            secure=self.secure,
+            samesite="Lax",
+            path="/",
+        )
+
+    def session(self, token: str) -> tuple[str, str]:
+        if not self.PLAIN.fullmatch(token):
+            return ("Set-Cookie", self._dump_session(token))
+        return ("Set-Cookie", _with_value(self._session, SESSION_COOKIE, token))
+
+    def device(self, value: str) -> tuple[str, str]:
+        """The device cookie with its lifetime renewed (its Expires date is this second's)."""
+        if not self.PLAIN.fullmatch(value):
+            return ("Set-Cookie", self._dump_device(value))
+        second = int(time.time())
+        if second != self._device_second:
+            self._device, self._device_second = self._dump_device(""), second
+        return ("Set-Cookie", _with_value(self._device, devices.COOKIE_NAME, value))
+
+
+def _with_value(template: str, name: str, value: str) -> str:
+    """``name=; attributes`` → ``name=value; attributes``."""
+    return f"{name}={value}{template[len(name) + 1 :]}"

@@ -44,9 +44,12 @@ BINDING_COOKIE = "authserver_ceremony"
 DECOY_LOGIN = "login-decoy"
 
 
+RP_NAME = "France Travail Pro"
+
+
 def relying_party() -> RelyingParty:
     config = settings()
-    return RelyingParty(id=config.rp_id, name="France Travail Pro", origins=config.origins)
+    return RelyingParty(id=config.rp_id, name=RP_NAME, origins=config.origins)
 
 
 def store() -> ChallengeStore:

@@ -43,6 +43,7 @@ _SAVE = (
 )
 _PEEK = "SELECT purpose, user_id, binding, expires_at FROM ceremonies WHERE challenge_hash = ?"
 _SPEND = "DELETE FROM ceremonies WHERE challenge_hash = ?"
+_SPEND_PENDING = _SPEND + " AND purpose = ? AND user_id IS ? AND binding = ? AND expires_at > ?"
 _CONSUME = _SPEND + " RETURNING purpose, user_id, binding, expires_at"
 _SWEEP = "DELETE FROM ceremonies WHERE expires_at < ?"
 
@@ -98,6 +99,10 @@ class SidecarChallengeStore:
 
     def spend(self, challenge: bytes) -> bool:
         return self._db().execute(_SPEND, (challenge_key(challenge),)).rowcount == 1
+
+    def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
+        values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
+        return self._db().execute(_SPEND_PENDING, (*values, time.time())).rowcount == 1
 
     def consume(self, challenge: bytes) -> Pending | None:
         cursor = self._db().execute(_CONSUME, (challenge_key(challenge),))

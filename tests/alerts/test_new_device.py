@@ -254,3 +254,23 @@ def test_the_alert_raises_a_low_priority_console_alert(app, smtp):
     assert event.details["browser"] == "Edge 131"
     assert event.details["system"] == "Windows 10"
     assert event.details["device_id"] == devices_of(app)[-1].id
+
+
+def test_a_device_cookie_is_checked_once_and_a_forged_one_never_remembered():
+    """Genuine cookies' answers are cached per worker (the login hot path); forged ones are
+    refused every time and take no room in the cache, so they cannot push genuine ones out."""
+    from authserver.alerts import devices
+
+    key = "test-secret-key-0123456789abcdef"
+    token = "t" * 43
+    genuine = URLSafeSerializer(key, salt="authserver.device-cookie").dumps(token)
+    devices._checked.cache_clear()
+    assert devices.browser_token(genuine, key=key) == token
+    assert devices.browser_token(genuine, key=key) == token
+    assert devices._checked.cache_info().hits == 1
+    for forged in (genuine[:-1] + ("A" if genuine[-1] != "A" else "B"), "x.y", genuine + "0"):
+        assert devices.browser_token(forged, key=key) is None
+    assert devices.browser_token(genuine, key="another-key-0123456789abcdef") is None
+    wrong_shape = URLSafeSerializer(key, salt="authserver.device-cookie").dumps("short")
+    assert devices.browser_token(wrong_shape, key=key) is None
+    assert devices._checked.cache_info().currsize == 1

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from authserver.db import get_database
 from authserver.models import AuthSession, Device, LoginEvent, SecurityEvent, WebAuthnCredential
+from authserver.ops import redis_client
 from authserver.webauthn.fastpath import EXTENSION_KEY, FastLogin
 from tests.webauthn.test_api import (
     USER,
@@ -85,7 +86,13 @@ def fast_app(request: pytest.FixtureRequest, make_app: Any) -> Flask:
     from tests.conftest import fresh_pg_url
 
     url = fresh_pg_url(request.getfixturevalue("postgres"), request.getfixturevalue("pg_template"))
-    return make_app(url, AUTHSERVER_REDIS_URL=request.getfixturevalue("redis_server").url)
+    redis_url = request.getfixturevalue("redis_server").url
+    # The Redis server lives as long as the test session: start from empty counters (20
+    # sign-ups per hour per address), as a fresh database does.
+    client = redis_client(redis_url)
+    client.flushdb()
+    client.close()
+    return make_app(url, AUTHSERVER_REDIS_URL=redis_url)
 
 
 @pytest.fixture
@@ -311,3 +318,93 @@ def test_behind_a_mount_point_the_redirect_is_the_views(fast_app, enrolled, auth
         enrolled.logout()
     assert redirects[0] == redirects[1]
     assert redirects[0].startswith("/portail/")
+
+
+ONBOARDING = {
+    "no establishment": (None, False, False),
+    "waiting for the administrator": ("pending", False, False),
+    "refused": ("refused", False, False),
+    "member, not certified": ("active", False, False),
+    "member, certification asked": ("active", True, False),
+    "member, certified": ("active", False, True),
+}
+
+
+@pytest.mark.parametrize("state", list(ONBOARDING))
+def test_each_onboarding_step_is_where_the_views_send_the_employer(fast_app, enrolled, auth, state):
+    """The fast path reads the onboarding state in its one statement: the same target."""
+    from authserver.models import CertificationRequest, Establishment, Membership, User, utcnow
+
+    status, asked, certified = ONBOARDING[state]
+    with get_database(fast_app).session_scope() as session:
+        user = session.scalars(select(User)).one()
+        assert user.role == "employer"
+        if status is not None:
+            place = Establishment(siret="73282932000074", siren="732829320", name="Boulangerie")
+            session.add(place)
+            session.flush()
+            session.add(Membership(user_id=user.id, establishment_id=place.id, status=status))
+        if asked:
+            session.add(CertificationRequest(user_id=user.id, method="counselor"))
+        if certified:
+            user.certified_at = utcnow()
+    redirects = []
+    for enabled in (True, False):
+        fast(fast_app).enabled = enabled
+        with Counted(fast_app) as counted:
+            response = enrolled.login_verify(auth.assert_(enrolled.login_options()))
+        assert response.status_code == 200, response.get_json()
+        assert counted.answered == (2 if enabled else 0)
+        redirects.append(response.get_json()["redirect"])
+        enrolled.logout()
+    assert redirects[0] == redirects[1]
+
+
+def test_a_username_first_login_is_verified_by_the_views(fast_app, enrolled, auth):
+    """Its ceremony names the user: the fast path, which checks and spends only discoverable
+    ones, hands the verify over unspent, and the view logs in."""
+    options = _handed(
+        fast_app, lambda: enrolled.client.post("/webauthn/login/options", json={"username": USER})
+    )
+    credential = auth.assert_(options.get_json())
+    response = _handed(fast_app, lambda: enrolled.login_verify(credential))
+    assert response.status_code == 200, response.get_json()
+    assert enrolled.logged_in()
+    (event,) = rows(fast_app, LoginEvent, LoginEvent.method == "passkey")
+    assert event.outcome == "success"
+
+
+def test_the_fast_path_logs_to_its_own_apps_security_log(make_app, smtp, tmp_path):
+    """It runs outside any app context: its line still goes where its app's settings say,
+    not to the app configured last in the process."""
+    import json
+
+    target = tmp_path / "security.jsonl"
+    app = make_app(AUTHSERVER_SECURITY_LOG=str(target))
+    auth = authenticator()
+    browser = enroll(app, smtp, auth)
+    make_app(AUTHSERVER_SECURITY_LOG="off")  # configured last
+    with Counted(app) as counted:
+        assert browser.login(auth).status_code == 200
+    assert counted.answered == 2
+    logins = [json.loads(line) for line in target.read_text().splitlines()]
+    last = [e for e in logins if e["event"] == "login"][-1]
+    assert (last["account"], last["method"], last["outcome"]) == (USER, "passkey", "success")
+
+
+def test_with_the_security_log_off_no_line_is_built(make_app, smtp, monkeypatch):
+    from authserver.alerts import events
+    from authserver.alerts.security_log import _router as security_router
+
+    app = make_app(AUTHSERVER_SECURITY_LOG="off")
+    auth = authenticator()
+    browser = enroll(app, smtp, auth)
+    logger = events.security_log
+    # Nobody else listens (pytest's log capture may have joined the router).
+    monkeypatch.setattr(logger, "handlers", [h for h in logger.handlers if h is security_router])
+    written: list[Any] = []
+    monkeypatch.setattr(logger, "info", lambda *a, **k: written.append(a))
+    with Counted(app) as counted:
+        assert browser.login(auth).status_code == 200
+    assert counted.answered == 2
+    assert written == []
