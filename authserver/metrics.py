@@ -11,8 +11,8 @@ Throttling is counted here, in one place: every 429 the application answers coun
 metrics code. Code that throttles without answering 429 (a silent limit) calls
 ``THROTTLED.labels(kind).inc()`` itself; that request is then not counted a second time.
 
-Access log: one JSON line per request (``AUTHSERVER_ACCESS_LOG``: ``off``, ``stdout`` or a
-file), written here for Flask and by the forward-auth fast path with :func:`log_access`.
+Access log (accesslog.py): one JSON line per request, written here for Flask and by the
+fast paths (forward-auth, passkey login) through :class:`FastObserver`.
 The liveness and readiness probes (``/healthz``, ``/readyz``) are not logged: a load
 balancer asks them every few seconds and they would drown the real traffic; their latency
 is still in the histogram, and a failing ``/readyz`` logs its cause as a warning.
@@ -20,12 +20,9 @@ is still in the histogram, and a failing ``/readyz`` logs its cause as a warning
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
@@ -38,6 +35,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import case, func, select
+
+from authserver.accesslog import access_log
 
 LOGINS = Counter("authserver_logins_total", "Login attempts", ["method", "outcome"])
 PASSKEY_CEREMONIES = Counter(
@@ -142,56 +141,6 @@ def registry_for(app: Flask) -> CollectorRegistry:
     return registry
 
 
-_ACCESS_LOGGERS: dict[str, logging.Logger] = {}
-
-
-def access_logger() -> logging.Logger | None:
-    """The JSON access logger for ``AUTHSERVER_ACCESS_LOG`` (``stdout`` or a path), or None."""
-    target = os.environ.get("AUTHSERVER_ACCESS_LOG", "off")
-    if target == "off":
-        return None
-    logger = _ACCESS_LOGGERS.get(target)
-    if logger is None:
-        name = "authserver.access" if target == "stdout" else f"authserver.access:{target}"
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            handler: logging.Handler = (
-                logging.StreamHandler(sys.stdout)
-                if target == "stdout"
-                else logging.FileHandler(target, encoding="utf-8")
-            )
-            logger.addHandler(handler)
-            logger.setLevel(logging.INFO)
-            logger.propagate = False
-        _ACCESS_LOGGERS[target] = logger
-    return logger
-
-
-def log_access(
-    logger: logging.Logger,
-    method: str,
-    route: str,
-    status: int,
-    elapsed: float,
-    ip: str | None,
-    user_agent: str | None,
-) -> None:
-    """One access line: the route pattern, never the path (paths carry link tokens)."""
-    logger.info(
-        json.dumps(
-            {
-                "time": datetime.now(timezone.utc).isoformat(),
-                "method": method,
-                "route": route,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "ip": ip,
-                "user_agent": (user_agent or "")[:256],
-            }
-        )
-    )
-
-
 class FastObserver:
     """What the after-request hook below does for a request answered before Flask (a fast
     path): the latency metric under the view's endpoint name, and the same access line."""
@@ -199,13 +148,12 @@ class FastObserver:
     def __init__(self, endpoint: str, method: str, route: str) -> None:
         self.latency = REQUEST_LATENCY.labels(endpoint, method)
         self.route = route
-        self.access_log = access_logger()
+        self.access_log = access_log()
 
     def __call__(self, environ: dict[str, Any], status: int, elapsed: float) -> None:
         self.latency.observe(elapsed)
         if self.access_log is not None:
-            log_access(
-                self.access_log,
+            self.access_log.write(
                 environ["REQUEST_METHOD"],
                 self.route,
                 status,
@@ -222,7 +170,7 @@ def init_app(app: Flask) -> None:
     def _start_timer() -> None:
         g.request_started = time.perf_counter()
 
-    access_log = access_logger()
+    log = access_log()
 
     @app.after_request
     def _observe(response: Response) -> Response:
@@ -234,9 +182,8 @@ def init_app(app: Flask) -> None:
         elapsed = time.perf_counter() - started
         endpoint = request.endpoint or "unmatched"
         REQUEST_LATENCY.labels(endpoint, request.method).observe(elapsed)
-        if access_log is not None and endpoint not in PROBES:
-            log_access(
-                access_log,
+        if log is not None and endpoint not in PROBES:
+            log.write(
                 request.method,
                 request.url_rule.rule if request.url_rule else "unmatched",
                 response.status_code,

@@ -249,3 +249,35 @@ def actions_factory(smtp):
     from tests.conftest import Actions
 
     return lambda app: Actions(app.test_client(), smtp)
+
+
+@pytest.mark.parametrize(
+    ("ip", "user_agent"),
+    [
+        ("127.0.0.1", "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"),
+        (None, None),
+        ("2001:db8::1", 'un "agent" \\ bizarre\u00e9\u2028\x07' + "x" * 300),
+    ],
+)
+def test_an_access_line_is_the_json_of_its_fields(ip, user_agent):
+    """Written without json.dumps (hot path): the very text json.dumps gives."""
+    import io
+
+    from authserver.accesslog import AccessLog
+
+    stream = io.StringIO()
+    AccessLog(stream).write("POST", "/webauthn/login/verify", 200, 0.0012345, ip, user_agent)
+    line = stream.getvalue()
+    assert line.endswith("\n") and line.count("\n") == 1
+    fields = json.loads(line)
+    assert line[:-1] == json.dumps(
+        {
+            "time": fields["time"],
+            "method": "POST",
+            "route": "/webauthn/login/verify",
+            "status": 200,
+            "duration_ms": 1.23,
+            "ip": ip,
+            "user_agent": (user_agent or "")[:256],
+        }
+    )

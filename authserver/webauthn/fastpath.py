@@ -113,6 +113,27 @@ class Fallback(Exception):
     """Not the usual case: the Flask view answers (nothing was written)."""
 
 
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._\-]*")
+
+
+def _cookies(header: str) -> dict[str, str]:
+    """The request's cookies, as werkzeug's ``parse_cookie`` reads them (the first of a
+    name wins). Ours are plain tokens, read here; a header with anything else (quotes,
+    escapes, spaces inside a value, non-ASCII) is werkzeug's to read."""
+    found: dict[str, str] = {}
+    if header.isascii():
+        for part in header.split(";"):
+            name, _, value = part.partition("=")
+            name = name.strip()
+            if name and name not in found:
+                found[name] = value = value.strip()
+                if not _PLAIN_VALUE.fullmatch(value):
+                    break
+        else:
+            return found
+    return dict(parse_cookie(header).items())
+
+
 def _json(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body)
@@ -136,7 +157,7 @@ class FastLogin:
         # Flask runs its first-request hooks (workers started lazily) on the first request.
         self.warm = False
         database = get_database(app)
-        self.raw = RawConnections(database.engine)
+        self.raw = RawConnections(database.engine, short_waits=True)
         self.read_login = self.raw.prepare(LOGIN_ROW)
         self.touch_device = self.raw.prepare(devices.TOUCH)
         self.record_use = self.raw.prepare(service.RECORD_USE)
@@ -237,7 +258,7 @@ class FastLogin:
         username = _json(body).get("username")
         if username is not None and (not isinstance(username, str) or username.strip()):
             raise Fallback  # username-first (or invalid): the view
-        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        cookies = _cookies(environ.get("HTTP_COOKIE", ""))
         token = cookies.get(service.BINDING_COOKIE)
         fresh = not token or len(token) > 100
         if fresh:
@@ -288,7 +309,7 @@ class FastLogin:
             or FORBIDDEN_CHARACTERS.search(next_url)
         ):
             raise Fallback
-        cookies = parse_cookie(environ.get("HTTP_COOKIE", ""))
+        cookies = _cookies(environ.get("HTTP_COOKIE", ""))
         binding = cookies.get(service.BINDING_COOKIE)
         device_cookie = cookies.get(devices.COOKIE_NAME)
         if SESSION_COOKIE in cookies or not binding or len(binding) > 100 or not device_cookie:
@@ -337,6 +358,7 @@ class FastLogin:
     ) -> tuple[str, dict[str, Any], str, str]:
         with self.raw.transaction() as cursor:
             checked = self._check(cursor, assertion, device_token, ip)
+            self.raw.begin_write(cursor)
             token, login_row = self._write(cursor, assertion, checked, binding, ip, agent)
         return token, login_row, checked.target, checked.username
 

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from authserver.rawsql import retry_busy
 from authserver.webauthn.challenges import Pending, challenge_key
 
 SCHEMA = (
@@ -66,56 +67,57 @@ class SidecarChallengeStore:
         whose files cannot be opened still starts, and answers 503 where they are needed."""
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
+            # No busy timeout: each statement waits for the file's lock in retry_busy's
+            # short steps instead of SQLite's 1, 2, 5… ms sleeps.
             connection = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=OFF")
-            for statement in SCHEMA:
-                connection.execute(statement)
+            for statement in ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=OFF", *SCHEMA):
+                retry_busy(lambda statement=statement: connection.execute(statement))
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
         return connection
 
+    def _run(self, sql: str, values: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """One autocommit statement (safe to try again while the file is locked)."""
+        db = self._db()
+        return retry_busy(lambda: db.execute(sql, values))
+
     def save(self, challenge: bytes, pending: Pending, ttl: int) -> None:
         now = time.time()
-        db = self._db()
         if random.random() < 0.02:  # sweep expired ceremonies now and then
-            db.execute(_SWEEP, (now,))
-        db.execute(
-            _SAVE,
-            (
-                challenge_key(challenge),
-                pending.purpose,
-                pending.user_id,
-                pending.binding,
-                now + ttl,
-            ),
-        )
+            self._run(_SWEEP, (now,))
+        values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
+        self._run(_SAVE, (*values, now + ttl))
 
     def peek(self, challenge: bytes) -> Pending | None:
-        return _live(self._db().execute(_PEEK, (challenge_key(challenge),)).fetchone())
+        return _live(self._run(_PEEK, (challenge_key(challenge),)).fetchone())
 
     def spend(self, challenge: bytes) -> bool:
-        return self._db().execute(_SPEND, (challenge_key(challenge),)).rowcount == 1
+        return self._run(_SPEND, (challenge_key(challenge),)).rowcount == 1
 
     def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
         values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
-        return self._db().execute(_SPEND_PENDING, (*values, time.time())).rowcount == 1
+        return self._run(_SPEND_PENDING, (*values, time.time())).rowcount == 1
 
     def consume(self, challenge: bytes) -> Pending | None:
-        cursor = self._db().execute(_CONSUME, (challenge_key(challenge),))
-        row = cursor.fetchone()
-        cursor.close()  # the DELETE … RETURNING is done once its cursor is closed
-        return _live(row)
+        db = self._db()
+
+        def delete_returning() -> tuple[str, int | None, bytes, float] | None:
+            cursor = db.execute(_CONSUME, (challenge_key(challenge),))
+            row = cursor.fetchone()
+            cursor.close()  # the DELETE … RETURNING is done once its cursor is closed
+            return row  # type: ignore[no-any-return]
+
+        return _live(retry_busy(delete_returning))
 
     def expire_all(self) -> None:
         """For tests: every pending ceremony is now past its time."""
-        self._db().execute("UPDATE ceremonies SET expires_at = ?", (time.time() - 1,))
+        self._run("UPDATE ceremonies SET expires_at = ?", (time.time() - 1,))
 
     def pending_count(self) -> int:
-        return int(self._db().execute("SELECT count(*) FROM ceremonies").fetchone()[0])
+        return int(self._run("SELECT count(*) FROM ceremonies").fetchone()[0])
 
     def dispose(self) -> None:
         with self._lock:

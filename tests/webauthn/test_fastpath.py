@@ -408,3 +408,26 @@ def test_with_the_security_log_off_no_line_is_built(make_app, smtp, monkeypatch)
         assert browser.login(auth).status_code == 200
     assert counted.answered == 2
     assert written == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "authserver_ceremony=abc-_; authserver_device=x.y.z",
+        " a = 1 ;b=2;a=3",
+        "a=1; b",
+        "=b; c=d",
+        'a="q\\"x"; b=2',
+        "a=b=c",
+        "a=1 2",
+        "a=%20x",
+        "\u00e9=1".encode().decode("latin-1"),  # as WSGI gives a UTF-8 header
+    ],
+)
+def test_cookies_are_read_as_werkzeug_reads_them(header):
+    from werkzeug.http import parse_cookie
+
+    from authserver.webauthn.fastpath import _cookies
+
+    assert _cookies(header) == dict(parse_cookie(header).items())
