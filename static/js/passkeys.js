@@ -44,7 +44,7 @@ async function startConditionalCreate() {
   const done = webauthn
     .register({ conditional: true, signal: webauthn.timeoutSignal(controller) })
     .then(() => {
-      window.location.assign(button.dataset.next || "/account/passkeys");
+      window.location.assign(button.dataset.next || new URL("../../account/passkeys", import.meta.url).pathname);
     })
     .catch(() => {
       /* no passkey saved silently: the buttons remain */
@@ -67,7 +67,7 @@ async function registerPasskey() {
   const controller = new AbortController();
   try {
     await webauthn.register({ signal: webauthn.timeoutSignal(controller) });
-    window.location.assign(button.dataset.next || "/account/passkeys");
+    window.location.assign(button.dataset.next || new URL("../../account/passkeys", import.meta.url).pathname);
   } catch (error) {
     webauthn.showMessage(message, webauthn.frenchMessage(error));
     button.disabled = false;

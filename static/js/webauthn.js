@@ -131,6 +131,14 @@ function fetchSignal(signal) {
   return { signal: controller.signal, done };
 }
 
+// The JSON API sits beside this file's folder (static/js/ → webauthn/): the same under a
+// mount point (a proxy's /portail/), where root-absolute paths would miss the app.
+const API_ROOT = new URL("../../webauthn/", import.meta.url);
+
+export function api(call) {
+  return new URL(call, API_ROOT).pathname;
+}
+
 export async function postJSON(url, body, { signal } = {}) {
   const call = fetchSignal(signal);
   let response;
@@ -193,7 +201,7 @@ export async function register({ name, conditional = false, signal } = {}) {
   // The server verifies a conditional create without UP/UV (the browser asks for neither),
   // so it must know which kind of ceremony this challenge is for.
   const optionsJSON = await postJSON(
-    "/webauthn/register/options",
+    api("register/options"),
     conditional ? { mediation: "conditional" } : {},
     { signal },
   );
@@ -205,12 +213,12 @@ export async function register({ name, conditional = false, signal } = {}) {
   if (name) body.name = name;
   // The authenticator made the passkey: let the server store it even if the page's signal
   // fires now (only the call's own timeout applies).
-  return postJSON("/webauthn/register/verify", body);
+  return postJSON(api("register/verify"), body);
 }
 
 export async function authenticate({ username, conditional = false, signal, next } = {}) {
   const optionsJSON = await postJSON(
-    "/webauthn/login/options",
+    api("login/options"),
     username ? { username } : {},
     { signal },
   );
@@ -221,7 +229,7 @@ export async function authenticate({ username, conditional = false, signal, next
   const body = { credential: credentialToJSON(credential) };
   if (next) body.next = next;
   try {
-    return await postJSON("/webauthn/login/verify", body); // as above: only its own timeout
+    return await postJSON(api("login/verify"), body); // as above: only its own timeout
   } catch (error) {
     // Which passkey the server refused, for the Signal API (see signalUnknown).
     error.credentialId = credential.id;

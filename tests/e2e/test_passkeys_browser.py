@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -31,6 +32,7 @@ from tests.e2e.helpers import (
     CONDITIONAL_CREATE_STARTED,
     CONDITIONAL_GETS,
     CONDITIONAL_STARTED,
+    HAS_CONDITIONAL_GET,
     MODAL_CREATE_STARTED,
     SIGNALS_DONE,
     UNKNOWN_SIGNALLED_ON_LOGIN,
@@ -518,3 +520,45 @@ def test_a_server_that_does_not_answer_does_not_leave_the_page_waiting(page, ser
     message.wait_for(state="visible")
     assert message.inner_text().startswith("Délai dépassé")
     assert button.is_enabled()
+
+
+@pytest.mark.e2e
+def test_under_a_mount_point_a_passkey_is_enrolled_and_logs_in(page, make_app, smtp, watch):
+    """Served under /portail (a proxy's prefix, SCRIPT_NAME): the pages' scripts reach the
+    JSON API under the same prefix (a root-absolute /webauthn/… would answer 404)."""
+    from werkzeug.exceptions import NotFound
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    port = free_port()
+    app = make_app(AUTHSERVER_BASE_URL=f"http://localhost:{port}")
+    Actions(app.test_client(), smtp).create_active_account(USERNAME)
+    live = LiveServer(DispatcherMiddleware(NotFound(), {"/portail": app}), port=port).start()
+    site = Site(app, live.url)
+    try:
+        cdp, aid = add_virtual_authenticator(page, transport="internal")
+        page.goto(f"{live.url}/portail/login")
+        page.get_by_label("Identifiant", exact=True).fill(USERNAME)
+        page.get_by_label("Mot de passe", exact=True).fill(PASSWORD)
+        page.get_by_role("button", name="Se connecter", exact=True).click()
+        page.wait_for_url(at("/portail/passkeys/offer"))
+        with page.expect_response(lambda r: r.url.endswith("/register/verify")) as enrolled:
+            page.get_by_role("button", name="Activer", exact=True).click()
+        assert urlsplit(enrolled.value.url).path == "/portail/webauthn/register/verify"
+        page.get_by_role("button", name="Se déconnecter").wait_for()
+        assert len(credentials(cdp, aid)) == 1 and len(site.passkeys()) == 1
+
+        set_presence(cdp, aid, False)  # the login page's autofill request stays pending
+        page.get_by_role("button", name="Se déconnecter").click()
+        page.wait_for_url(at("/portail/login"))
+        if page.evaluate(HAS_CONDITIONAL_GET):
+            page.wait_for_function(CONDITIONAL_STARTED)
+        set_presence(cdp, aid, True)
+        with page.expect_response(lambda r: r.url.endswith("/login/verify")) as verified:
+            page.get_by_role("button", name="Se connecter sans mot de passe", exact=True).click()
+        assert urlsplit(verified.value.url).path == "/portail/webauthn/login/verify"
+        assert verified.value.ok
+        page.get_by_role("button", name="Se déconnecter").wait_for()
+        assert urlsplit(page.url).path.startswith("/portail/")
+        assert len(site.passkey_logins("success")) == 1
+    finally:
+        live.stop()
