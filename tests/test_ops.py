@@ -281,3 +281,22 @@ def test_an_access_line_is_the_json_of_its_fields(ip, user_agent):
             "user_agent": (user_agent or "")[:256],
         }
     )
+
+
+def test_a_started_worker_freezes_the_loaded_app_for_the_collector(app):
+    """authserver serve's post_worker_init: the app's long-lived objects leave the
+    collector's generations (gc.freeze), so full collections no longer walk them."""
+    import gc
+    import signal
+    from types import SimpleNamespace
+
+    from authserver.cli import _worker_started
+
+    previous = signal.getsignal(signal.SIGTERM)
+    gc.unfreeze()
+    try:
+        _worker_started(SimpleNamespace(wsgi=app))
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        signal.signal(signal.SIGTERM, previous)
