@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import and_, bindparam, exists, select
 from webauthn.helpers import bytes_to_base64url
-from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.wrappers import Response
 
 from authserver.alerts import devices, events, security_log
@@ -54,6 +52,11 @@ from authserver.web import clean_ip, clean_user_agent, security_headers
 from authserver.webauthn import authentication, service
 from authserver.webauthn.challenges import DatabaseChallengeStore, Pending
 from authserver.webauthn.credentials import LOGIN_CANDIDATE
+from authserver.webauthn.fastcookies import (
+    LoginCookies,
+    dropped_flask_session,
+    request_cookies,
+)
 from authserver.webauthn.rp import (
     CEREMONY_TIMEOUT_MS,
     CHALLENGE_BYTES,
@@ -113,27 +116,6 @@ class Fallback(Exception):
     """Not the usual case: the Flask view answers (nothing was written)."""
 
 
-_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._\-]*")
-
-
-def _cookies(header: str) -> dict[str, str]:
-    """The request's cookies, as werkzeug's ``parse_cookie`` reads them (the first of a
-    name wins). Ours are plain tokens, read here; a header with anything else (quotes,
-    escapes, spaces inside a value, non-ASCII) is werkzeug's to read."""
-    found: dict[str, str] = {}
-    if header.isascii():
-        for part in header.split(";"):
-            name, _, value = part.partition("=")
-            name = name.strip()
-            if name and name not in found:
-                found[name] = value = value.strip()
-                if not _PLAIN_VALUE.fullmatch(value):
-                    break
-        else:
-            return found
-    return dict(parse_cookie(header).items())
-
-
 def _json(body: bytes) -> dict[str, Any]:
     try:
         value = json.loads(body)
@@ -182,8 +164,8 @@ class FastLogin:
             *security_headers(VERIFY_PATH, https=self.settings.secure_cookies),
             ("Vary", "Cookie"),  # as Flask's: the answer depends on the browser's cookies
         ]
-        self.cookies = _Cookies(self.settings)
-        self.drop_flask_session = _dropped_flask_session(app)
+        self.cookies = LoginCookies(self.settings)
+        self.drop_flask_session = dropped_flask_session(app)
         # How many calls this path answered and handed to Flask (tests, benchmark).
         self.answered = 0
         self.handed = 0
@@ -258,7 +240,7 @@ class FastLogin:
         username = _json(body).get("username")
         if username is not None and (not isinstance(username, str) or username.strip()):
             raise Fallback  # username-first (or invalid): the view
-        cookies = _cookies(environ.get("HTTP_COOKIE", ""))
+        cookies = request_cookies(environ.get("HTTP_COOKIE", ""))
         token = cookies.get(service.BINDING_COOKIE)
         fresh = not token or len(token) > 100
         if fresh:
@@ -309,7 +291,7 @@ class FastLogin:
             or FORBIDDEN_CHARACTERS.search(next_url)
         ):
             raise Fallback
-        cookies = _cookies(environ.get("HTTP_COOKIE", ""))
+        cookies = request_cookies(environ.get("HTTP_COOKIE", ""))
         binding = cookies.get(service.BINDING_COOKIE)
         device_cookie = cookies.get(devices.COOKIE_NAME)
         if SESSION_COOKIE in cookies or not binding or len(binding) > 100 or not device_cookie:
@@ -498,82 +480,7 @@ class FastLogin:
         return path
 
 
-def _dropped_flask_session(app: Flask) -> tuple[str, str]:
-    """Flask's own ``Set-Cookie`` when a view clears its session (always the same)."""
-    interface = app.session_interface
-    response = Response()
-    response.delete_cookie(
-        app.config["SESSION_COOKIE_NAME"],
-        domain=interface.get_cookie_domain(app),
-        path=interface.get_cookie_path(app),
-        secure=interface.get_cookie_secure(app),
-        partitioned=interface.get_cookie_partitioned(app),
-        httponly=interface.get_cookie_httponly(app),
-        samesite=interface.get_cookie_samesite(app),
-    )
-    return ("Set-Cookie", response.headers["Set-Cookie"])
-
-
 def install(app: Flask) -> None:
     fast = FastLogin(app, app.wsgi_app)
     app.extensions[EXTENSION_KEY] = fast
     app.wsgi_app = fast  # type: ignore[method-assign]
-
-
-class _Cookies:
-    """The ``Set-Cookie`` values of a login, as the views' ``dump_cookie`` writes them.
-
-    Only the value changes from one login to the next (and the device cookie's expiry date,
-    by the second): the rest is written once by werkzeug and reused. A value that would
-    need quoting (never one of ours: base64url and itsdangerous output) goes through
-    werkzeug again."""
-
-    PLAIN = re.compile(r"[A-Za-z0-9_.\-]+")
-
-    def __init__(self, settings: Any) -> None:
-        self.secure = settings.secure_cookies
-        self.domain = settings.cookie_domain
-        self._session = self._dump_session("")
-        self._device_second = -1
-        self._device = ""
-
-    def _dump_session(self, value: str) -> str:
-        return dump_cookie(
-            SESSION_COOKIE,
-            value,
-            httponly=True,
-            secure=self.secure,
-            samesite="Lax",
-            path="/",
-            domain=self.domain,
-        )
-
-    def _dump_device(self, value: str) -> str:
-        return dump_cookie(
-            devices.COOKIE_NAME,
-            value,
-            max_age=devices.COOKIE_MAX_AGE,
-            httponly=True,
-            secure=self.secure,
-            samesite="Lax",
-            path="/",
-        )
-
-    def session(self, token: str) -> tuple[str, str]:
-        if not self.PLAIN.fullmatch(token):
-            return ("Set-Cookie", self._dump_session(token))
-        return ("Set-Cookie", _with_value(self._session, SESSION_COOKIE, token))
-
-    def device(self, value: str) -> tuple[str, str]:
-        """The device cookie with its lifetime renewed (its Expires date is this second's)."""
-        if not self.PLAIN.fullmatch(value):
-            return ("Set-Cookie", self._dump_device(value))
-        second = int(time.time())
-        if second != self._device_second:
-            self._device, self._device_second = self._dump_device(""), second
-        return ("Set-Cookie", _with_value(self._device, devices.COOKIE_NAME, value))
-
-
-def _with_value(template: str, name: str, value: str) -> str:
-    """``name=; attributes`` → ``name=value; attributes``."""
-    return f"{name}={value}{template[len(name) + 1 :]}"
