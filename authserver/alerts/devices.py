@@ -26,16 +26,10 @@ COOKIE_NAME = "authserver_device"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers cap persistent cookies at 400 days
 
 
-_SERIALIZERS: dict[str, URLSafeSerializer] = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _serializer(key: str) -> URLSafeSerializer:
     """One per secret key (building one costs more than checking a cookie with it)."""
-    serializer = _SERIALIZERS.get(key)
-    if serializer is None:
-        serializer = URLSafeSerializer(key, salt="authserver.device-cookie")
-        _SERIALIZERS[key] = serializer
-    return serializer
+    return URLSafeSerializer(key, salt="authserver.device-cookie")
 
 
 class _NotGenuine(Exception):
@@ -173,16 +167,21 @@ def remember(user: User) -> DeviceLogin:
     return DeviceLogin(device.id, is_new=True, first_ever=first_ever, device=device)
 
 
+def set_device_cookie_on(response: Response, value: str, secure: bool) -> None:
+    """The device cookie, its lifetime renewed (also written by the login fast path)."""
+    response.set_cookie(
+        COOKIE_NAME,
+        value,
+        max_age=COOKIE_MAX_AGE,
+        httponly=True,
+        secure=secure,
+        samesite="Lax",
+        path="/",
+    )
+
+
 def set_device_cookie(response: Response) -> Response:
     value = g.get("new_device_cookie")
     if value:
-        response.set_cookie(
-            COOKIE_NAME,
-            value,
-            max_age=COOKIE_MAX_AGE,
-            httponly=True,
-            secure=current_app.config["AUTHSERVER"].secure_cookies,
-            samesite="Lax",
-            path="/",
-        )
+        set_device_cookie_on(response, value, current_app.config["AUTHSERVER"].secure_cookies)
     return response

@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import Engine, bindparam, update
-from werkzeug.http import parse_cookie
 
 from authserver.db import get_database
 from authserver.metrics import FastObserver
@@ -31,6 +30,7 @@ from authserver.models import AuthSession, utcnow
 from authserver.rawsql import RawConnections
 from authserver.sessions.login import COOKIE_NAME
 from authserver.sessions.store import TOUCH_EVERY, hash_token
+from authserver.web import read_cookies
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ UNAVAILABLE = (
 
 def answer(app: Flask, cookie_header: str) -> tuple[str, list[tuple[str, str]], bytes]:
     """The forward-auth verdict for a ``Cookie`` header: (status, headers, body)."""
-    token = parse_cookie(cookie_header).get(COOKIE_NAME) if cookie_header else None
+    token = read_cookies(cookie_header).get(COOKIE_NAME) if cookie_header else None
     if not token or len(token) > 100:
         return DENIED
     id_hash = hash_token(token)

@@ -11,6 +11,7 @@ from flask import session as flask_session
 from flask_login import LoginManager
 
 from authserver import db
+from authserver.config import Settings
 from authserver.models import AuthSession, User
 from authserver.sessions import store
 from authserver.web import client_ip, settings, user_agent
@@ -108,19 +109,24 @@ def end_session() -> None:
     g.pop("auth_session", None)
 
 
+def set_session_cookie_on(response: Response, token: str, config: Settings) -> None:
+    """The session cookie (also written by the passkey login fast path, fastcookies.py)."""
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        httponly=True,
+        secure=config.secure_cookies,
+        samesite="Lax",
+        path="/",
+        domain=config.cookie_domain,  # AUTHSERVER_COOKIE_DOMAIN (issue 6)
+    )
+
+
 def _set_cookies(response: Response) -> Response:
     config = current_app.config["AUTHSERVER"]
     token = g.get("new_session_token")
     if token:
-        response.set_cookie(
-            COOKIE_NAME,
-            token,
-            httponly=True,
-            secure=config.secure_cookies,
-            samesite="Lax",
-            path="/",
-            domain=config.cookie_domain,  # AUTHSERVER_COOKIE_DOMAIN (issue 6)
-        )
+        set_session_cookie_on(response, token, config)
     elif g.get("clear_session_cookie") and COOKIE_NAME in request.cookies:
         response.delete_cookie(
             COOKIE_NAME, path="/", domain=config.cookie_domain, httponly=True, samesite="Lax"

@@ -1,39 +1,27 @@
-"""The cookies of the passkey login fast path (fastpath.py): reading the request's, and
-writing a login's ``Set-Cookie`` values exactly as the views' werkzeug calls write them,
-with the work done once (tests/webauthn/test_fastpath.py compares both answers)."""
+"""The ``Set-Cookie`` values of the passkey login fast path (fastpath.py), exactly as the
+views write them: each is taken from the views' own cookie function once, and only its
+value is put in at each login (tests/webauthn/test_fastpath.py compares both answers)."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
 from flask import Flask
-from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.wrappers import Response
 
 from authserver.alerts import devices
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
+from authserver.sessions.login import set_session_cookie_on
+from authserver.web import plain_cookie_value
+from authserver.webauthn import service
 
-_PLAIN_VALUE = re.compile(r"[A-Za-z0-9._\-]*")
 
-
-def request_cookies(header: str) -> dict[str, str]:
-    """The request's cookies, as werkzeug's ``parse_cookie`` reads them (the first of a
-    name wins). Ours are plain tokens, read here; a header with anything else (quotes,
-    escapes, spaces inside a value, non-ASCII) is werkzeug's to read."""
-    found: dict[str, str] = {}
-    if header.isascii():
-        for part in header.split(";"):
-            name, _, value = part.partition("=")
-            name = name.strip()
-            if name and name not in found:
-                found[name] = value = value.strip()
-                if not _PLAIN_VALUE.fullmatch(value):
-                    break
-        else:
-            return found
-    return dict(parse_cookie(header).items())
+def _written(set_on: Any, *args: Any) -> str:
+    """The ``Set-Cookie`` value a views' cookie function writes."""
+    response = Response()
+    set_on(response, *args)
+    return response.headers["Set-Cookie"]
 
 
 def dropped_flask_session(app: Flask) -> tuple[str, str]:
@@ -53,57 +41,36 @@ def dropped_flask_session(app: Flask) -> tuple[str, str]:
 
 
 class LoginCookies:
-    """The ``Set-Cookie`` values of a login, as the views' ``dump_cookie`` writes them.
-
-    Only the value changes from one login to the next (and the device cookie's expiry date,
-    by the second): the rest is written once by werkzeug and reused. A value that would
-    need quoting (never one of ours: base64url and itsdangerous output) goes through
-    werkzeug again."""
-
-    PLAIN = re.compile(r"[A-Za-z0-9_.\-]+")
+    """The cookies of a login. Only the value changes from one login to the next (and the
+    device cookie's expiry date, by the second); a value that would need quoting (never
+    one of ours) is written by the views' function itself."""
 
     def __init__(self, settings: Any) -> None:
-        self.secure = settings.secure_cookies
-        self.domain = settings.cookie_domain
-        self._session = self._dump_session("")
+        self.settings = settings
+        self._session = _written(set_session_cookie_on, "", settings)
         self._device_second = -1
         self._device = ""
 
-    def _dump_session(self, value: str) -> str:
-        return dump_cookie(
-            SESSION_COOKIE,
-            value,
-            httponly=True,
-            secure=self.secure,
-            samesite="Lax",
-            path="/",
-            domain=self.domain,
-        )
-
-    def _dump_device(self, value: str) -> str:
-        return dump_cookie(
-            devices.COOKIE_NAME,
-            value,
-            max_age=devices.COOKIE_MAX_AGE,
-            httponly=True,
-            secure=self.secure,
-            samesite="Lax",
-            path="/",
-        )
-
     def session(self, token: str) -> tuple[str, str]:
-        if not self.PLAIN.fullmatch(token):
-            return ("Set-Cookie", self._dump_session(token))
+        if not plain_cookie_value(token):
+            return ("Set-Cookie", _written(set_session_cookie_on, token, self.settings))
         return ("Set-Cookie", _with_value(self._session, SESSION_COOKIE, token))
 
     def device(self, value: str) -> tuple[str, str]:
         """The device cookie with its lifetime renewed (its Expires date is this second's)."""
-        if not self.PLAIN.fullmatch(value):
-            return ("Set-Cookie", self._dump_device(value))
+        secure = self.settings.secure_cookies
+        if not plain_cookie_value(value):
+            return ("Set-Cookie", _written(devices.set_device_cookie_on, value, secure))
         second = int(time.time())
         if second != self._device_second:
-            self._device, self._device_second = self._dump_device(""), second
+            self._device = _written(devices.set_device_cookie_on, "", secure)
+            self._device_second = second
         return ("Set-Cookie", _with_value(self._device, devices.COOKIE_NAME, value))
+
+    def binding(self, token: str, script_root: str) -> tuple[str, str]:
+        """A new browser's ceremony cookie (rare: once per browser), under the mount point."""
+        secure = self.settings.secure_cookies
+        return ("Set-Cookie", _written(service.set_binding_cookie_on, token, secure, script_root))
 
 
 def _with_value(template: str, name: str, value: str) -> str:

@@ -36,7 +36,6 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import and_, bindparam, exists, select
 from webauthn.helpers import bytes_to_base64url
-from werkzeug.wrappers import Response
 
 from authserver.alerts import devices, events, security_log
 from authserver.db import get_database
@@ -48,15 +47,11 @@ from authserver.rawsql import RawConnections
 from authserver.sessions import store as session_store
 from authserver.sessions.completion import AMR, safe_next
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
-from authserver.web import clean_ip, clean_user_agent, security_headers
+from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
 from authserver.webauthn import authentication, service
 from authserver.webauthn.challenges import DatabaseChallengeStore, Pending
 from authserver.webauthn.credentials import LOGIN_CANDIDATE
-from authserver.webauthn.fastcookies import (
-    LoginCookies,
-    dropped_flask_session,
-    request_cookies,
-)
+from authserver.webauthn.fastcookies import LoginCookies, dropped_flask_session
 from authserver.webauthn.rp import (
     CEREMONY_TIMEOUT_MS,
     CHALLENGE_BYTES,
@@ -240,7 +235,7 @@ class FastLogin:
         username = _json(body).get("username")
         if username is not None and (not isinstance(username, str) or username.strip()):
             raise Fallback  # username-first (or invalid): the view
-        cookies = request_cookies(environ.get("HTTP_COOKIE", ""))
+        cookies = read_cookies(environ.get("HTTP_COOKIE", ""))
         token = cookies.get(service.BINDING_COOKIE)
         fresh = not token or len(token) > 100
         if fresh:
@@ -263,18 +258,8 @@ class FastLogin:
         except Exception:  # the store is down: the view answers (503) and logs it
             log.debug("login options handed to Flask", exc_info=True)
             raise Fallback from None
-        cookies = []
-        if fresh:
-            cookies.append(("Set-Cookie", self._binding_cookie(token, environ)))
+        cookies = [self.cookies.binding(token, environ.get("SCRIPT_NAME", ""))] if fresh else []
         return self._response(options, cookies)
-
-    def _binding_cookie(self, token: str, environ: dict[str, Any]) -> str:
-        """The ``Set-Cookie`` value of ``service.set_binding_cookie_on``."""
-        response = Response()
-        service.set_binding_cookie_on(
-            response, token, self.settings.secure_cookies, environ.get("SCRIPT_NAME", "")
-        )
-        return response.headers["Set-Cookie"]
 
     # ------------------------------------------------------------------ verify
 
@@ -291,7 +276,7 @@ class FastLogin:
             or FORBIDDEN_CHARACTERS.search(next_url)
         ):
             raise Fallback
-        cookies = request_cookies(environ.get("HTTP_COOKIE", ""))
+        cookies = read_cookies(environ.get("HTTP_COOKIE", ""))
         binding = cookies.get(service.BINDING_COOKIE)
         device_cookie = cookies.get(devices.COOKIE_NAME)
         if SESSION_COOKIE in cookies or not binding or len(binding) > 100 or not device_cookie:

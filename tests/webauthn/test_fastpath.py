@@ -428,6 +428,6 @@ def test_with_the_security_log_off_no_line_is_built(make_app, smtp, monkeypatch)
 def test_cookies_are_read_as_werkzeug_reads_them(header):
     from werkzeug.http import parse_cookie
 
-    from authserver.webauthn.fastcookies import request_cookies
+    from authserver.web import read_cookies
 
-    assert request_cookies(header) == dict(parse_cookie(header).items())
+    assert read_cookies(header) == dict(parse_cookie(header).items())
