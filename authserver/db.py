@@ -7,15 +7,19 @@ writer and short write transactions queue instead of failing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 EXTENSION_KEY = "authserver.db"
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -42,8 +46,31 @@ class Database:
         finally:
             session.close()
 
+    def release(self) -> None:
+        """End the thread's session, even when its connection died since its last statement.
+
+        Closing rolls back the open transaction. When the database went away meanwhile
+        (restart, failover) that ROLLBACK fails; nothing is lost, since nothing of it was
+        committed, and the request's answer is already made: the connection is invalidated
+        (never handed out again) and the failure logged, instead of turning a finished
+        answer into a 500.
+        """
+        if not self.scoped.registry.has():
+            return
+        session = self.scoped.registry()
+        try:
+            session.close()
+        except DBAPIError as exc:
+            log.warning(
+                "database connection lost before the end of a request (%s)", type(exc).__name__
+            )
+            with suppress(Exception):
+                session.invalidate()
+        finally:
+            self.scoped.registry.clear()
+
     def dispose(self) -> None:
-        self.scoped.remove()
+        self.release()
         self.engine.dispose()
 
 
@@ -76,7 +103,7 @@ def init_app(app: Flask, database: Database) -> None:
 
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:
-        database.scoped.remove()
+        database.release()
 
 
 def get_database(app: Flask | None = None) -> Database:

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 from flask import Flask
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -132,6 +133,31 @@ def test_no_free_pooled_connection_gives_503_not_a_wait(
         for connection in held:
             connection.close()
     assert app.test_client().get("/readyz").status_code == 200
+
+
+@pytest.mark.pg
+def test_a_connection_killed_after_its_last_statement_does_not_turn_the_answer_into_a_500(
+    make_app: AppFactory, postgres, pg_template, caplog: pytest.LogCaptureFixture
+):
+    """The database restarts between a view's last query and the end of its request."""
+    url = fresh_pg_url(postgres, pg_template)
+    app = make_app(url, AUTHSERVER_MAIL_WORKER="0")
+
+    def read_then_lose_the_connection() -> str:
+        session = get_database(app).scoped()
+        pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        return "lu"
+
+    app.add_url_rule("/test-killed", "test_killed", read_then_lose_the_connection)
+    client = app.test_client()
+    answer = client.get("/test-killed")
+    assert (answer.status_code, answer.text) == (200, "lu")
+    assert "database connection lost before the end of a request" in caplog.text
+    # The dead connection was dropped, not handed to the next requests.
+    for _ in range(3 * get_database(app).engine.pool.size()):
+        assert client.get("/readyz").status_code == 200
 
 
 def test_a_hung_redis_gives_503_within_seconds(make_app: AppFactory, blackhole: Blackhole):
