@@ -30,10 +30,16 @@ def create_app(
         static_folder=str(PROJECT_ROOT / "static"),
         instance_path=str(settings.instance_path),
     )
+    from authserver.formdata import Request
+
+    app.request_class = Request  # form bodies: named fields only
     app.config.update(
         SECRET_KEY=settings.secret_key,
         AUTHSERVER=settings,
-        SESSION_COOKIE_NAME="authserver_flask",
+        # Under https the __Host- prefix: a sibling subdomain cannot plant its own copy
+        # (cookie tossing onto the CSRF secret, issue 11); the browser requires Path=/.
+        SESSION_COOKIE_NAME=("__Host-" if settings.secure_cookies else "") + "authserver_flask",
+        SESSION_COOKIE_PATH="/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
@@ -75,6 +81,13 @@ def create_app(
 
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    from authserver.hosts import HostCheck, HostPolicy
+    from authserver.querystring import EscapedQuery
+
+    # A query string's raw bytes escaped before anything reads it (werkzeug decodes it strictly).
+    app.wsgi_app = EscapedQuery(app.wsgi_app)  # type: ignore[method-assign]
+    # Outermost: a name we do not serve is refused before any fast path or proxy fix.
+    app.wsgi_app = HostCheck(app.wsgi_app, HostPolicy(settings.allowed_hosts))  # type: ignore[method-assign]
     return app
 
 

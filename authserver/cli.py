@@ -247,13 +247,21 @@ def client() -> None:
 @client.command("create")
 @click.option("--name", required=True, help="Nom affiché sur l'écran de consentement.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
-@click.option("--public", is_flag=True, help="Client public (sans secret, PKCE obligatoire).")
+@click.option(
+    "--public", is_flag=True, help="Client public, sans secret (PKCE S256 : exigé de tout client)."
+)
 @click.option(
     "--first-party", is_flag=True, help="Service du portail : pas d'écran de consentement."
 )
 @click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True)
 @click.option("--backchannel-logout-uri", default=None)
 @click.option("--scope", default=None, help="Portées autorisées (par défaut : toutes).")
+@click.option(
+    "--no-refresh-token",
+    "no_refresh",
+    is_flag=True,
+    help="Le service n'utilise que le code d'autorisation : pas de jeton de rafraîchissement.",
+)
 def client_create(
     name: str,
     redirect_uris: tuple[str, ...],
@@ -262,6 +270,7 @@ def client_create(
     post_logout_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
     scope: str | None,
+    no_refresh: bool,
 ) -> None:
     """Enregistrer un client ; affiche son JSON (client_id, client_secret, une seule fois)."""
     from authserver.sessions.oidc.clients import InvalidClientMetadata, create_client, describe
@@ -278,6 +287,7 @@ def client_create(
                 post_logout_redirect_uris=list(post_logout_uris),
                 backchannel_logout_uri=backchannel_logout_uri,
                 scope=scope,
+                refresh_tokens=not no_refresh,
             )
             output = describe(created)
     except InvalidClientMetadata as exc:
@@ -499,8 +509,10 @@ def _serve(workers: int | None, threads: int) -> None:
 
 
 from authserver.alerts.console.cli import security  # noqa: E402
+from authserver.sessions.cli import session_group  # noqa: E402
 
 cli.add_command(security)
+cli.add_command(session_group)
 
 
 def main() -> None:

@@ -94,6 +94,13 @@ class Settings:
     trusted_proxies: int = 0
     # Security events, one JSON line each (issue 4): "stdout", "off", or a file path.
     security_log: str = "stdout"
+    # Host names the server answers to (issue 11: DNS rebinding); the base URL's by default.
+    allowed_hosts: tuple[str, ...] = ("localhost",)
+    # Bearer token that opens /metrics to a scraper elsewhere (None: this machine only).
+    metrics_token: str | None = None
+    # Breached-password lookup (accounts/breached.py): "off" or "pwnedpasswords".
+    breached_passwords: str = "off"
+    breached_passwords_url: str | None = None
 
     @property
     def secure_cookies(self) -> bool:
@@ -289,6 +296,68 @@ def _security_log(raw: str | None) -> str:
     return target
 
 
+def _allowed_hosts(raw: str | None, base_url: str) -> tuple[str, ...]:
+    """AUTHSERVER_ALLOWED_HOSTS: host names (no scheme, no port); ``.example.fr`` for subdomains.
+
+    The base URL's host is always allowed: links in e-mails point there.
+    """
+    base_host = (urlsplit(base_url).hostname or "").lower()
+    hosts = [base_host]
+    for item in (raw or "").split(","):
+        name = item.strip().lower().rstrip(".")
+        if not name:
+            continue
+        bare = name[1:] if name.startswith(".") else name
+        try:
+            _listen_host(bare)
+        except ConfigError:
+            raise ConfigError(
+                "AUTHSERVER_ALLOWED_HOSTS",
+                f"noms d'hôte séparés par des virgules attendus (sans port), reçu {item.strip()!r}",
+            ) from None
+        if name not in hosts:
+            hosts.append(name)
+    return tuple(hosts)
+
+
+def _breached(env: Mapping[str, str]) -> dict[str, Any]:
+    """AUTHSERVER_BREACHED_PASSWORDS (``off`` or ``pwnedpasswords``) and its URL."""
+    kind = env.get("AUTHSERVER_BREACHED_PASSWORDS") or "off"
+    if kind not in ("off", "pwnedpasswords"):
+        raise ConfigError(
+            "AUTHSERVER_BREACHED_PASSWORDS", "valeurs possibles : off, pwnedpasswords"
+        )
+    url = env.get("AUTHSERVER_BREACHED_PASSWORDS_URL") or None
+    if url:
+        url = _http_url("AUTHSERVER_BREACHED_PASSWORDS_URL", url)
+    return {"breached_passwords": kind, "breached_passwords_url": url}
+
+
+def _metrics_token(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if len(raw) < 16 or not raw.isascii() or not raw.isprintable() or " " in raw:
+        raise ConfigError(
+            "AUTHSERVER_METRICS_TOKEN", "au moins 16 caractères ASCII imprimables, sans espace"
+        )
+    return raw
+
+
+def _local_only(variable: str, what: str, base_url: str, instead: str) -> None:
+    """Refuse a development-only value unless the server is this machine's own (issue 11).
+
+    Development adapters print links or approve anyone; a server that others reach (https,
+    or a host that is not loopback) must name its real counterpart.
+    """
+    host = urlsplit(base_url).hostname or ""
+    if base_url.startswith("https://") or not is_loopback_host(host):
+        raise ConfigError(
+            variable,
+            f"{what} est réservé au développement local (AUTHSERVER_BASE_URL en "
+            f"http://localhost) ; pour {base_url}, {instead}",
+        )
+
+
 IDENTITY_PROVIDERS = ("embedded", "hosted", "onfido")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
@@ -375,16 +444,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail = parse_mail_url(env.get("AUTHSERVER_MAIL_URL") or "console")
     except ValueError as exc:
         raise ConfigError("AUTHSERVER_MAIL_URL", str(exc)) from None
-    base_host = urlsplit(base_url).hostname or ""
-    if mail.kind == "console" and (
-        base_url.startswith("https://") or not is_loopback_host(base_host)
-    ):
+    if mail.kind == "console":
         # Console mail prints every activation and reset link, and the dev mailbox shows them:
         # development on this machine only, never a server that others reach.
-        raise ConfigError(
+        _local_only(
             "AUTHSERVER_MAIL_URL",
-            "« console » est réservé au développement local (AUTHSERVER_BASE_URL en "
-            f"http://localhost) ; pour {base_url}, configurez smtp://hôte:port ou smtps://…",
+            "« console »",
+            base_url,
+            "configurez smtp://hôte:port ou smtps://…",
         )
 
     mail_sender = env.get("AUTHSERVER_MAIL_SENDER") or "France Travail Pro <no-reply@localhost>"
@@ -426,11 +493,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
 
     cookie_domain = _cookie_domain(env.get("AUTHSERVER_COOKIE_DOMAIN"), base_url)
+    if identity["identity_provider"] == "embedded":
+        # Its development page has « Approuver »: anyone could certify themselves. Checked
+        # last, so that a malformed value elsewhere is named first.
+        _local_only(
+            "AUTHSERVER_IDENTITY_PROVIDER",
+            "« embedded » (page de développement « Approuver »)",
+            base_url,
+            "configurez onfido (ou hosted) et ses variables AUTHSERVER_IDENTITY_*",
+        )
 
     return Settings(
         cookie_domain=cookie_domain,
         trusted_proxies=_int(env, "AUTHSERVER_TRUSTED_PROXIES", 0),
         security_log=_security_log(env.get("AUTHSERVER_SECURITY_LOG")),
+        allowed_hosts=_allowed_hosts(env.get("AUTHSERVER_ALLOWED_HOSTS"), base_url),
+        metrics_token=_metrics_token(env.get("AUTHSERVER_METRICS_TOKEN")),
+        **_breached(env),
         directory=directory,
         directory_url=directory_url,
         sirene_api_key=sirene_api_key,

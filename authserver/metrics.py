@@ -20,6 +20,7 @@ is still in the histogram, and a failing ``/readyz`` logs its cause as a warning
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 from datetime import datetime
@@ -37,6 +38,8 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import case, func, select
 
 from authserver.accesslog import access_log
+from authserver.errors import error_response
+from authserver.web import is_local_request
 
 LOGINS = Counter("authserver_logins_total", "Login attempts", ["method", "outcome"])
 PASSKEY_CEREMONIES = Counter(
@@ -193,6 +196,25 @@ def init_app(app: Flask) -> None:
             )
         return response
 
+    token = app.config["AUTHSERVER"].metrics_token
+
     @app.get("/metrics")
     def metrics() -> Response:
+        # Traffic, failures and queue depths are reconnaissance: this machine's scraper, or
+        # one holding AUTHSERVER_METRICS_TOKEN (issue 11).
+        if not (is_local_request() or bearer_matches(request.headers.get("Authorization"), token)):
+            response = error_response(401 if token else 404)
+            if token:
+                response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def bearer_matches(header: str | None, token: str | None) -> bool:
+    """``Authorization: Bearer <token>`` naming ``token`` (compared in constant time)."""
+    if not header or not token:
+        return False
+    scheme, _, value = header.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode("utf-8", "surrogateescape"), token.encode()
+    )

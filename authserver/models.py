@@ -66,6 +66,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# The largest id an ``Integer`` key column holds on every database we run on: PostgreSQL's
+# INTEGER is 32-bit (SQLite's, 64). A larger id read from a URL or a cursor names no row and
+# must never reach a query: PostgreSQL answers « integer out of range » (a 500; issue 11).
+MAX_ID = 2**31 - 1
+
+
 ROLES = ("employer", "security", "counselor", "admin")
 
 
@@ -138,8 +144,13 @@ class AuthSession(Base):
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # Last proof of presence (login or re-authentication), for sensitive actions.
+    # The login's proof of presence (a login again in this browser renews it): what OpenID
+    # Connect reports as auth_time/acr/amr, with ``method`` and ``amr`` below.
     authenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The last « Confirmez votre identité » (issue 11): opens sensitive actions for a few
+    # minutes, never changes what the login proved.
+    reauthenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reauth_method: Mapped[str | None] = mapped_column(String(16))
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -242,6 +253,24 @@ class OutboxMail(Base):
     claim_token: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (Index("ix_outbox_mails_status_next", "status", "next_attempt_at"),)
+
+
+class AccountMailJob(Base):
+    """A reset or activation-link request, waiting for the mail worker (accounts/mail_jobs.py).
+
+    The request only writes this row, the same for any input, so that its time says nothing
+    about the account; the worker finds the account and sends the e-mail, or nothing. Only
+    the lookup keys of what was typed are kept (the worker needs them to find the account),
+    and the row is deleted in the transaction that handles it.
+    """
+
+    __tablename__ = "account_mail_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    username_key: Mapped[str | None] = mapped_column(String(64))
+    email_key: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class WebAuthnCredential(Base):
@@ -485,6 +514,8 @@ class OAuthClient(Base):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     # First-party services of the portal skip the consent screen.
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The grants this client may use (ASVS 10.4.4); None: every grant the server offers.
+    grant_types: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

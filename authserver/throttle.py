@@ -22,6 +22,7 @@ down other unknown browsers, never the owner's usual one.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import random
 import time
@@ -159,6 +160,24 @@ return 0
 """
 
 
+def ip_key(ip: str) -> str:
+    """The part of a client address a per-IP counter counts: IPv6 by /64 (issue 11).
+
+    One IPv6 subscriber or server gets a whole /64 and can change addresses at will inside
+    it: per address, a limit would count each guess afresh. IPv4 (and IPv4-mapped IPv6)
+    addresses count one by one; a value that is not an address is counted as given.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def _subject(*parts: str) -> str:
     """A fixed-length, printable key part for values typed by clients (identifiants)."""
     joined = "\x1f".join(parts).encode("utf-8", "surrogatepass")
@@ -210,7 +229,7 @@ class Throttle:
             account = (f"login-dev/{_subject(username_key, device_key)}", self.account_failures)
         else:
             account = (f"login-acct/{_subject(username_key)}", self.account_failures)
-        return [(f"login-ip/{ip}", self.ip_failures), account]
+        return [(f"login-ip/{ip_key(ip)}", self.ip_failures), account]
 
     def reserve_login(self, username_key: str, ip: str, device_key: str | None) -> Reservation:
         """Count this password attempt now, or refuse it (with Retry-After) when over a limit."""
@@ -237,6 +256,10 @@ class Throttle:
             self.storage.clear(f"login-dev/{_subject(username_key, device_key)}")
 
     # -- plain limits ------------------------------------------------------------------
+
+    def hit_ip(self, name: str, amount: int, per_seconds: int, ip: str) -> Verdict:
+        """A plain rate limit per client address (its /64 for IPv6)."""
+        return self.hit(name, amount, per_seconds, ip_key(ip))
 
     def hit(self, name: str, amount: int, per_seconds: int, *ids: str) -> Verdict:
         """A plain rate limit (sign-ups per IP, e-mails per account)."""

@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 from flask import Flask, Response, current_app, request
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFProtect, generate_csrf
-from werkzeug.http import parse_cookie
+from werkzeug.routing import IntegerConverter, ValidationError
+from werkzeug.sansio.http import parse_cookie
 
-from authserver.config import Settings
+from authserver.config import Settings, is_loopback_host
+from authserver.models import MAX_ID
 
 csrf = CSRFProtect()
 
@@ -69,10 +71,14 @@ _PLAIN_COOKIE = re.compile(r"[A-Za-z0-9._\-]*")
 
 
 def read_cookies(header: str) -> dict[str, str]:
-    """A ``Cookie`` header's cookies, as werkzeug's ``parse_cookie`` reads them (the first
-    of a name wins), for the fast paths answered before Flask. Ours are plain tokens, read
-    here; a header with anything else (quotes, escapes, spaces inside a value, non-ASCII)
-    is werkzeug's to read."""
+    """A ``Cookie`` header's cookies exactly as Flask's ``request.cookies`` reads them (the
+    first of a name wins), for the fast paths answered before Flask: they and the views they
+    hand over to see the same cookies. Ours are plain tokens, read here; a header with
+    anything else (quotes, escapes, spaces inside a value, non-ASCII) is werkzeug's to read.
+
+    The header is the ``str`` WSGI gives (each byte one latin-1 character), read as is, as
+    ``request.cookies`` does: never decoded as UTF-8 (``werkzeug.http.parse_cookie`` does,
+    and raised on any other cookie's stray byte, 0xff or a latin-1 « é »)."""
     found: dict[str, str] = {}
     if header.isascii():
         for part in header.split(";"):
@@ -97,6 +103,20 @@ def client_ip() -> str:
     return clean_ip(request.remote_addr)
 
 
+def is_local_request() -> bool:
+    """A browser or tool on this very machine, not a request relayed from elsewhere.
+
+    Development pages (mailbox, identity provider) and ``/metrics`` without a token answer
+    only these. A proxy on this machine relays outside requests from a loopback address:
+    with AUTHSERVER_TRUSTED_PROXIES the forwarded client address is the one checked
+    (ProxyFix), without it any forwarding header means « not local ».
+    """
+    if not is_loopback_host(request.remote_addr or ""):
+        return False
+    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    return not forwarded or bool(settings().trusted_proxies)
+
+
 def user_agent() -> str:
     return clean_user_agent(request.headers.get("User-Agent"))
 
@@ -118,7 +138,27 @@ def security_headers(path: str, *, https: bool) -> list[tuple[str, str]]:
     return headers
 
 
+class DatabaseIntConverter(IntegerConverter):
+    """``<int:...>`` for every route: ASCII digits whose value a database id can hold.
+
+    Werkzeug's converter takes any ``\\d+`` (other scripts' digits included) of any size;
+    a value past 64 bits reached SQLite as an OverflowError (a 500), and one past 32 bits
+    PostgreSQL as « integer out of range », in every view that looks an id up. Our ids are
+    INTEGER columns (``models.MAX_ID``): out of that range, the URL matches no route: 404.
+    """
+
+    regex = r"[0-9]+"
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        if not 0 <= number <= MAX_ID:
+            raise ValidationError()
+        return number
+
+
 def init_app(app: Flask) -> None:
+    """Called before any blueprint is registered: routes bind their converters when added."""
+    app.url_map.converters["int"] = DatabaseIntConverter
     csrf.init_app(app)
     is_https = app.config["AUTHSERVER"].secure_cookies
 

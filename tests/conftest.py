@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from authserver import create_app
-from authserver.config import load_settings
+from authserver.config import is_loopback_host, load_settings
 from authserver.db import get_database
 from authserver.mail import worker_of
 from authserver.migrate import upgrade
@@ -50,6 +51,14 @@ def fresh_pg_url(postgres: PostgresServer, template: str) -> str:
 AppFactory = Callable[..., Flask]
 
 
+def is_local_base_url(base_url: str | None) -> bool:
+    """The default base URL, or an http:// one on this machine (development settings allowed)."""
+    if base_url is None:
+        return True
+    parts = urlsplit(base_url)
+    return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+
+
 @pytest.fixture
 def make_app(tmp_path: Path, sqlite_template: Path, smtp: SMTPServer) -> Iterator[AppFactory]:
     """Build an app on a fresh copy of the migrated database, mail to the test SMTP server."""
@@ -70,6 +79,11 @@ def make_app(tmp_path: Path, sqlite_template: Path, smtp: SMTPServer) -> Iterato
             "AUTHSERVER_SECURITY_LOG": "stdout",
             **env,
         }
+        if not is_local_base_url(values.get("AUTHSERVER_BASE_URL")):
+            # The embedded identity provider is refused for a server others reach (issue 11).
+            values.setdefault("AUTHSERVER_IDENTITY_PROVIDER", "hosted")
+            values.setdefault("AUTHSERVER_IDENTITY_URL", "https://identite.example.fr")
+            values.setdefault("AUTHSERVER_IDENTITY_SECRET", "hosted-secret-0123456789")
         app = create_app(settings=load_settings(values), test_config={"TESTING": True})
         apps.append(app)
         return app

@@ -27,6 +27,13 @@ def base_env(tmp_path) -> dict[str, str]:
     }
 
 
+# A server others reach names its identity provider (the embedded one is refused, issue 11).
+HOSTED_IDENTITY = {
+    "AUTHSERVER_IDENTITY_PROVIDER": "hosted",
+    "AUTHSERVER_IDENTITY_URL": "https://identite.example.fr",
+    "AUTHSERVER_IDENTITY_SECRET": "hosted-secret-0123456789",
+}
+
 BAD_VALUES = [
     ("AUTHSERVER_PORT", "cinq-mille"),
     ("AUTHSERVER_PORT", "0"),
@@ -107,6 +114,7 @@ def test_https_deployment(base_env):
             "AUTHSERVER_BASE_URL": "https://connexion.entreprise.example.fr/",
             "AUTHSERVER_MAIL_URL": "smtp://mail.example.fr:587?starttls=1",
             "AUTHSERVER_ORIGINS": "https://connexion.entreprise.example.fr, https://app.example.fr/x",
+            **HOSTED_IDENTITY,
         }
     )
     assert settings.base_url == "https://connexion.entreprise.example.fr"
@@ -158,7 +166,12 @@ def test_console_mail_is_refused_off_localhost(base_env, base_url):
         load_settings({**base_env, "AUTHSERVER_BASE_URL": base_url})  # mail: console default
     assert info.value.variable == "AUTHSERVER_MAIL_URL"
     assert "smtp://" in info.value.reason
-    smtp = {**base_env, "AUTHSERVER_BASE_URL": base_url, "AUTHSERVER_MAIL_URL": "smtp://m:25"}
+    smtp = {
+        **base_env,
+        "AUTHSERVER_BASE_URL": base_url,
+        "AUTHSERVER_MAIL_URL": "smtp://m:25",
+        **HOSTED_IDENTITY,
+    }
     assert load_settings(smtp).mail.kind == "smtp"
 
 

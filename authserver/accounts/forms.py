@@ -123,6 +123,17 @@ class ResendForm(BaseForm):
     username = StringField()
 
 
+class ChangePasswordForm(PasswordPairMixin, BaseForm):
+    current_password = PasswordField()
+
+    def validate_for(self, *, username: str, email: str, needs_current: bool) -> bool:
+        valid = self.validate()
+        if needs_current and not self.current_password.data:
+            self.current_password.errors = ["Veuillez saisir votre mot de passe actuel."]
+            valid = False
+        return self.check_password_pair(username=username, email=email) and valid
+
+
 class ResetPasswordForm(PasswordPairMixin, BaseForm):
     def validate_for(self, *, username: str, email: str) -> bool:
         return self.validate() and self.check_password_pair(username=username, email=email)

@@ -12,7 +12,9 @@ reason in French, when it is:
   alphabet or digits, e.g. ``123456789012``, ``qsdfghjklmwx``;
 - easy to guess for zxcvbn's estimator (score 0 or 1: under a million guesses), which
   also knows the French words above;
-- containing the identifiant or the e-mail's local part.
+- containing the identifiant or the e-mail's local part;
+- made only of this portal's own words (``PORTAL_WORDS``: « France Travail Pro 2026 »,
+  « Espace Entreprise ! »), whatever the spaces, case and digits (ASVS 6.2.11).
 
 The data files are read once (files shipped in the package, not I/O per call).
 """
@@ -54,6 +56,17 @@ KEYBOARD_RUNS = (
     "abcdefghijklmnopqrstuvwxyz",
 )
 _SEPARATORS = re.compile(r"[\s._\-'’]+")
+# The words of this service that people build passwords from (ASVS 6.2.11: context-specific
+# words). A password of these alone, with a few digits or symbols, is refused.
+PORTAL_WORDS = frozenset(
+    {
+        "france", "travail", "francetravail", "pro", "pole", "poleemploi", "emploi",
+        "portail", "espace", "entreprise", "entreprises", "employeur", "recrutement",
+        "compte", "connexion", "motdepasse", "passe", "mot", "csp", "kit", "siret",
+        "conseiller", "offre", "offres", "candidat", "service", "services",
+    }
+)  # fmt: skip
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
 _EDGES = re.compile(r"^[\W\d_]+|[\W\d_]+$")
 
 COMMON = (
@@ -64,6 +77,11 @@ WALK = (
     "Ce mot de passe est trop courant : c'est une suite de touches du clavier ou de "
     "caractères (comme « azerty » ou « 123456 »), parmi les premières essayées. "
     "Choisissez-en un autre."
+)
+PORTAL = (
+    "Ce mot de passe est trop facile à deviner : il n'est fait que de mots de ce service "
+    "(France Travail, espace entreprise…). Choisissez par exemple une phrase de plusieurs "
+    "mots sans rapport entre eux."
 )
 GUESSABLE = (
     "Ce mot de passe est trop facile à deviner : {why}. Choisissez par exemple une "
@@ -123,6 +141,24 @@ def _is_common(folded: str) -> bool:
     return len(affixes) <= AFFIX_MAX or is_keyboard_walk(affixes)
 
 
+def is_portal_words(password: str) -> bool:
+    """Only words of ``PORTAL_WORDS`` (in any order, case, spacing), and at most a few digits
+    or symbols: « France Travail Pro 2026 », « ESPACEentreprise!! »."""
+    plain = _plain(password)
+    letters = _NOT_LETTERS.sub("", plain)
+    if not letters or len(plain) - len(letters) > AFFIX_MAX:
+        return False
+    # Can ``letters`` be cut into portal words? (word break, over at most 256 characters)
+    ends = [True] + [False] * len(letters)
+    longest = max(len(word) for word in PORTAL_WORDS)
+    for end in range(1, len(letters) + 1):
+        ends[end] = any(
+            ends[start] and letters[start:end] in PORTAL_WORDS
+            for start in range(max(0, end - longest), end)
+        )
+    return ends[-1]
+
+
 @lru_cache(maxsize=1)
 def _runs() -> tuple[str, ...]:
     return tuple(run for keys in KEYBOARD_RUNS for run in (keys, keys[::-1]))
@@ -169,6 +205,8 @@ def policy_errors(password: str, *, username: str = "", email: str = "") -> list
         errors.append(COMMON)
     elif is_keyboard_walk(folded):
         errors.append(WALK)
+    if not errors and is_portal_words(folded):
+        errors.append(PORTAL)
     if len(username) >= CONTEXT_MIN and username.casefold() in folded:
         errors.append("Le mot de passe ne doit pas contenir votre identifiant.")
     local_part = email.split("@", 1)[0] if "@" in email else ""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from flask import current_app, url_for
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from authserver import db
@@ -19,7 +19,6 @@ from authserver.accounts import tokens
 from authserver.accounts.passwords import PasswordHashing
 from authserver.accounts.validation import (
     email_key,
-    lookup_email_key,
     lookup_username_key,
     username_key,
 )
@@ -27,6 +26,7 @@ from authserver.mail.outbox import enqueue
 from authserver.models import User, utcnow
 from authserver.sessions import store
 from authserver.web import settings
+from authserver.webauthn import review
 
 HASHING_KEY = "authserver.passwords"
 
@@ -123,24 +123,12 @@ def find_by_username(username: str) -> User | None:
     return db.session().scalar(select(User).where(User.username_key == key))
 
 
-def matching_accounts(username: str, email: str) -> list[User]:
-    conditions = []
-    by_username = lookup_username_key(username) if username.strip() else None
-    if by_username is not None:
-        conditions.append(User.username_key == by_username)
-    by_email = lookup_email_key(email) if email.strip() else None
-    if by_email is not None:
-        conditions.append(User.email_key == by_email)
-    if not conditions:
-        return []
-    return list(db.session().scalars(select(User).where(or_(*conditions)).limit(5)))
-
-
 def resend_activation(username: str, email: str) -> None:
-    """Send a new link to each matching account not yet activated; silent otherwise."""
-    for user in matching_accounts(username, email):
-        if user.activated_at is None:
-            send_activation(user)
+    """Queue the request: the mail worker sends a new link to each matching account not yet
+    activated, nothing otherwise (mail_jobs.py: the same work here whatever was typed)."""
+    from authserver.accounts import mail_jobs
+
+    mail_jobs.queue(mail_jobs.ACTIVATION, username, email)
 
 
 class LoginOutcome(Enum):
@@ -174,14 +162,11 @@ def check_password(user: User | None, password: str) -> LoginResult:
 
 
 def request_password_reset(username: str, email: str) -> None:
-    """E-mail a reset link to each matching account; the caller answers the same either way."""
-    from authserver.throttle import throttle
+    """Queue the request: the mail worker e-mails a reset link to each matching account, at
+    most a few an hour (mail_jobs.py: the same work here whatever was typed)."""
+    from authserver.accounts import mail_jobs
 
-    for user in matching_accounts(username, email):
-        # At most a few reset e-mails per account and hour: no mail bombing.
-        if not throttle().hit("reset-mail", 5, 3600, str(user.id)).allowed:
-            continue
-        send_reset_link(user)
+    mail_jobs.queue(mail_jobs.PASSWORD_RESET, username, email)
 
 
 def send_reset_link(user: User) -> None:
@@ -221,6 +206,8 @@ def reset_password(token: str, new_password: str) -> User:
     user = session.get(User, consumed.user_id)
     if user is None:
         raise tokens.TokenInvalid()
+    # Before the new password: a passkey an intruder added must not outlive it (issue 11).
+    review.review_since_trusted_login(session, user.id)
     set_password_hash(user, password_hash, reason="password_reset")
     if user.activated_at is None:
         # The link reached the account's mailbox: that proves the address too.
@@ -228,13 +215,16 @@ def reset_password(token: str, new_password: str) -> User:
     return user
 
 
-def set_password_hash(user: User, password_hash: str, *, reason: str) -> None:
-    """The one way a password changes: sessions revoked, pending reset links expired, owner told."""
+def set_password_hash(
+    user: User, password_hash: str, *, reason: str, keep_session: bytes | None = None
+) -> None:
+    """The one way a password changes: sessions revoked (but ``keep_session``, the browser
+    that changed it knowing the old one), pending reset links expired, owner told."""
     session = db.session()
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
     user.password_reset_required = False
-    store.revoke_all(session, user.id, reason)
+    store.revoke_all(session, user.id, reason, keep=keep_session)
     tokens.expire_pending(session, user_id=user.id, purpose=tokens.PASSWORD_RESET)
     enqueue(
         kind="password_changed",

@@ -7,16 +7,13 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from authserver import db
-from authserver.accounts import service
+from authserver.accounts import password_attempt, service
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import LoginForm
-from authserver.accounts.validation import attempt_label, has_control_characters, username_key
-from authserver.alerts import devices, events, notify
-from authserver.metrics import THROTTLED
+from authserver.accounts.validation import attempt_label, has_control_characters
+from authserver.alerts import events
 from authserver.sessions.completion import complete_login, safe_next
 from authserver.sessions.login import end_session
-from authserver.throttle import throttle
-from authserver.web import client_ip
 from authserver.webauthn.pages import should_offer
 
 BAD_CREDENTIALS = "Identifiant ou mot de passe incorrect."
@@ -53,24 +50,11 @@ def login() -> object:
         return _render(form, 400)
 
     username = form.username.data
-    key = username_key(username)
     user = service.find_by_username(username)
-    device = devices.known_device(user.id) if user else None
-    device_key = device.cookie_hash.hex() if device else None
-
-    # Counted before the (slow) password check: parallel guesses cannot all pass.
-    reservation = throttle().reserve_login(key, client_ip(), device_key)
-    if not reservation.allowed:
-        THROTTLED.labels("login").inc()
-        events.record_login(
-            method="password",
-            outcome="throttled",
-            reason="throttled",
-            user=user,
-            username_attempt=attempt_label(username),
-        )
+    tried = password_attempt.attempt(username, form.password.data, user=user)
+    if tried.throttled:
         db.session().commit()
-        minutes = max(1, (reservation.retry_after + 59) // 60)
+        minutes = max(1, (tried.retry_after + 59) // 60)
         page, status = _render(
             form,
             429,
@@ -79,31 +63,15 @@ def login() -> object:
                 f"{minutes} minute(s), ou réinitialisez votre mot de passe."
             ),
         )
-        return page, status, {"Retry-After": str(reservation.retry_after)}
-
-    result = service.check_password(user, form.password.data)
-    outcome = result.outcome
-    if outcome is service.LoginOutcome.BAD_CREDENTIALS:
-        if reservation.reached and user is not None:
-            notify.account_throttled(user)
-        events.record_login(
-            method="password",
-            outcome="failure",
-            reason="bad_credentials",
-            user=user,
-            username_attempt=attempt_label(username),
-        )
+        return page, status, {"Retry-After": str(tried.retry_after)}
+    if tried.outcome is service.LoginOutcome.BAD_CREDENTIALS:
         db.session().commit()
         return _render(form, 401, error=BAD_CREDENTIALS)
-
-    assert user is not None
-    throttle().refund(reservation)  # the password was right: not a failed attempt
-    if outcome is not service.LoginOutcome.OK:
-        events.record_login(method="password", outcome="failure", reason=outcome.value, user=user)
+    assert user is not None and tried.outcome is not None
+    if tried.outcome is not service.LoginOutcome.OK:
         db.session().commit()
-        return _render(form, 403, problem=outcome.value, problem_username=user.username)
+        return _render(form, 403, problem=tried.outcome.value, problem_username=user.username)
 
-    throttle().login_succeeded(key, device_key)
     # A CR/LF in ``next`` would reach the Location header (a 500): dropped here; safe_next
     # (sessions) should refuse control characters for every caller.
     next_url = request.form.get("next") or ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, url_for
 
 from authserver import db
-from authserver.accounts import service, tokens
+from authserver.accounts import breached, service, tokens
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import AccountLookupForm, ResetPasswordForm
 from authserver.throttle import throttle
@@ -19,7 +19,7 @@ def forgot_password() -> object:
         return render_template("accounts/forgot.html", form=form)
     if not form.validate():
         return render_template("accounts/forgot.html", form=form), 400
-    verdict = throttle().hit("forgot", 10, 3600, client_ip())
+    verdict = throttle().hit_ip("forgot", 10, 3600, client_ip())
     if not verdict.allowed:
         minutes = max(1, (verdict.retry_after + 59) // 60)
         flash(f"Trop de demandes. Réessayez dans {minutes} minute(s).", "error")
@@ -47,7 +47,9 @@ def reset_password(token: str) -> object:
     form = ResetPasswordForm()
     if not form.is_submitted():
         return render_template("accounts/reset.html", form=form)
-    if not form.validate_for(username=user.username, email=user.email):
+    if not form.validate_for(username=user.username, email=user.email) or not breached.check_field(
+        form.password, form.password.data
+    ):
         return render_template("accounts/reset.html", form=form), 400
     try:
         service.reset_password(token, form.password.data)

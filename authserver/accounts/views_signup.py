@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from authserver import db
-from authserver.accounts import service, tokens
+from authserver.accounts import breached, service, tokens
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import AccountLookupForm, ResendForm, SignupForm
 from authserver.accounts.validation import USERNAME_RULE
@@ -28,9 +28,9 @@ def signup() -> object:
     context = {"form": form, "username_rule": USERNAME_RULE}
     if not form.is_submitted():
         return render_template("accounts/signup.html", **context)
-    if not form.validate():
+    if not form.validate() or not breached.check_field(form.password, form.password.data):
         return render_template("accounts/signup.html", **context), 400
-    verdict = throttle().hit("signup", 20, 3600, client_ip())
+    verdict = throttle().hit_ip("signup", 20, 3600, client_ip())
     if not verdict.allowed:
         return _too_many(verdict.retry_after, "accounts/signup.html", **context)
     data = service.SignupData(
@@ -86,7 +86,7 @@ def resend_activation() -> object:
         return render_template("accounts/resend.html", form=form)
     if not form.validate():
         return render_template("accounts/resend.html", form=form), 400
-    verdict = throttle().hit("resend", 10, 3600, client_ip())
+    verdict = throttle().hit_ip("resend", 10, 3600, client_ip())
     if not verdict.allowed:
         return _too_many(verdict.retry_after, "accounts/resend.html", form=form)
     service.resend_activation(form.username.data, form.email.data)
@@ -99,7 +99,7 @@ def resend_from_login() -> Response:
     """The button shown to a not-yet-activated account after a correct password."""
     form = ResendForm()
     if form.validate():
-        verdict = throttle().hit("resend", 10, 3600, client_ip())
+        verdict = throttle().hit_ip("resend", 10, 3600, client_ip())
         if verdict.allowed:
             service.resend_activation(form.username.data or "", "")
             db.session().commit()

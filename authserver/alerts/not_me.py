@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from authserver import db
@@ -22,9 +22,10 @@ from authserver.accounts import tokens
 from authserver.accounts.service import send_reset_link
 from authserver.alerts import events
 from authserver.alerts.notify import NOT_ME
-from authserver.models import Device, SecurityEvent, User, WebAuthnCredential
+from authserver.models import Device, SecurityEvent, User
 from authserver.sessions import store
 from authserver.web import client_ip, user_agent
+from authserver.webauthn import review
 
 
 def pending_report(token: str) -> tuple[User, dict[str, object]]:
@@ -74,11 +75,7 @@ def report(token: str) -> User:
     data = dict(consumed.data or {})
     revoked = store.revoke_all(session, user.id, "not_me")
     user.password_reset_required = True
-    session.execute(
-        update(WebAuthnCredential)
-        .where(WebAuthnCredential.user_id == user.id)
-        .values(review_required=True)
-    )
+    review.review_all(session, user.id)
     forgotten = forget_devices(session, user.id, data.get("device_id"))
     send_reset_link(user)
     details = {

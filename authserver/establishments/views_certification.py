@@ -21,7 +21,7 @@ from authserver.establishments.identity import (
     InvalidCallback,
 )
 from authserver.models import CertificationRequest
-from authserver.web import csrf, settings
+from authserver.web import csrf, is_local_request, settings
 
 METHODS = {"online": "Certification en ligne", "counselor": "Certification par un conseiller"}
 
@@ -201,9 +201,12 @@ def certification_webhook() -> Response | tuple[Response, int]:
 @bp.route("/dev/identity/<reference>", methods=["GET", "POST"])
 @login_required
 def dev_identity(reference: str) -> object:
-    """The embedded development provider: the tester approves, refuses or abandons."""
+    """The embedded development provider: the tester approves, refuses or abandons.
+
+    Only on this machine (the setting itself is refused for a server others reach, and the
+    page also refuses a remote browser of a server listening on every address)."""
     provider = verifier()
-    if not isinstance(provider, EmbeddedVerifier):
+    if not isinstance(provider, EmbeddedVerifier) or not is_local_request():
         abort(404)
     if request.method == "GET":
         return render_template("establishments/dev_identity.html", reference=reference)

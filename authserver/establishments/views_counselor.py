@@ -15,13 +15,17 @@ from authserver import db
 from authserver.establishments import service
 from authserver.establishments.blueprint import bp
 from authserver.models import CertificationRequest, User, utcnow
+from authserver.sessions import staff
 
 
 def counselor_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     @login_required
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_user.role not in ("counselor", "admin"):
+        access = staff.current_access(staff.COUNSELOR_ROLES)
+        if access is staff.Access.PASSKEY_REQUIRED:
+            return staff.passkey_required_page()
+        if access is not staff.Access.ALLOWED:
             abort(403)
         return view(*args, **kwargs)
 

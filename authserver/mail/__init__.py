@@ -4,6 +4,8 @@
 e-mail exists exactly when what caused it was committed. A delivery worker (a
 thread in each server process, or ``authserver mail deliver``) sends due rows
 with retries and exponential backoff; SMTP being down delays mail, never loses it.
+Before each round the worker runs its producers: work that queues mail off the request
+path (the accounts' reset and activation-link requests, ``accounts/mail_jobs.py``).
 """
 
 from __future__ import annotations

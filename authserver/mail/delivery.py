@@ -362,6 +362,23 @@ class DeliveryWorker:
         self.wakeup = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._producers: list[Callable[[], object]] = []
+
+    def add_producer(self, produce: Callable[[], object]) -> None:
+        """Work that queues mail, run at the start of every round (before delivery).
+
+        Requests whose e-mail depends on an account (password reset, new activation link)
+        are resolved here, off the request path (``accounts/mail_jobs.py``).
+        """
+        self._producers.append(produce)
+
+    def _produce(self) -> None:
+        for produce in self._producers:
+            try:
+                produce()
+            except Exception as exc:  # the database is away: the next round tries again
+                # The class only: a database error's text carries the statement's parameters.
+                log.warning("mail producer failed; retried next round: %s", type(exc).__name__)
 
     def start(self) -> None:
         if self._thread is None:
@@ -388,7 +405,9 @@ class DeliveryWorker:
         return True
 
     def run_once(self) -> tuple[int, int]:
-        """Deliver everything due now, batch after batch; return the totals."""
+        """Produce pending mail, then deliver everything due now, batch after batch; return
+        the totals."""
+        self._produce()
         sent = failed = 0
         while not self._stop.is_set():
             done, errors = deliver_due(

@@ -27,8 +27,13 @@ def enqueue(*, kind: str, to: str, subject: str, template: str, **context: Any) 
     mail = OutboxMail(kind=kind, recipient=to, subject=subject, body_text=text, body_html=html)
     session = db.session()
     session.add(mail)
-    session.info[_FLAG] = True
+    wake_after_commit(session)
     return mail
+
+
+def wake_after_commit(session: Session) -> None:
+    """Have the delivery worker run as soon as this session commits (mail, or mail jobs)."""
+    session.info[_FLAG] = True
 
 
 def install_wakeup(database: Database, wakeup: threading.Event) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, render_template
 from sqlalchemy import select
 
 from authserver import db
-from authserver.config import is_loopback_host
 from authserver.models import OutboxMail
+from authserver.web import is_local_request
 
 bp = Blueprint("mail", __name__)
 
@@ -19,12 +19,8 @@ def _require_dev() -> None:
     address (AUTHSERVER_HOST=0.0.0.0), or a local proxy forwarding outside requests, must
     not hand them out.
     """
-    settings = current_app.config["AUTHSERVER"]
-    if not settings.console_mail or not is_loopback_host(request.remote_addr or ""):
+    if not current_app.config["AUTHSERVER"].console_mail or not is_local_request():
         abort(404)
-    forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
-    if forwarded and not settings.trusted_proxies:
-        abort(404)  # a proxy on this machine relays someone else's request
 
 
 @bp.get("/dev/mailbox")

@@ -14,6 +14,7 @@ from authserver.alerts import devices, events, notify
 from authserver.establishments.service import onboarding_target
 from authserver.models import User
 from authserver.sessions.login import start_session
+from authserver.webauthn.review import NEW_DEVICE
 
 AMR = {"password": ["pwd"], "passkey": ["hwk", "user"]}
 
@@ -22,8 +23,11 @@ def safe_next(target: str | None) -> str | None:
     """Only local paths: never send the user to another site after login."""
     if not target or len(target) > 2000:
         return None
+    # Before urlsplit: it raises ValueError on some hosts (« //[ »), never on a path.
+    if not target.startswith("/") or target.startswith("//"):
+        return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if parts.scheme or parts.netloc:
         return None
     if "\\" in target or not target.isprintable():
         return None
@@ -40,6 +44,11 @@ def complete_login(user: User, *, method: str, next_url: str | None = None) -> s
         notify.new_device_login(user, device_login, method)
     start_session(user, method=method, amr=AMR[method], device_id=device_login.device_id)
     events.record_login(
-        method=method, outcome="success", user=user, device_id=device_login.device_id
+        method=method,
+        outcome="success",
+        # A browser the account did not know: not a trusted login (webauthn/review.py).
+        reason=NEW_DEVICE if device_login.is_new and not device_login.first_ever else "",
+        user=user,
+        device_id=device_login.device_id,
     )
     return safe_next(next_url) or onboarding_target(user) or url_for("establishments.espace")

@@ -15,7 +15,6 @@ the dialect on a few driver connections kept aside from the pool).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,6 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from sqlalchemy import Engine, bindparam, update
 
 from authserver.db import get_database
+from authserver.logthrottle import FailureLog
 from authserver.metrics import FastObserver
 from authserver.models import AuthSession, utcnow
 from authserver.rawsql import RawConnections
@@ -154,53 +154,6 @@ def verify() -> Response:
     return Response(body, status=int(status.split()[0]), headers=headers)
 
 
-class OutageLog:
-    """One log line per outage on the hottest path: a traceback at most every ``every`` s.
-
-    During a database outage every ``/auth/verify`` fails the same way; a traceback each
-    would flood the logs (thousands a second). The first failure is logged with its
-    traceback, the next ones within ``every`` seconds are only counted (and reported with
-    the next traceback), and the first success after them logs one line with the count.
-    """
-
-    def __init__(self, every: float = 60.0, clock: Any = time.monotonic) -> None:
-        self.every = every
-        self.clock = clock
-        self.lock = threading.Lock()
-        self.failing = False  # read without the lock on every success: one attribute
-        self.last_report: float | None = None
-        self.unreported = 0
-        self.total = 0
-
-    def failed(self) -> None:
-        """Call from an ``except`` block (the traceback is the current exception's)."""
-        now = self.clock()
-        with self.lock:
-            self.failing = True
-            self.total += 1
-            if self.last_report is not None and now - self.last_report < self.every:
-                self.unreported += 1
-                return
-            self.last_report = now
-            unreported, self.unreported = self.unreported, 0
-        if unreported:
-            log.error(
-                "forward-auth failed, answering 503 (%d more since the last report)",
-                unreported,
-                exc_info=True,
-            )
-        else:
-            log.error("forward-auth failed, answering 503", exc_info=True)
-
-    def succeeded(self) -> None:
-        with self.lock:
-            if not self.failing:
-                return
-            total = self.total
-            self.failing, self.last_report, self.unreported, self.total = False, None, 0, 0
-        log.warning("forward-auth answering again after %d failed request(s)", total)
-
-
 class FastPath:
     """WSGI middleware: ``GET /auth/verify`` answered before Flask builds a request context.
 
@@ -213,7 +166,11 @@ class FastPath:
     def __init__(self, app: Flask, wsgi_app: Any) -> None:
         self.app = app
         self.wsgi_app = wsgi_app
-        self.outage = OutageLog()
+        self.outage = FailureLog(
+            log,
+            failure="forward-auth failed, answering 503",
+            recovery="forward-auth answering again",
+        )
         self.observe = FastObserver("forward_auth.verify", "GET", PATH)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:

@@ -6,6 +6,9 @@ becomes a session, so every method gets the same cookie, lifetimes and record.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 from flask import Flask, Request, Response, current_app, g, request
 from flask import session as flask_session
 from flask_login import LoginManager
@@ -62,8 +65,16 @@ def recently_authenticated() -> bool:
     from authserver.models import utcnow
 
     record = current_auth_session()
-    moment = record.authenticated_at if record else None
+    moment = store.last_presence(record) if record else None
     return moment is not None and (utcnow() - moment).total_seconds() <= RECENT_AUTH_SECONDS
+
+
+def confirm_presence(method: str) -> None:
+    """The re-authentication succeeded: recorded on the session, new cookie value (the
+    caller commits)."""
+    record = current_auth_session()
+    if record is not None:
+        g.new_session_token = store.confirm_presence(db.session(), record, method=method)
 
 
 def start_session(user: User, *, method: str, amr: list[str], device_id: int | None = None) -> str:
@@ -134,6 +145,37 @@ def _set_cookies(response: Response) -> Response:
     return response
 
 
+# Answers that never carry or check a form token, and must not read the database for one:
+# the probes stay up while the database is down, forward-auth has its own single query.
+_NO_FORMS = frozenset(
+    {"static", "ops.healthz", "ops.readyz", "metrics", "forward_auth.verify", None}
+)
+
+
+def _bind_csrf_to_session() -> None:
+    """A logged-in browser's CSRF tokens are derived from its login session (issue 11).
+
+    Flask-WTF signs tokens over a random secret kept in Flask's own session cookie. A sibling
+    subdomain under AUTHSERVER_COOKIE_DOMAIN could plant a Flask session cookie of its
+    choosing (cookie tossing) and with it a token it knows. Here the secret is an HMAC of
+    the server-side session's id: a planted cookie is overwritten before any token is read
+    or checked, and a token of another session (or of the anonymous browser) fails.
+    """
+    if request.endpoint in _NO_FORMS or COOKIE_NAME not in request.cookies:
+        return
+    record = current_auth_session()
+    if record is None:
+        return
+    key = current_app.config["SECRET_KEY"].encode()
+    bound = hmac.new(key, b"authserver.csrf\x00" + record.id_hash, hashlib.sha256).hexdigest()
+    field = current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+    if flask_session.get(field) != bound:
+        flask_session[field] = bound
+        g.pop("csrf_token", None)  # Flask-WTF's per-request cache of the token
+
+
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     app.after_request(_set_cookies)
+    # First of the before-request hooks: before CSRFProtect checks the token (web.py).
+    app.before_request_funcs.setdefault(None, []).insert(0, _bind_csrf_to_session)

@@ -132,9 +132,34 @@ def reauthenticate(
             ip=ip,
             user_agent=user_agent,
             device_id=device_id,
+            reauthenticated_at=None,
+            reauth_method=None,
         )
     )
     return token
+
+
+def confirm_presence(session: Session, record: AuthSession, *, method: str) -> str:
+    """« Confirmez votre identité » succeeded: record it apart, give the browser a new cookie.
+
+    The login's ``authenticated_at``/``method``/``amr`` stay as they were: a password
+    typed here must not make a passkey login look recent to an OIDC step-up (issue 11).
+    """
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.execute(
+        update(_SESSIONS)
+        .where(_SESSIONS.c.id_hash == record.id_hash)
+        .values(token_hash=hash_token(token), reauthenticated_at=now, reauth_method=method)
+    )
+    record.reauthenticated_at, record.reauth_method = now, method
+    return token
+
+
+def last_presence(record: AuthSession) -> datetime | None:
+    """When this browser last proved presence: its login or a later re-authentication."""
+    moments = [m for m in (record.authenticated_at, record.reauthenticated_at) if m is not None]
+    return max(moments) if moments else None
 
 
 def load_session(

@@ -20,7 +20,7 @@ from authserver import db
 from authserver.alerts.devices import describe
 from authserver.models import AuthSession, Device, utcnow
 from authserver.sessions import store
-from authserver.sessions.login import current_auth_session, lifetimes
+from authserver.sessions.login import current_auth_session, lifetimes, recently_authenticated
 from authserver.sessions.oidc import backchannel, storage
 from authserver.sessions.oidc.claims import SCOPE_LABELS, SCOPES, session_sid
 
@@ -76,6 +76,8 @@ class ServiceView:
     shares: list[str]  # what it may read, in the consent page's words
     consented_at: datetime | None
     last_login_at: datetime | None
+    # (scope, label) the user may withdraw one by one: a third party's consent, not « openid »
+    narrowable: list[tuple[str, str]]
 
 
 def _services(user_id: int) -> list[ServiceView]:
@@ -88,6 +90,13 @@ def _services(user_id: int) -> list[ServiceView]:
             shares=[SCOPE_LABELS[scope] for scope in SCOPES if scope in item.scope.split()],
             consented_at=item.consented_at,
             last_login_at=item.last_login_at,
+            narrowable=[
+                (scope, SCOPE_LABELS[scope])
+                for scope in SCOPES
+                if scope != "openid" and scope in item.scope.split()
+            ]
+            if item.consented_at is not None and not item.first_party
+            else [],
         )
         for item in found
     ]
@@ -105,11 +114,22 @@ def sessions() -> str:
     )
 
 
+def _confirm_first() -> Response | None:
+    """Closing sessions needs a recent authentication (ASVS 7.5.2): a stolen cookie must not
+    log the owner out of their own browsers."""
+    if recently_authenticated():
+        return None
+    flash("Pour fermer une session, confirmez d'abord votre identité.", "info")
+    return redirect(url_for("passkeys.reauth", next=url_for("my_sessions.sessions")))
+
+
 @bp.post("/account/sessions/<sid>/revoke")
 @login_required
 def revoke_one(sid: str) -> Response:
     current = current_auth_session()
     assert current is not None
+    if (confirm := _confirm_first()) is not None:
+        return confirm
     for record, _device in _live_sessions(current_user.id):
         if session_sid(record.id_hash) == sid:
             if record.id_hash == current.id_hash:
@@ -126,6 +146,8 @@ def revoke_one(sid: str) -> Response:
 def revoke_others() -> Response:
     current = current_auth_session()
     assert current is not None
+    if (confirm := _confirm_first()) is not None:
+        return confirm
     count = store.revoke_all(db.session(), current_user.id, "user_revoked", keep=current.id_hash)
     db.session().commit()
     flash(
@@ -148,4 +170,25 @@ def withdraw_service(client_id: str) -> Response:
     storage.withdraw_service(session, current_user.id, client_id, "user_withdrew")
     session.commit()
     flash(f"L'autorisation de « {service.name} » a été retirée.", "success")
+    return redirect(url_for("my_sessions.sessions"))
+
+
+@bp.post("/account/services/<client_id>/scopes/<scope>/withdraw")
+@login_required
+def narrow_service(client_id: str, scope: str) -> Response:
+    """« Retirer » one item of what a service may read (the rest of the consent stays)."""
+    service = {item.client_id: item for item in _services(current_user.id)}.get(client_id)
+    if service is None or service.first_party or scope not in SCOPE_LABELS:
+        abort(404)
+    session = db.session()
+    backchannel.queue_service_logouts(session, current_user.id, client_id, "user_narrowed")
+    if not storage.narrow_consent(session, current_user.id, client_id, scope, "user_narrowed"):
+        session.rollback()
+        abort(404)
+    session.commit()
+    flash(
+        f"« {service.name} » n'a plus accès à : {SCOPE_LABELS[scope]}. Le service vous "
+        "reconnectera et vous demandera votre accord s'il en a besoin.",
+        "success",
+    )
     return redirect(url_for("my_sessions.sessions"))

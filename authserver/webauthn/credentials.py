@@ -31,6 +31,26 @@ def descriptors_for(session: Session, user_id: int) -> list[ExistingCredential]:
     ]
 
 
+def login_candidates(
+    session: Session, username_key: str
+) -> tuple[int | None, list[ExistingCredential]]:
+    """The account of a lookup key and its passkeys, in one statement: (None, []) when
+    there is no such account, (id, []) when it has no passkey."""
+    rows = session.execute(
+        select(User.id, WebAuthnCredential.credential_id, WebAuthnCredential.transports)
+        .outerjoin(WebAuthnCredential, WebAuthnCredential.user_id == User.id)
+        .where(User.username_key == username_key)
+        .order_by(WebAuthnCredential.id)
+    ).all()
+    if not rows:
+        return None, []
+    return rows[0][0], [
+        ExistingCredential(credential_id, tuple(filter(None, transports.split(","))))
+        for _, credential_id, transports in rows
+        if credential_id is not None
+    ]
+
+
 # Built once (every passkey login runs it): the passkey and, joined, its owner.
 _BY_CREDENTIAL_ID = select(WebAuthnCredential).where(
     WebAuthnCredential.credential_id == bindparam("credential_id")

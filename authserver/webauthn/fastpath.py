@@ -41,6 +41,7 @@ from authserver.alerts import devices, events, security_log
 from authserver.db import get_database
 from authserver.establishments.service import onboarding_endpoint
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
+from authserver.logthrottle import FailureLog
 from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
 from authserver.models import CertificationRequest, Device, Membership, User, utcnow
 from authserver.rawsql import RawConnections
@@ -161,6 +162,13 @@ class FastLogin:
         ]
         self.cookies = LoginCookies(self.settings)
         self.drop_flask_session = dropped_flask_session(app)
+        # A failure of this path's own (a bug) hits every call: one traceback a minute.
+        self.failures = FailureLog(
+            log,
+            failure="passkey login fast path failed; the view answers",
+            recovery="passkey login fast path answering again",
+            unit="call",
+        )
         # How many calls this path answered and handed to Flask (tests, benchmark).
         self.answered = 0
         self.handed = 0
@@ -189,16 +197,21 @@ class FastLogin:
                 response = self.verify(environ, body)
                 observe = self.observe_verify
         except Fallback:
+            # Not the usual case (malformed input included): nothing to log, the view judges.
+            if self.failures.failing:
+                self.failures.succeeded()
             self.handed += 1
             environ["wsgi.input"] = io.BytesIO(body)
             return self.wsgi_app(environ, start_response)
         except Exception:
             if environ.get(COMMITTED):
                 raise  # logged in already: never a second time through the views
-            log.exception("passkey login fast path failed; the view answers")
+            self.failures.failed()
             self.handed += 1
             environ["wsgi.input"] = io.BytesIO(body)
             return self.wsgi_app(environ, start_response)
+        if self.failures.failing:  # one attribute read on the hot path
+            self.failures.succeeded()
         self.answered += 1
         headers, payload = response
         start_response("200 OK", headers)

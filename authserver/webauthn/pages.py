@@ -11,10 +11,17 @@ from webauthn.helpers import bytes_to_base64url
 from werkzeug.wrappers import Response
 
 from authserver import db
+from authserver.accounts import password_attempt
+from authserver.accounts.service import LoginOutcome
+from authserver.alerts import events
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.models import User, utcnow
 from authserver.sessions.completion import safe_next
-from authserver.sessions.login import current_auth_session, recently_authenticated
+from authserver.sessions.login import (
+    confirm_presence,
+    current_auth_session,
+    recently_authenticated,
+)
 from authserver.web import settings
 from authserver.webauthn import credentials
 from authserver.webauthn.notifications import passkey_removed
@@ -166,17 +173,50 @@ def confirm(passkey_id: int) -> Response:
 @bp.route("/account/reauth", methods=["GET", "POST"])
 @login_required
 def reauth() -> object:
-    from authserver.accounts.service import hashing
-
-    error = None
+    """« Confirmez votre identité »: a password (same throttle and events as the login), or a
+    passkey (a passkey login again in this browser, run by static/js/reauth.js)."""
+    error, status, headers = None, 200, {}
     if request.method == "POST":
-        password = request.form.get("password") or ""
-        if password and hashing().verify(current_user.password_hash, password).ok:
+        tried = password_attempt.attempt(
+            current_user.username,
+            request.form.get("password") or "",
+            user=current_user,
+            context=password_attempt.REAUTH,
+        )
+        if tried.outcome is LoginOutcome.OK:
+            confirm_presence("password")
             record = current_auth_session()
-            if record is not None:
-                record.authenticated_at = utcnow()
+            events.record_login(
+                method="password",
+                outcome="success",
+                reason=password_attempt.REAUTH,
+                user=current_user,
+                device_id=record.device_id if record else None,
+            )
             db.session().commit()
             return redirect(_next())
-        error = "Mot de passe incorrect."
-    status = 401 if error else 200
-    return render_template("webauthn/reauth.html", error=error, next_url=_next()), status
+        db.session().commit()
+        if tried.throttled:
+            minutes = max(1, (tried.retry_after + 59) // 60)
+            error = (
+                "Trop de tentatives. Pour votre sécurité, réessayez dans "
+                f"{minutes} minute{'s' if minutes > 1 else ''}, "
+                "ou confirmez avec votre clé d'accès."
+            )
+            status, headers = 429, {"Retry-After": str(tried.retry_after)}
+        elif tried.outcome is LoginOutcome.RESET_REQUIRED:
+            error = (
+                "Vous devez d'abord choisir un nouveau mot de passe (« Mot de passe oublié ? »)."
+            )
+            status = 403
+        else:
+            error, status = "Mot de passe incorrect.", 401
+    has_passkey = credentials.count_for(db.session(), current_user.id) > 0
+    page = render_template(
+        "webauthn/reauth.html",
+        error=error,
+        next_url=_next(),
+        has_password=current_user.password_hash is not None,
+        has_passkey=has_passkey,
+    )
+    return page, status, headers

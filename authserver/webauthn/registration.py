@@ -42,7 +42,11 @@ def descriptors(existing: list[ExistingCredential]) -> list[PublicKeyCredentialD
     return [
         PublicKeyCredentialDescriptor(
             id=item.credential_id,
-            transports=[AuthenticatorTransport(t) for t in known_transports(item.transports)],
+            # Sorted, as browsers report them: what was stored in another order, and the
+            # decoys (decoys.py), look alike.
+            transports=[
+                AuthenticatorTransport(t) for t in sorted(known_transports(item.transports))
+            ],
         )
         for item in existing
     ]

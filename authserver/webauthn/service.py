@@ -8,7 +8,6 @@ credential's owner, clone marking and the login's side effects.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,12 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from authserver import db
-from authserver.accounts.service import find_by_username
-from authserver.accounts.validation import username_key
+from authserver.accounts.validation import lookup_username_key, username_key
 from authserver.alerts import events
 from authserver.models import SecurityEvent, User, WebAuthnCredential, utcnow
 from authserver.web import client_ip, settings
-from authserver.webauthn import authentication, credentials, registration
+from authserver.webauthn import authentication, credentials, decoys, registration
 from authserver.webauthn.challenges import ChallengeStore, Pending
 from authserver.webauthn.errors import (
     AccountUnavailable,
@@ -183,28 +181,24 @@ def finish_registration(user: User, credential: Any, name: str | None) -> WebAut
 # --- Authentication -----------------------------------------------------------------------
 
 
-def _decoy_descriptor(username: str) -> registration.ExistingCredential:
-    """A stable fake credential for identifiants without passkeys: the answer does not say
-    whether the account exists or has passkeys."""
-    key = current_app.config["SECRET_KEY"].encode()
-    fake_id = hmac.new(key, b"decoy:" + username_key(username).encode(), "sha256").digest()
-    return registration.ExistingCredential(fake_id, ("internal", "hybrid"))
-
-
 def begin_login(username: str | None) -> dict[str, Any]:
+    """Request options: discoverable without ``username``, else listing that account's
+    passkeys, or decoys shaped like them (decoys.py) when it has none or does not exist."""
     session = db.session()
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     user_id = None
     allow = None
     purpose = "login"
     if username:
-        user = find_by_username(username)
-        allow = credentials.descriptors_for(session, user.id) if user else []
+        key = lookup_username_key(username)
+        user_id, allow = credentials.login_candidates(session, key) if key else (None, [])
         if not allow:
-            allow = [_decoy_descriptor(username)]
+            allow = decoys.decoy_credentials(
+                secret=current_app.config["SECRET_KEY"].encode(),
+                lookup_key=key or username_key(username),
+            )
         # Unknown identifiant: bound to no one, so no credential can complete it.
-        user_id = user.id if user else None
-        purpose = "login" if user else DECOY_LOGIN
+        purpose = "login" if user_id is not None else DECOY_LOGIN
     options = authentication.request_options(
         rp=relying_party(),
         challenge=challenge,

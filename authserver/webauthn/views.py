@@ -65,6 +65,14 @@ def register_options() -> Response:
             "L'enregistrement automatique d'une clé d'accès n'est proposé que juste après "
             "une connexion.",
         )
+    if not recently_authenticated():
+        # Like every credential change (issue 11): a session left open, or a stolen cookie,
+        # must not add a way in. The page sends the user to « Confirmez votre identité ».
+        raise APIError(
+            403,
+            "reauth_required",
+            "Pour ajouter une clé d'accès, confirmez d'abord votre identité.",
+        )
     options = service.begin_registration(user, conditional=conditional)
     db.session().commit()
     return jsonify(options)

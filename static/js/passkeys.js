@@ -69,6 +69,13 @@ async function registerPasskey() {
     await webauthn.register({ signal: webauthn.timeoutSignal(controller) });
     window.location.assign(button.dataset.next || new URL("../../account/passkeys", import.meta.url).pathname);
   } catch (error) {
+    if (error.serverError === "reauth_required") {
+      // The session is older than a few minutes: confirm who you are, then come back here.
+      const reauth = new URL("../../account/reauth", import.meta.url);
+      reauth.searchParams.set("next", window.location.pathname + window.location.search);
+      window.location.assign(reauth.pathname + reauth.search);
+      return;
+    }
     webauthn.showMessage(message, webauthn.frenchMessage(error));
     button.disabled = false;
   }

@@ -405,10 +405,12 @@ def test_account_deletion_after_reauthentication(
     assert _count(app, LoginEvent, LoginEvent.user_id == user_id) == 0
     with get_database(app).session_scope() as session:
         kept = list(session.scalars(select(LoginEvent).order_by(LoginEvent.id)))
-    assert len(kept) == events_before
+    # ... and the re-authentication, recorded like a login (issue 11).
+    assert len(kept) == events_before + 1
     assert all(event.user_id is None for event in kept)
     assert all(event.username_attempt == USERNAME for event in kept)
-    assert sorted(event.outcome for event in kept) == ["failure", "success", "success"]
+    assert sorted(event.outcome for event in kept) == ["failure", "success", "success", "success"]
+    assert kept[-1].reason == "reauth"
 
     # Both browsers are logged out; the identifiant no longer logs in.
     for browser in (logged_in, other_browser):

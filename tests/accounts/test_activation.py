@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from authserver import settings_of
 from authserver.db import get_database
 from authserver.models import ActionToken, LoginEvent, OutboxMail, User, utcnow
+from tests.accounts.queued_jobs import wait_for_mail_jobs
 from tests.conftest import Actions, csrf_of, link_in, path_of
 from tests.services import html_of, text_of
 
@@ -166,6 +167,7 @@ def test_no_new_link_for_an_activated_account(app, client, actions):
     csrf = csrf_of(client.get("/activate/resend").get_data(as_text=True))
     done = client.post("/activate/resend", data={"csrf_token": csrf, "username": "martin.dupont"})
     assert done.status_code == 200
+    wait_for_mail_jobs(app)
     assert count(app, OutboxMail) == queued
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from authserver.db import get_database
 from authserver.models import OutboxMail
+from tests.accounts.queued_jobs import wait_for_mail_jobs
 from tests.conftest import Actions, csrf_of
 
 CSRF_VALUES = re.compile(r'((?:name="csrf_token" value|name="csrf-token" content)=")[^"]*(")')
@@ -37,6 +38,8 @@ def assert_same(a, b) -> None:
 
 
 def queued(app, kind: str) -> int:
+    """E-mails queued, once the worker has handled the requests (reset, new link)."""
+    wait_for_mail_jobs(app)
     with get_database(app).session_scope() as session:
         return session.scalar(
             select(func.count()).select_from(OutboxMail).where(OutboxMail.kind == kind)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from authserver.db import get_database
 from authserver.models import LoginEvent, OutboxMail
+from tests.accounts.queued_jobs import wait_for_mail_jobs
 from tests.conftest import PASSWORD, Actions, csrf_of
 
 CSRF_VALUES = re.compile(r'((?:name="csrf_token" value|name="csrf-token" content)=")[^"]*(")')
@@ -34,6 +35,8 @@ def normalized(response) -> str:
 
 
 def mails(app) -> int:
+    """E-mails queued, once the worker has handled the requests (reset, new link)."""
+    wait_for_mail_jobs(app)
     with get_database(app).session_scope() as session:
         return session.scalar(select(func.count()).select_from(OutboxMail))
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from authserver import settings_of
 from authserver.db import get_database
 from authserver.models import ActionToken, AuthSession, OutboxMail, User, utcnow
+from tests.accounts.queued_jobs import wait_for_mail_jobs
 from tests.conftest import Actions, csrf_of, link_in, path_of
 from tests.services import html_of, text_of
 
@@ -49,6 +50,8 @@ def token_hash(link: str) -> bytes:
 
 
 def mails(app, kind: str) -> int:
+    """E-mails queued, once the worker has handled the reset requests."""
+    wait_for_mail_jobs(app)
     with get_database(app).session_scope() as session:
         return session.scalar(
             select(func.count()).select_from(OutboxMail).where(OutboxMail.kind == kind)

@@ -83,6 +83,11 @@ POLICY_TABLE = [
     ("jeanne.durand au bureau", "votre adresse e-mail"),
     ("JEANNE.DURAND au bureau", "votre adresse e-mail"),
     ("entreprise.fr est super", None),  # the domain is not the local part
+    # This portal's own words, whatever the spacing and case (ASVS 6.2.11).
+    ("France Travail Pro 2026", "mots de ce service"),
+    ("ESPACE entreprise !!", "mots de ce service"),
+    ("PoleEmploi Connexion 1", "mots de ce service"),
+    ("mon espace entreprise chez moi", None),  # other words too: a phrase
 ]
 
 

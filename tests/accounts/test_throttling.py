@@ -147,6 +147,40 @@ def test_per_ip_limit(app, smtp, owner):
     assert browser(app, smtp, "203.0.113.100").login().status_code == 302
 
 
+def test_per_ip_limit_counts_an_ipv6_slash_64_as_one_address(app, smtp, owner):
+    """Issue 11: an IPv6 client changes addresses inside its /64 at will."""
+    limit = settings_of(app).throttle_ip_failures
+    attacker = browser(app, smtp, "2001:db8:1:2::1")
+    csrf = attacker.csrf()
+    for i in range(limit):
+        attacker.client.environ_base["REMOTE_ADDR"] = f"2001:db8:1:2:{i:x}::{i + 1:x}"
+        response = attacker.client.post(
+            "/login", data={"csrf_token": csrf, "username": f"cible{i}", "password": WRONG}
+        )
+        assert response.status_code == 401, i
+    attacker.client.environ_base["REMOTE_ADDR"] = "2001:db8:1:2:ffff:ffff:ffff:fffe"
+    assert_throttled(attacker.login("une.autre.cible", WRONG), app)
+    # The next /64 is another subscriber.
+    assert browser(app, smtp, "2001:db8:1:3::1").login().status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:0DB8:0:0:ffff::9", "2001:db8::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("", ""),
+        ("unix-socket", "unix-socket"),
+    ],
+)
+def test_ip_keys(ip, key):
+    from authserver.throttle import ip_key
+
+    assert ip_key(ip) == key
+
+
 def test_success_does_not_reset_the_untrusted_counter(app, smtp, owner):
     """A correct login from some browser does not give an attacker a fresh budget."""
     limit = settings_of(app).throttle_account_failures

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from authserver.db import get_database
 from authserver.models import Device, OutboxMail, SecurityEvent, User
+from tests.accounts.queued_jobs import wait_for_mail_jobs
 from tests.conftest import Actions, csrf_of
 from tests.services import SMTPServer, html_of, text_of
 
@@ -106,7 +107,8 @@ def user_row(app: Flask, username: str = USERNAME) -> User:
 
 
 def wait_delivered(app: Flask, timeout: float = 15.0) -> None:
-    """Until the outbox has nothing left to send."""
+    """Until the outbox has nothing left to send (reset requests turned into mail first)."""
+    wait_for_mail_jobs(app, timeout)
     deadline = time.monotonic() + timeout
     while True:
         with get_database(app).session_scope() as session:

@@ -17,6 +17,7 @@ from authserver.db import get_database
 from authserver.models import LoginEvent, SecurityAction, SecurityEvent, User, utcnow
 from tests.conftest import PASSWORD, Actions
 from tests.services import SMTPServer
+from tests.staff_login import passkey_session
 
 # A fixed instant in the recent past (rows are placed around it), whole seconds.
 BASE = utcnow().replace(microsecond=0) - timedelta(days=2)
@@ -66,11 +67,14 @@ def add_user(
         return user.id
 
 
-def client_as(app: Flask, smtp: SMTPServer, username: str) -> FlaskClient:
-    """A browser logged in as ``username`` with a password (the real login form)."""
+def client_as(app: Flask, smtp: SMTPServer, username: str, *, passkey: bool = True) -> FlaskClient:
+    """A browser logged in as ``username`` with a password (the real login form), then, for
+    staff (who need a passkey session), with a passkey enrolled in that session."""
     client = app.test_client()
     response = Actions(client, smtp).login(username)
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    if passkey:
+        passkey_session(app, client)
     return client
 
 

@@ -29,7 +29,7 @@ from tests.establishments.test_flow import (
     user_row,
     wait_mail,
 )
-from tests.fixtures_services import PAGE_TIMEOUT_MS
+from tests.fixtures_services import PAGE_TIMEOUT_MS, add_virtual_authenticator
 from tests.services import text_of
 
 USERNAME = "martin.dupont"
@@ -98,14 +98,16 @@ def signup_and_activate_over_http(live: Live, username: str = USERNAME) -> None:
 # --- In the browser -----------------------------------------------------------------------------
 
 
-def login_by_labels(page, base: str, username: str) -> None:
-    """Login page → passkey offer → `Peut-être plus tard`."""
+def login_by_labels(
+    page, base: str, username: str, offer_answer: str = "Peut-être plus tard"
+) -> None:
+    """Login page → passkey offer → `Peut-être plus tard` (or `Activer`)."""
     page.goto(f"{base}/login")
     page.get_by_label("Identifiant", exact=True).fill(username)
     page.get_by_label("Mot de passe", exact=True).fill(PASSWORD)
     page.get_by_role("main").get_by_role("button", name="Se connecter", exact=True).click()
     page.wait_for_url(at("/passkeys/offer"))
-    page.get_by_role("button", name="Peut-être plus tard", exact=True).click()
+    page.get_by_role("button", name=offer_answer, exact=True).click()
     page.wait_for_url(lambda url: urlsplit(url).path != "/passkeys/offer")
 
 
@@ -170,9 +172,17 @@ def counselor_page(browser, live: Live):
     context = browser.new_context()
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
-    login_by_labels(page, live.base, COUNSELOR)
+    add_virtual_authenticator(page)
+    # Staff tools need a passkey session (issue 11): password login, `Activer` on the offer,
+    # then the console sends the password session to « Me connecter avec ma clé d'accès ».
+    login_by_labels(page, live.base, COUNSELOR, offer_answer="Activer")
     page.goto(f"{live.base}/counselor")
-    assert page.get_by_role("heading", name="Certifications à traiter").is_visible()
+    page.get_by_role("heading", name="Connexion par clé d'accès exigée").wait_for()
+    page.get_by_role("link", name="Me connecter avec ma clé d'accès").click()
+    page.wait_for_url(at("/account/reauth"))
+    page.get_by_role("button", name="Confirmer avec ma clé d'accès").click()
+    page.wait_for_url(at("/counselor"))
+    page.get_by_role("heading", name="Certifications à traiter").wait_for()
     return context, page
 
 

@@ -30,6 +30,7 @@ from authserver.establishments.siret import is_valid, luhn_valid
 from authserver.models import CertificationRequest, Membership, User, utcnow
 from tests.conftest import PASSWORD, Actions, csrf_of, link_in, path_of
 from tests.services import SMTPServer, free_port
+from tests.staff_login import passkey_session
 
 UNKNOWN_SEED_MESSAGE = (
     "Vous n'avez pas encore de numéro Siret ou votre numéro Siret n'est pas reconnu ? "
@@ -156,10 +157,12 @@ def employer(app: Flask, smtp: SMTPServer, username: str) -> Actions:
 
 
 def staff(app: Flask, smtp: SMTPServer, username: str, role: str) -> Actions:
+    """A staff member's browser on a passkey session (their tools need one, issue 11)."""
     create_staff(app, username, role)
     actions = Actions(app.test_client(), smtp)
     response = actions.login(username)
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    passkey_session(app, actions.client)
     return actions
 
 

@@ -31,6 +31,7 @@ from tests.establishments.test_flow import (
     wait_mail,
 )
 from tests.services import SMTPServer, text_of
+from tests.staff_login import passkey_session
 
 ADMIN = "alice.admin"
 ADMIN_EMAIL = f"{ADMIN}@entreprise.fr"
@@ -243,6 +244,7 @@ def counselor_again(app: Flask, smtp: SMTPServer) -> Actions:
     """The counsellor created by the ``admin`` fixture, logged in on a new client."""
     actions = Actions(app.test_client(), smtp)
     assert actions.login("camille.conseil").status_code == 302
+    passkey_session(app, actions.client)  # staff tools need a passkey session
     return actions
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -179,6 +180,31 @@ def test_other_methods_and_head(user):
     head = user.client.head("/auth/verify")
     assert head.status_code == 200 and head.headers["X-Auth-User"] == "martin.dupont"
     assert head.get_data() == b""
+
+
+# Header values as WSGI gives them: each byte one latin-1 character. None of these is UTF-8.
+NOT_UTF8 = ["junk=\xff", "junk=\xe9", 'junk="\xff\xfe"', "\xff=\xe9", "junk=\xe9; more=\xff"]
+
+
+@pytest.mark.parametrize("bad", NOT_UTF8)
+def test_a_cookie_that_is_not_utf8_is_ignored(app, user, caplog, bad):
+    """Another cookie with raw bytes beside the session: the verdict is the same as without it
+    (it was a 503 with a traceback per request)."""
+    session = f"authserver_session={user.client.get_cookie('authserver_session').value}"
+    proxy = app.test_client(use_cookies=False)  # sends the header as given, byte for byte
+    view = app.view_functions["forward_auth.verify"]
+
+    def verdicts(header: str) -> list[tuple[int, str | None]]:
+        fast = proxy.get("/auth/verify", environ_overrides={"HTTP_COOKIE": header})
+        with app.test_request_context("/auth/verify", environ_overrides={"HTTP_COOKIE": header}):
+            flask = view()
+        return [(a.status_code, a.headers.get("X-Auth-User")) for a in (fast, flask)]
+
+    with caplog.at_level(logging.INFO):
+        assert verdicts(f"{bad}; {session}") == [(200, "martin.dupont")] * 2
+        assert verdicts(f"{session}; {bad}") == [(200, "martin.dupont")] * 2
+        assert verdicts(bad) == [(401, None)] * 2
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_the_flask_view_gives_the_same_answer(app, user):

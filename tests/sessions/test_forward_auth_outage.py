@@ -89,6 +89,37 @@ def test_one_traceback_a_minute_the_rest_counted_and_one_line_when_it_answers_ag
         ]
         assert recovered[0].exc_info is None
 
-        switch.down = True  # a new outage is reported at once, whatever the clock says
+        switch.down = True  # a new outage within the minute: counted, no second traceback
+        verify(503)
+        assert len(records(caplog)) == 3
+        now[0] += 60
         verify(503)
         assert len(records(caplog)) == 4 and records(caplog)[3].exc_info is not None
+        assert "1 more" in records(caplog)[3].getMessage()
+
+
+def test_failing_and_answering_by_turns_logs_one_traceback_a_minute(app, actions, caplog):
+    """A success does not restart the minute: a flapping database (or one bad connection
+    of several) is one traceback a minute, not one per failure."""
+    user = logged_in_actions(actions)
+    switch = Switch(app.extensions[READER_KEY])
+    app.extensions[READER_KEY] = switch
+    now = [1000.0]
+    app.extensions[OUTAGE_KEY].clock = lambda: now[0]
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        for _ in range(50):
+            switch.down = True
+            assert_unavailable(user.client.get("/auth/verify"))
+            switch.down = False
+            assert user.client.get("/auth/verify").status_code == 200
+            now[0] += 1
+        tracebacks = [r for r in records(caplog) if r.exc_info is not None]
+        assert len(tracebacks) == 1
+        # One line when it answered again after the reported failure; the other failures
+        # are counted for the next report.
+        assert len(records(caplog)) == 2
+        now[0] += 10
+        switch.down = True
+        assert_unavailable(user.client.get("/auth/verify"))
+        assert "49 more" in records(caplog)[-1].getMessage()

@@ -3,6 +3,7 @@ all the others, with immediate effect everywhere."""
 
 from __future__ import annotations
 
+import html
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -256,3 +257,80 @@ def test_an_unexchanged_code_is_spent_by_the_withdrawal(user, services):
         f"/account/services/{first.client_id}/withdraw", data={"csrf_token": csrf_of(body)}
     )
     assert exchange(user.client, pending).status_code == 400
+
+
+def test_closing_sessions_needs_a_recent_authentication(app, smtp, user):
+    """ASVS 7.5.2: a stolen cookie must not log the owner out of their other browsers."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from authserver.models import AuthSession, utcnow
+
+    other = second_browser(app, smtp, FIREFOX)
+    with get_database(app).session_scope() as session:
+        session.execute(
+            update(AuthSession).values(authenticated_at=utcnow() - timedelta(minutes=6))
+        )
+    body = page(user.client)
+    sid = re.findall(r"/account/sessions/([0-9a-f]{32})/revoke", body)[0]
+    for path in (f"/account/sessions/{sid}/revoke", "/account/sessions/revoke-others"):
+        answer = user.client.post(path, data={"csrf_token": csrf_of(body)})
+        target = urlsplit(answer.headers["Location"])
+        assert target.path == "/account/reauth"
+        assert parse_qs(target.query)["next"] == ["/account/sessions"]
+        assert other.client.get("/auth/verify").status_code == 200
+    confirmed = user.client.post(
+        "/account/reauth",
+        data={"csrf_token": csrf_of(body), "password": PASSWORD, "next": "/account/sessions"},
+    )
+    assert confirmed.headers["Location"] == "/account/sessions"
+    answer = user.client.post("/account/sessions/revoke-others", data={"csrf_token": csrf_of(body)})
+    assert answer.status_code == 302
+    assert other.client.get("/auth/verify").status_code == 401
+
+
+def test_a_consent_can_be_modified_one_item_at_a_time(app, user, services):
+    """ASVS 10.7.3: withdraw « Votre adresse e-mail » from a service, keep the rest."""
+    service, issued, endpoint = services["third"]
+    first, _first_issued, _ = services["first"]
+    body = page(user.client)
+    assert "Modifier l'autorisation" in body
+    action = f"/account/services/{service.client_id}/scopes/email/withdraw"
+    assert action in body
+    # « openid » is the login itself, and first-party services have no consent to modify.
+    assert f"/account/services/{service.client_id}/scopes/openid/withdraw" not in body
+    assert f"/account/services/{first.client_id}/scopes/" not in body
+    assert (
+        user.client.post(
+            f"/account/services/{first.client_id}/scopes/email/withdraw",
+            data={"csrf_token": csrf_of(body)},
+        ).status_code
+        == 404
+    )
+
+    answer = user.client.post(action, data={"csrf_token": csrf_of(body)})
+    assert answer.status_code == 302
+    assert "n'a plus accès à : Votre adresse e-mail" in html.unescape(page(user.client))
+    with get_database(app).session_scope() as session:
+        (consent,) = session.scalars(
+            select(OAuthConsent).where(OAuthConsent.client_id == service.client_id)
+        ).all()
+    assert consent.scope == "openid"
+    # Its tokens ended (it was told), and asking for the e-mail again needs a new consent.
+    assert introspect(user.client, service, issued["access_token"])["active"] is False
+    assert len(endpoint.wait(1)) == 1
+    again = authorize(user.client, service, scope="openid email")
+    assert again.response.status_code == 200
+    assert "Autoriser" in again.response.get_data(as_text=True)
+    assert authorize(user.client, service, scope="openid").code
+    # Withdrawing twice, or an unknown item, is a 404.
+    body = page(user.client)
+    assert user.client.post(action, data={"csrf_token": csrf_of(body)}).status_code == 404
+    assert (
+        user.client.post(
+            f"/account/services/{service.client_id}/scopes/secret/withdraw",
+            data={"csrf_token": csrf_of(body)},
+        ).status_code
+        == 404
+    )

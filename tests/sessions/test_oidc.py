@@ -149,6 +149,11 @@ def test_the_identifiant_is_never_given_to_a_third_party(app, user):
     flow = authorize(user.client, third, scope="openid profile email")
     body = flow.response.get_data(as_text=True)
     assert "sans votre identifiant de connexion" in body
+    # How long the authorization lasts, and how to withdraw it (ASVS 10.7.2).
+    assert (
+        "jusqu&#39;à ce que vous la retiriez" in body or "jusqu'à ce que vous la retiriez" in body
+    )
+    assert "12 heures après votre connexion" in body
     action = "/oauth/authorize?" + urlsplit(flow.response.request.url).query
     allowed = user.client.post(action, data={"csrf_token": csrf_of(body), "decision": "allow"})
     code = parse_qs(urlsplit(allowed.headers["Location"]).query)["code"][0]
@@ -218,10 +223,13 @@ def test_other_errors_go_back_to_the_registered_uri(user, kit):
     assert flow.query["state"] == flow.params["state"]
 
 
-def test_public_client_must_use_pkce(app, user):
-    public = register(app, public=True, first_party=True)
-    flow = authorize(user.client, public, pkce_method=None)
+@pytest.mark.parametrize("public", [True, False], ids=["public", "confidential"])
+def test_every_client_must_use_pkce(app, user, public):
+    """OAuth 2.1 / ASVS 10.4.6: PKCE for every client, not only those without a secret."""
+    service = register(app, public=public, first_party=True)
+    flow = authorize(user.client, service, pkce_method=None)
     assert flow.query["error"] == "invalid_request"
+    assert flow.query["state"] == flow.params["state"]
     assert "Location" in flow.response.headers and flow.location.startswith(REDIRECT)
 
 
@@ -259,6 +267,19 @@ def test_confidential_client_with_pkce_needs_the_verifier_too(user, kit):
     flow = authorize(user.client, kit)
     answer = exchange(user.client, flow, code_verifier=None)
     assert answer.status_code == 400
+
+
+@pytest.mark.parametrize("verifier", [None, "x" * 50])
+def test_a_code_without_a_challenge_gives_no_token(app, user, kit, verifier):
+    """A code stored without a challenge (issued before PKCE was required of every client)
+    is refused at the token endpoint, with or without a verifier."""
+    flow = authorize(user.client, kit)
+    code = flow.code
+    with get_database(app).session_scope() as session:
+        session.execute(update(OAuthCode).values(code_challenge=None, code_challenge_method=None))
+    answer = exchange(user.client, flow, code=code, code_verifier=verifier)
+    assert answer.status_code == 400
+    assert answer.get_json()["error"] in ("invalid_request", "invalid_grant")
 
 
 def test_redirect_uri_must_match_at_the_token_endpoint(app, user):

@@ -142,3 +142,21 @@ def test_a_rotation_can_be_cancelled_or_made_immediate(env):
     assert now["still_verifying"] == [first["kid"]]  # the pending one was superseded
     assert _kids(env) == [(now["kid"], True), (first["kid"], False)]
     assert pending["kid"] not in {kid for kid, _ in _kids(env)}
+
+
+def test_client_create_without_refresh_tokens(env):
+    result = run(
+        env,
+        "client",
+        "create",
+        "--name",
+        "Attestations",
+        "--redirect-uri",
+        "https://attestations.example.fr/cb",
+        "--no-refresh-token",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["grant_types"] == ["authorization_code"]
+    assert rows(env)[0].grant_types == ["authorization_code"]
+    default = run(env, "client", "create", "--name", "Kit", "--redirect-uri", "https://k.fr/cb")
+    assert json.loads(default.output)["grant_types"] == ["authorization_code", "refresh_token"]

@@ -567,3 +567,27 @@ def test_another_user_logging_in_in_that_browser_ends_the_first_session(app, smt
     (token,) = service.wait(1)
     assert verify_jwt(token, jwks(user.client), audience=kit_a.client_id)["sid"] == sid_a
     assert _session_ids(app) == []  # martin.dupont has no session left
+
+
+def test_a_client_without_the_refresh_grant_gets_no_refresh_token(app, user):
+    """ASVS 10.4.4: each client uses only the grants it needs."""
+    login_only = register(app, name="Attestations", first_party=True, refresh_tokens=False)
+    answer = tokens(user.client, login_only)
+    assert "refresh_token" not in answer
+    assert userinfo(user.client, answer["access_token"]).status_code == 200
+    # A refresh token of another client is no way in either.
+    other = tokens(user.client, register(app, name="Kit", first_party=True))
+    refused = refresh(user.client, login_only, other["refresh_token"])
+    assert refused.status_code in (400, 401)
+    assert refused.get_json()["error"] in ("unauthorized_client", "invalid_grant")
+
+
+def test_clients_registered_before_grant_types_keep_both(app, user, kit):
+    from sqlalchemy import update
+
+    from authserver.db import get_database
+    from authserver.models import OAuthClient
+
+    with get_database(app).session_scope() as session:
+        session.execute(update(OAuthClient).values(grant_types=None))
+    assert "refresh_token" in tokens(user.client, kit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -254,3 +255,43 @@ def test_cookies_are_secure_when_the_base_url_is_https(make_app, smtp):
         assert "samesite=lax" in attributes
     flask_cookie = [h for h in page.headers.getlist("Set-Cookie") if "authserver_flask=" in h]
     assert flask_cookie and "secure" in flask_cookie[0].lower()
+
+
+# --------------------------------------------------------------------------- cookie bytes
+
+
+@pytest.mark.parametrize("bad", ["junk=\xff", "junk=\xe9", 'junk="\xff\xfe"', "\xff=\xe9"])
+def test_a_cookie_that_is_not_utf8_beside_ours_is_ignored_by_the_pages(app, user, caplog, bad):
+    """Raw bytes in another cookie (WSGI gives each as one latin-1 character): the pages read
+    our cookies as without it, and log nothing."""
+    assert user.login().status_code == 302
+    ours = f"{COOKIE}={cookie_value(user.client)}"
+    browser = app.test_client(use_cookies=False)  # sends the header as given, byte for byte
+
+    def get(path: str, header: str):
+        return browser.get(path, environ_overrides={"HTTP_COOKIE": header})
+
+    with caplog.at_level(logging.INFO):
+        assert get("/account/passkeys", f"{bad}; {ours}").status_code == 200
+        assert get("/account/passkeys", f"{ours}; {bad}").status_code == 200
+        refused = get("/account/passkeys", bad)
+        assert refused.status_code == 302 and urlsplit(refused.location).path == "/login"
+        page = get("/login", bad)
+        assert page.status_code == 200
+        (flask,) = [
+            h.split(";")[0]
+            for h in page.headers.getlist("Set-Cookie")
+            if h.startswith("authserver_flask=")
+        ]
+        login = browser.post(
+            "/login",
+            data={
+                "csrf_token": csrf_of(page.get_data(as_text=True)),
+                "username": "martin.dupont",
+                "password": PASSWORD,
+            },
+            environ_overrides={"HTTP_COOKIE": f"{bad}; {flask}"},
+        )
+        assert login.status_code == 302
+        assert set_cookie_header(login, COOKIE)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -464,9 +464,9 @@ def test_transports_are_stored_once_each(backend_app, smtp, sent, stored):
     browser.register(auth)
     (row,) = passkeys(backend_app)
     assert row.transports == stored
-    # And listed once each in excludeCredentials.
+    # And listed once each in excludeCredentials (sorted, as browsers report them).
     (descriptor,) = browser.register_options()["excludeCredentials"]
-    assert descriptor["transports"] == stored.split(",")
+    assert descriptor["transports"] == sorted(stored.split(","))
 
 
 def _longest_provider() -> tuple[str, str]:
@@ -541,37 +541,10 @@ def test_request_options_for_a_username_first_login(app, smtp, enrolled, auth):
 
     options = enrolled.login_options(USER.upper())
     assert {d["id"]: d["transports"] for d in options["allowCredentials"]} == {
-        auth.credential().id_b64: ["internal", "hybrid"],
+        auth.credential().id_b64: ["hybrid", "internal"],  # sorted, as browsers report them
         second.credential().id_b64: ["usb"],
     }
     assert options["userVerification"] == "required"
-
-
-def test_unknown_username_gets_a_decoy_of_the_same_shape(app, smtp, auth):
-    create_accounts(app, smtp, USER, OTHER)  # claire.martin has no passkey
-    enrolled = enroll(app, smtp, auth, USER, create=False)
-    real = enrolled.login_options(USER)
-    unknown = enrolled.login_options("personne.inconnue")
-    no_passkey = enrolled.login_options(OTHER)
-
-    for decoy in (unknown, no_passkey):
-        assert set(decoy) == set(real)
-        assert len(decoy["allowCredentials"]) == 1
-        (descriptor,) = decoy["allowCredentials"]
-        assert set(descriptor) == set(real["allowCredentials"][0])
-        assert len(base64url_to_bytes(descriptor["id"])) == len(auth.credential().credential_id)
-    # Stable from one call to the next (a fresh random id would give the game away) ...
-    assert (
-        enrolled.login_options("personne.inconnue")["allowCredentials"]
-        == (unknown["allowCredentials"])
-    )
-    # ... and different for each identifiant.
-    assert unknown["allowCredentials"] != no_passkey["allowCredentials"]
-
-    # No passkey can complete a decoy ceremony, not even a real one of another account.
-    options = enrolled.login_options("personne.inconnue")
-    response = enrolled.login_verify(auth.assert_(options, credential_id=auth.credential().id_b64))
-    assert_json_error(response, 401, "unknown_credential")
 
 
 # --------------------------------------------------------------------------- access rules

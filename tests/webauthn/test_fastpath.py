@@ -8,6 +8,7 @@ views' answers to the same requests.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from authserver.db import get_database
 from authserver.models import AuthSession, Device, LoginEvent, SecurityEvent, WebAuthnCredential
 from authserver.ops import redis_client
 from authserver.webauthn.fastpath import EXTENSION_KEY, FastLogin
+from tests.sessions.test_forward_auth import NOT_UTF8
 from tests.webauthn.test_api import (
     USER,
     Browser,
@@ -320,6 +322,24 @@ def test_behind_a_mount_point_the_redirect_is_the_views(fast_app, enrolled, auth
     assert redirects[0].startswith("/portail/")
 
 
+@pytest.mark.parametrize("next_url", ["//[", "//\uff03x", "/[ok]"])
+def test_a_next_that_urlsplit_refuses_is_ignored_not_a_500(fast_app, enrolled, auth, next_url):
+    """``urlsplit`` raises on some hosts (« //[ »): a ValueError after the fast path's commit
+    left the login half done with a traceback, and the view answered 500."""
+    redirects = []
+    for enabled in (True, False):
+        fast(fast_app).enabled = enabled
+        response = enrolled.login_verify(auth.assert_(enrolled.login_options()), next=next_url)
+        assert response.status_code == 200, response.get_json()
+        redirects.append(response.get_json()["redirect"])
+        enrolled.logout()
+    assert redirects[0] == redirects[1]
+    if next_url == "/[ok]":
+        assert redirects[0] == next_url
+    else:  # where a login without « next » goes
+        assert redirects[0].startswith("/") and not redirects[0].startswith("//")
+
+
 ONBOARDING = {
     "no establishment": (None, False, False),
     "waiting for the administrator": ("pending", False, False),
@@ -423,11 +443,92 @@ def test_with_the_security_log_off_no_line_is_built(make_app, smtp, monkeypatch)
         "a=1 2",
         "a=%20x",
         "\u00e9=1".encode().decode("latin-1"),  # as WSGI gives a UTF-8 header
+        *NOT_UTF8,
+        *(f"{bad}; authserver_session=abc; {bad}" for bad in NOT_UTF8),
     ],
 )
-def test_cookies_are_read_as_werkzeug_reads_them(header):
-    from werkzeug.http import parse_cookie
+def test_cookies_are_read_as_flask_reads_them(header):
+    """The fast paths and the views they hand over to see the same cookies (first of a name
+    wins), whatever bytes the header carries."""
+    from werkzeug.wrappers import Request
 
     from authserver.web import read_cookies
 
-    assert read_cookies(header) == dict(parse_cookie(header).items())
+    assert read_cookies(header) == dict(Request({"HTTP_COOKIE": header}).cookies.items())
+
+
+LOGGER = "authserver.webauthn.fastpath"
+
+
+def problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+
+
+class RawCookie:
+    """In front of the app: one more cookie in every request's header, raw bytes as WSGI
+    gives them (the test client would quote it), as a browser carrying it would send it."""
+
+    def __init__(self, wsgi_app: Any, cookie: str) -> None:
+        self.wsgi_app = wsgi_app
+        self.cookie = cookie
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        header = environ.get("HTTP_COOKIE")
+        environ["HTTP_COOKIE"] = f"{self.cookie}; {header}" if header else self.cookie
+        return self.wsgi_app(environ, start_response)
+
+
+@pytest.mark.parametrize("bad", NOT_UTF8)
+def test_a_cookie_that_is_not_utf8_changes_nothing_and_logs_nothing(
+    fast_app, enrolled, auth, caplog, monkeypatch, bad
+):
+    """It was a traceback per login (the cookie reader raised; the views answered)."""
+    monkeypatch.setattr(fast_app, "wsgi_app", RawCookie(fast_app.wsgi_app, bad))
+    with caplog.at_level(logging.INFO), Counted(fast_app) as counted:
+        assert enrolled.login(auth).status_code == 200
+    assert (counted.answered, counted.handed) == (2, 0)
+    assert enrolled.logged_in()
+    assert problems(caplog) == []
+
+
+def test_an_unexpected_failure_logs_one_traceback_a_minute(fast_app, enrolled, caplog):
+    """A bug hit by every call: the views answer each, the log gets one traceback a minute
+    (the calls in between counted), and one line when the fast path works again."""
+    path = fast(fast_app)
+    now = [1000.0]
+    path.failures.clock = lambda: now[0]
+    working = path._response
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    def options() -> None:
+        with Counted(fast_app) as counted:
+            response = enrolled.client.post("/webauthn/login/options", json={})
+        assert response.status_code == 200
+        assert counted.answered + counted.handed == 1
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        for _ in range(10):  # failing and working by turns, within the minute
+            path._response = broken  # type: ignore[method-assign]
+            options()
+            path._response = working  # type: ignore[method-assign]
+            options()
+        # The first failure's traceback, and one line when the path worked again.
+        traceback, back = problems(caplog)
+        assert traceback.exc_info is not None and back.exc_info is None
+        now[0] += 59
+        path._response = broken  # type: ignore[method-assign]
+        options()
+        assert len(problems(caplog)) == 2
+        now[0] += 1
+        options()
+        traceback = problems(caplog)[-1]
+        assert traceback.exc_info is not None and "10 more" in traceback.getMessage()
+        path._response = working  # type: ignore[method-assign]
+        options()
+        options()
+    assert len(problems(caplog)) == 4
+    back = problems(caplog)[-1]
+    assert back.exc_info is None
+    assert back.getMessage() == "passkey login fast path answering again after 11 failed call(s)"

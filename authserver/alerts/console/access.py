@@ -1,7 +1,8 @@
 """Who may use the console: the security team (role ``security``) and administrators.
 
-Pages: anonymous people go to the login page, other accounts get the 403 page.
-API: a bearer token created from the CLI, or a console user's session; errors
+Pages: anonymous people go to the login page, other accounts get the 403 page, console
+users on a password session the page that sends them to their passkey (sessions/staff.py).
+API: a bearer token created from the CLI, or a console user's passkey session; errors
 in the contract's JSON form (401 without valid credentials, 403 otherwise).
 """
 
@@ -18,6 +19,7 @@ from authserver import db
 from authserver.alerts.console.api_tokens import CONSOLE_ROLES, authenticate
 from authserver.errors import APIError
 from authserver.models import User
+from authserver.sessions import staff
 from authserver.sessions.login import login_manager
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -30,10 +32,13 @@ class CallerRefused(APIError):
 def console_page(view: View) -> View:
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if not current_user.is_authenticated:
+        access = staff.current_access(CONSOLE_ROLES)
+        if access is staff.Access.ANONYMOUS:
             return login_manager.unauthorized()
-        if current_user.role not in CONSOLE_ROLES:
+        if access is staff.Access.FORBIDDEN:
             abort(403)
+        if access is staff.Access.PASSKEY_REQUIRED:
+            return staff.passkey_required_page()
         return view(*args, **kwargs)
 
     return cast(View, guarded)
@@ -52,10 +57,17 @@ def api_caller() -> User:
             raise CallerRefused(403, "forbidden", "Ce jeton ne donne pas accès à la console.")
         session.commit()  # last_used_at
         return row.user
-    if not current_user.is_authenticated:
+    access = staff.current_access(CONSOLE_ROLES)
+    if access is staff.Access.ANONYMOUS:
         raise CallerRefused(
             401, "unauthorized", "Authentification requise : session ou jeton d'accès."
         )
-    if current_user.role not in CONSOLE_ROLES:
+    if access is staff.Access.FORBIDDEN:
         raise CallerRefused(403, "forbidden", "Vous n'avez pas accès à la console de sécurité.")
+    if access is staff.Access.PASSKEY_REQUIRED:
+        raise CallerRefused(
+            403,
+            "passkey_required",
+            "La console de sécurité exige une session ouverte avec une clé d'accès.",
+        )
     return cast(User, current_user._get_current_object())

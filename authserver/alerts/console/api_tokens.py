@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from authserver.models import ApiToken, User, utcnow
+from authserver.sessions.staff import SECURITY_ROLES
 
-CONSOLE_ROLES = ("security", "admin")
+CONSOLE_ROLES = SECURITY_ROLES
 PREFIX = "ats_"
 # last_used_at is written at most this often: not a write per API call.
 TOUCH_EVERY = timedelta(seconds=60)

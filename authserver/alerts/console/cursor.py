@@ -12,10 +12,11 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from authserver.models import MAX_ID
+
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MAX_ID = 2**63 - 1  # what a database integer key can hold
 
 
 class InvalidCursor(ValueError):

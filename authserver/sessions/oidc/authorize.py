@@ -117,6 +117,7 @@ def authorize() -> object:
             client=client,
             scopes=[(item, claims.SCOPE_LABELS[item]) for item in scopes],
             action=request.full_path,
+            session_hours=max(1, settings().session_absolute // 3600),
         )
     if request.method == "POST" and needs_consent and request.form.get("decision") != "allow":
         return handoff(server.create_authorization_response(grant_user=None, grant=grant))

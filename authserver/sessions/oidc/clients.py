@@ -7,12 +7,14 @@ guess; Argon2 would only slow the token endpoint down.)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 from sqlalchemy import select
@@ -24,8 +26,17 @@ from authserver.sessions.oidc.claims import DEFAULT_CLIENT_SCOPE, SCOPES
 GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
+# RFC 6749's VSCHAR without the space, at most our column's size: anything else names no
+# client (and never reaches the database: PostgreSQL refuses a NUL, for one).
+CLIENT_ID = re.compile(r"[\x21-\x7e]{1,48}")
+
+
 class InvalidClientMetadata(ValueError):
     """A value given to ``client create`` is not acceptable; the message is French."""
+
+
+class MalformedCredentials(ValueError):
+    """An ``Authorization: Basic`` header that cannot be read as RFC 6749 §2.3.1 says."""
 
 
 def hash_secret(secret: str) -> bytes:
@@ -55,8 +66,12 @@ def create_client(
     post_logout_redirect_uris: list[str] | None = None,
     backchannel_logout_uri: str | None = None,
     scope: str | None = None,
+    refresh_tokens: bool = True,
 ) -> NewClient:
-    """Register a client; the caller commits. The secret is returned once, never stored."""
+    """Register a client; the caller commits. The secret is returned once, never stored.
+
+    ``refresh_tokens=False``: the client may only use the authorization code (a service that
+    needs no access beyond the login itself gets no refresh token)."""
     name = name.strip()
     if not name or len(name) > 100:
         raise InvalidClientMetadata("--name : de 1 à 100 caractères")
@@ -83,6 +98,7 @@ def create_client(
         scope=list_to_scope(wanted),
         public=public,
         first_party=first_party,
+        grant_types=list(GRANT_TYPES if refresh_tokens else GRANT_TYPES[:1]),
     )
     session.add(row)
     session.flush()
@@ -102,12 +118,34 @@ def describe(new: NewClient) -> dict[str, Any]:
         "post_logout_redirect_uris": row.post_logout_redirect_uris,
         "backchannel_logout_uri": row.backchannel_logout_uri,
         "scope": row.scope,
+        "grant_types": row.grant_types or list(GRANT_TYPES),
         "token_endpoint_auth_method": "none" if row.public else "client_secret_basic",
     }
 
 
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The (client_id, client_secret) of an ``Authorization: Basic`` header, or None when the
+    request has no such header (it may authenticate otherwise).
+
+    RFC 6749 §2.3.1: each part form-urlencoded, joined by a colon, in base64. Raises
+    MalformedCredentials when the client did try Basic but the value is not strict base64,
+    not UTF-8, has no colon, or a percent-escape that is not UTF-8.
+    """
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode()
+        client_id, colon, secret = decoded.partition(":")
+        if not colon:
+            raise MalformedCredentials("no colon between client_id and secret")
+        return unquote(client_id, errors="strict"), unquote(secret, errors="strict")
+    except ValueError as error:  # binascii.Error, UnicodeError, non-ASCII str: all ValueError
+        raise MalformedCredentials(str(error)) from None
+
+
 def find_client(session: Session, client_id: str | None) -> RegisteredClient | None:
-    if not client_id or len(client_id) > 48:
+    if not client_id or not CLIENT_ID.fullmatch(client_id):
         return None
     row = session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
     if row is None or row.disabled_at is not None:
@@ -159,4 +197,5 @@ class RegisteredClient(ClientMixin):
         return response_type == "code"
 
     def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type in GRANT_TYPES
+        allowed = self.row.grant_types or GRANT_TYPES  # None: registered before the setting
+        return grant_type in GRANT_TYPES and grant_type in allowed

@@ -2,8 +2,9 @@
 
 Thin glue: protocol rules are Authlib's (RFC 6749, 7636, 7009, 7662, OIDC Core and
 RP-Initiated Logout); what is ours is where things are kept (storage.py), how tokens are
-tied to the login session, and the policy on top (PKCE S256 only, codes spent on first
-presentation, refresh rotation with reuse detection).
+tied to the login session, and the policy on top (PKCE S256 for every client, codes spent
+on first presentation, refresh rotation with reuse detection, malformed input answered with
+the protocol's error rather than Authlib's exceptions).
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    UnsupportedResponseTypeError,
+    grants,
+)
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -28,8 +35,13 @@ from authserver import db
 from authserver.models import AuthSession, OAuthCode, User, utcnow
 from authserver.sessions import store
 from authserver.sessions.login import end_session, lifetimes
-from authserver.sessions.oidc import claims, keys, storage
-from authserver.sessions.oidc.clients import RegisteredClient, find_client
+from authserver.sessions.oidc import claims, keys, params, storage
+from authserver.sessions.oidc.clients import (
+    MalformedCredentials,
+    RegisteredClient,
+    basic_credentials,
+    find_client,
+)
 
 SERVER_KEY = "authserver.oidc.server"
 ID_TOKEN_TTL = 600
@@ -171,28 +183,58 @@ def user_info(user: User, scope: str) -> dict[str, Any]:
 
 
 class S256CodeChallenge(CodeChallenge):
-    """PKCE with S256 only (``plain`` gives nothing over TLS-less leaks); required for public
-    clients at the authorization endpoint already, not only at the token endpoint."""
+    """PKCE with S256, required of every client, confidential ones included (OAuth 2.1,
+    ASVS 10.4.6): a stolen code is useless without the verifier even with the secret.
+    Authlib's ``CodeChallenge(required=True)`` forces it on public clients only; ``plain``
+    gives nothing over a leak of the request, so only S256 is taken."""
 
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]  # noqa: RUF012 (Authlib's class attribute)
 
-    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+    def validate_code_challenge(self, grant: Any, redirect_uri: str | None) -> None:
         data = grant.request.payload.data
-        challenge = data.get("code_challenge")
-        if challenge and data.get("code_challenge_method") != "S256":
-            raise InvalidRequestError(
-                "code_challenge_method must be S256", redirect_uri=redirect_uri
-            )
-        if not challenge and grant.request.client.public:
-            raise InvalidRequestError(
-                "PKCE (code_challenge, S256) is required for public clients",
-                redirect_uri=redirect_uri,
-            )
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("PKCE (code_challenge, S256) is required")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
         super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidRequestError("Missing 'code_verifier'")
+        if not self.get_authorization_code_challenge(grant.request.authorization_code):
+            # Issued before PKCE was required of every client: nothing to prove it with.
+            raise InvalidGrantError("The code was not bound to a code_challenge")
+        super().validate_code_verifier(grant, result)
+
+
+class ParameterScreen:
+    """Authlib extension: the authorization request's parameters as ``params`` allows them.
+
+    Run before the payload's other checks (PKCE, nonce: Authlib's hooks are a set, in no
+    order), once the client and its redirect URI are known: the error goes back to the client.
+    """
+
+    def __call__(self, grant: Any) -> None:
+        grant.register_hook("before_validate_authorization_request_payload", self.screen)
+
+    def screen(self, grant: Any, redirect_uri: str | None) -> None:
+        problem = params.authorization_problem(grant.request.payload.datalist)
+        if problem:
+            raise InvalidRequestError(problem)
 
 
 class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]  # noqa: RUF012
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request: Any, client: RegisteredClient) -> str:
+        """Authlib's rule (always given, registered exactly), with a description that does not
+        echo the URI: Authlib refuses (ValueError, a 500) a description holding ``"``, ``\\``
+        or non-ASCII."""
+        redirect_uri = request.payload.redirect_uri
+        if not redirect_uri or not client.check_redirect_uri(redirect_uri):
+            raise InvalidRequestError("redirect_uri is missing or not registered for the client")
+        return str(redirect_uri)
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         record: AuthSession = g.oidc_auth_session
@@ -406,9 +448,48 @@ class EndSession(EndSessionEndpoint):
 # --------------------------------------------------------------------------- the server
 
 
+class UnsupportedResponseType(UnsupportedResponseTypeError):
+    """Authlib's error, without the request's value in its description (see above)."""
+
+    def get_error_description(self) -> str:
+        return "only response_type=code is supported"
+
+
+def authenticate_basic(query_client: Any, request: Any) -> RegisteredClient | None:
+    """``client_secret_basic``, Authlib's rule with our reading of the header: a client that
+    sent a Basic header we cannot read gets 401 invalid_client (RFC 6749 §5.2), not a 500 nor
+    a fall-through to another method."""
+    try:
+        found = basic_credentials(request.headers.get("Authorization"))
+    except MalformedCredentials:
+        raise InvalidClientError(
+            status_code=401, description="Malformed HTTP Basic credentials"
+        ) from None
+    if found is None or not all(found):
+        return None
+    client_id, secret = found
+    client = query_client(client_id)
+    if client is None:
+        raise InvalidClientError(status_code=401, description="Unknown client")
+    return client if client.check_client_secret(secret) else None
+
+
 class Server(AuthorizationServer):
     def query_client(self, client_id: str) -> RegisteredClient | None:
         return find_client(_session(), client_id)
+
+    def get_authorization_grant(self, request: Any) -> Any:
+        """Authlib's, except for a response type it does not know (the error it builds then
+        echoes the value, and one holding ``"`` was a 500). As Authlib does, the error goes
+        back to the client only when the redirect URI is one of the client's."""
+        if CodeGrant.check_authorization_endpoint(request):
+            return super().get_authorization_grant(request)
+        client = self.query_client(request.payload.client_id)
+        uri = request.payload.redirect_uri
+        known = client is not None and bool(uri) and client.check_redirect_uri(uri)
+        raise UnsupportedResponseType(
+            request.payload.response_type, redirect_uri=uri if known else None
+        )
 
     def save_token(self, token: dict[str, Any], request: Any) -> None:
         client = request.client
@@ -470,7 +551,10 @@ def build_server(app: Flask) -> Server:
     server.init_app(app)
     server.scopes_supported = list(claims.SCOPES)
     server.register_token_generator("default", _token_generator())
-    server.register_grant(CodeGrant, [S256CodeChallenge(required=True), OpenID()])
+    server.register_client_auth_method("client_secret_basic", authenticate_basic)
+    server.register_grant(
+        CodeGrant, [ParameterScreen(), S256CodeChallenge(required=True), OpenID()]
+    )
     server.register_grant(RefreshGrant)
     protector = ResourceProtector()
     protector.register_token_validator(BearerValidator())

@@ -369,3 +369,23 @@ def withdraw_service(session: Session, user_id: int, client_id: str, reason: str
         )
     )
     return revoked
+
+
+def narrow_consent(session: Session, user_id: int, client_id: str, scope: str, reason: str) -> bool:
+    """Withdraw one scope of a consent (ASVS 10.7.3: consents can be modified): the consent
+    keeps the others, and the service's tokens and codes of this user end (they may carry
+    the scope; the service logs in again and asks for what it still needs). False when the
+    consent did not include it. The caller queues the back-channel logouts first, and
+    commits."""
+    row = session.scalar(
+        select(OAuthConsent).where(
+            OAuthConsent.user_id == user_id, OAuthConsent.client_id == client_id
+        )
+    )
+    granted = row.scope.split() if row is not None else []
+    if row is None or scope not in granted or scope == "openid":
+        return False
+    remaining = " ".join(item for item in granted if item != scope)
+    withdraw_service(session, user_id, client_id, reason)  # tokens, codes and the consent
+    session.add(OAuthConsent(user_id=user_id, client_id=client_id, scope=remaining))
+    return True

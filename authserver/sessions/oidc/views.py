@@ -105,6 +105,15 @@ def _cors(response: Response) -> Response:
     return response
 
 
+@bp.errorhandler(OAuth2Error)
+def _protocol_error(error: OAuth2Error) -> Response:
+    """An Authlib error raised outside Authlib's own handling, the RFC's JSON error all the
+    same. Authlib builds its request object before its try blocks, and that step raises too:
+    insecure_transport for a URL that is not https (an http server reached under a name
+    that is not loopback's), found by fuzzing as a 500 (issue 11)."""
+    return server_of().handle_error_response(request, error)  # type: ignore[no-any-return]
+
+
 def _committed(response: Response | None) -> Response | None:
     # Spent codes, rotated or revoked families are kept even when the answer is an error.
     db.session().commit()

@@ -1,0 +1,85 @@
+"""One password attempt, wherever a password is typed: the login page and « Confirmez votre
+identité » (issue 11: the re-authentication could be brute-forced, 40 guesses in 3 s).
+
+Both count the attempt in the same throttle before Argon2 runs (per IP, per account for
+unknown browsers, per known browser), refund it when the password was right, record a login
+event for every refusal and e-mail the owner when the account's limit is reached. The
+callers only map the result to their pages; the successful login or re-authentication is
+theirs to record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authserver.accounts import service
+from authserver.accounts.validation import attempt_label, username_key
+from authserver.alerts import devices, events, notify
+from authserver.metrics import THROTTLED
+from authserver.models import User
+from authserver.throttle import throttle
+from authserver.web import client_ip
+
+# Login event reasons of a re-authentication (method ``password``): the security console and
+# the detector see them with the logins; « last trusted login » rules leave them out.
+REAUTH = "reauth"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    outcome: service.LoginOutcome | None  # None: throttled, the password was not checked
+    user: User | None
+    retry_after: int = 0
+
+    @property
+    def throttled(self) -> bool:
+        return self.outcome is None
+
+
+def attempt(username: str, password: str, *, user: User | None, context: str = "login") -> Attempt:
+    """Check ``password`` for the account of ``username`` (``user``, None if unknown).
+
+    ``context`` is ``"login"`` or ``REAUTH``: the re-authentication's events carry it in
+    their reason. The caller commits.
+    """
+    prefix = "" if context == "login" else f"{context}_"
+    label = attempt_label(username)
+    key = username_key(username)
+
+    def refused(outcome: str, reason: str) -> None:
+        events.record_login(
+            method="password",
+            outcome=outcome,
+            reason=f"{prefix}{reason}",
+            user=user,
+            username_attempt=label,
+        )
+
+    device = devices.known_device(user.id) if user else None
+    device_key = device.cookie_hash.hex() if device else None
+
+    # Counted before the (slow) password check: parallel guesses cannot all pass.
+    reservation = throttle().reserve_login(key, client_ip(), device_key)
+    if not reservation.allowed:
+        THROTTLED.labels(context).inc()
+        refused("throttled", "throttled")
+        return Attempt(None, user, reservation.retry_after)
+
+    result = service.check_password(user, password)
+    if result.outcome is service.LoginOutcome.BAD_CREDENTIALS:
+        if reservation.reached and user is not None:
+            notify.account_throttled(user)
+        refused("failure", "bad_credentials")
+        return Attempt(result.outcome, user)
+
+    throttle().refund(reservation)  # the password was right: not a failed attempt
+    if result.outcome is not service.LoginOutcome.OK:
+        events.record_login(
+            method="password",
+            outcome="failure",
+            reason=f"{prefix}{result.outcome.value}",
+            user=user,
+        )
+        return Attempt(result.outcome, user)
+    throttle().login_succeeded(key, device_key)
+    return Attempt(result.outcome, user)
