@@ -19,6 +19,7 @@ Plain WSGI, wrapped outermost: the fast paths answered before Flask are covered 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -45,6 +46,7 @@ _READABLE = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=256)  # every request asks; a server has few names
 def readable_host(header: str) -> bool:
     """A ``Host`` value werkzeug takes as a host and can route (its URL map encodes it as
     IDNA, which refuses empty and over-long labels)."""
