@@ -5,22 +5,32 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# What `make run` needs (the server and the CSP kit example), and what the tests, lint and
+# benchmarks need besides: two stamps, so that `make run` on a fresh clone installs no test tool.
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS='-m "not e2e"'`.
 PYTEST_ARGS ?=
 
 APT_PACKAGES := chromium postgresql redis-server
 
-.PHONY: install system-deps run test lint bench bench-scale bench-quick
+.PHONY: install install-test system-deps run test lint bench bench-scale bench-quick
 
-install: $(STAMP)
+install: $(RUN_STAMP)
+install-test: $(TEST_STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall only when pyproject.toml changed since the last successful install.
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test,providers]'
+# Reinstall only when pyproject.toml changed since the last successful install. A test
+# install already holds everything running needs: then the run stamp is only touched.
+$(RUN_STAMP): pyproject.toml | $(PY)
+	@if [ -f $(TEST_STAMP) ] && [ $(TEST_STAMP) -nt pyproject.toml ]; then :; \
+	else $(PY) -m pip install -q -e '.[examples]'; fi
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test,providers,examples]'
 	touch $@
 
 # Debian packages for the tests; apt runs only when one of them is missing.
@@ -36,28 +46,31 @@ system-deps:
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	fi
 
+# The server on AUTHSERVER_PORT (5000) and the CSP kit example on CSPKIT_BASE_URL
+# (http://localhost:5001), registered once as an OIDC client; Ctrl-C stops both
+# (examples/csp_kit/devserver.py).
 run: install
 	$(VENV)/bin/authserver db upgrade
-	$(VENV)/bin/authserver serve
+	$(PY) -m examples.csp_kit.devserver
 
-lint: install
+lint: install-test
 	$(VENV)/bin/ruff check authserver tests bench
 	$(VENV)/bin/ruff format --check authserver tests bench
 
 # tests/conftest.py starts (and stops) PostgreSQL, Redis, SMTP and Chromium itself.
-test: install system-deps lint
+test: install-test system-deps lint
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # Every benchmark, on SQLite and on PostgreSQL + Redis (bench/suite.py starts its own), then
 # the scale run (1M accounts, 10M login events, 2M passkeys): about 45 minutes on 2 cores.
 # `make bench SCALE=0.1` for a shorter scale run; `make bench-quick` proves the harness.
 SCALE ?= 1
-bench: install system-deps
+bench: install-test system-deps
 	$(PY) -m bench
 	$(PY) -m bench.scale --scale $(SCALE)
 
-bench-scale: install system-deps
+bench-scale: install-test system-deps
 	$(PY) -m bench.scale --scale $(SCALE)
 
-bench-quick: install system-deps
+bench-quick: install-test system-deps
 	$(PY) -m bench --quick

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from authserver.config import ConfigError, Settings, load_settings
+from authserver.plural import plural
 
 
 def _settings() -> Settings:
@@ -177,7 +178,7 @@ def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str) -> Non
     worker = worker_of(app)
     if once:
         sent, failed = worker.run_once()
-        click.echo(f"{sent} envoyé(s), {failed} échec(s)")
+        click.echo(f"{plural(sent, 'envoyé')}, {plural(failed, 'échec')}")
         return
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -210,7 +211,7 @@ def mail_requeue(ids: tuple[int, ...]) -> None:
         count = requeue_failed(database, list(ids) or None)
     finally:
         database.dispose()
-    click.echo(f"{count} e-mail(s) remis dans la file")
+    click.echo(plural(count, "e-mail remis dans la file", "e-mails remis dans la file"))
 
 
 @cli.group()

@@ -88,6 +88,9 @@ class Settings:
     agency_phone: str = "01 56 56 11 06"
     agency_email: str = "entreprise@francetravail.example"
     agency_contacts: Path | None = None
+    # The services listed in the espace (establishments/portal_services.py); None: the shipped
+    # authserver/data/portal_services.json (the CSP kit example at http://localhost:5001).
+    services_file: Path | None = None
     # Domain of the session cookie (issue 6: forward-auth for sibling subdomains); None = host-only.
     cookie_domain: str | None = None
     # Reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0: none, direct).
@@ -399,6 +402,18 @@ def _identity(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def _services_file(raw: str | None) -> Path | None:
+    """AUTHSERVER_SERVICES: the espace's services file, read and checked here, at start-up."""
+    from authserver.establishments.portal_services import ServicesFileError, load_catalog
+
+    path = Path(raw) if raw else None
+    try:
+        load_catalog(path)
+    except ServicesFileError as exc:
+        raise ConfigError("AUTHSERVER_SERVICES", str(exc)) from None
+    return path
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the environment; raise ConfigError on the first bad value."""
     env = os.environ if env is None else env
@@ -491,6 +506,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             "AUTHSERVER_AGENCY_CONTACTS", f"fichier JSON introuvable : {agency_contacts_raw}"
         )
+    if agency_contacts is not None:
+        # Its content too, here: under `authserver serve` the app is built in each worker,
+        # where a bad file was a traceback per worker instead of one line.
+        from authserver.establishments.agencies import AgencyContact, load_agency_table
+
+        try:
+            load_agency_table(agency_contacts, AgencyContact("", "", ""))
+        except ValueError as exc:
+            raise ConfigError("AUTHSERVER_AGENCY_CONTACTS", str(exc)) from None
 
     cookie_domain = _cookie_domain(env.get("AUTHSERVER_COOKIE_DOMAIN"), base_url)
     if identity["identity_provider"] == "embedded":
@@ -517,6 +541,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         agency_phone=env.get("AUTHSERVER_AGENCY_PHONE") or Settings.agency_phone,
         agency_email=env.get("AUTHSERVER_AGENCY_EMAIL") or Settings.agency_email,
         agency_contacts=agency_contacts,
+        services_file=_services_file(env.get("AUTHSERVER_SERVICES")),
         host=host,
         port=port,
         base_url=base_url,

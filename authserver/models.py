@@ -112,6 +112,9 @@ class User(Base):
     siret: Mapped[str | None] = mapped_column(String(14), index=True)
     # Set when a counsellor or the online check certified the account.
     certified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # « Personnaliser vos accès »: the ids (services file) of the espace's direct accesses
+    # this person chose; None: the file's own choice.
+    espace_shortcuts: Mapped[list[str] | None] = mapped_column(JSON)
 
     @property
     def is_activated(self) -> bool:

@@ -15,6 +15,7 @@ from werkzeug.sansio.http import parse_cookie
 
 from authserver.config import Settings, is_loopback_host
 from authserver.models import MAX_ID
+from authserver.plural import plural
 
 csrf = CSRFProtect()
 
@@ -173,6 +174,7 @@ def init_app(app: Flask) -> None:
         return response
 
     app.add_template_filter(paris_time, "paris_time")
+    app.add_template_filter(plural, "plural")
 
     @app.context_processor
     def _globals() -> dict[str, object]:

@@ -42,7 +42,11 @@ class PasswordPairMixin:
 
 
 class SignupForm(PasswordPairMixin, BaseForm):
+    # In the page's order (fields are listed in the order they are declared, and the error
+    # summary at the top of the page lists them so): the password pair again, after username.
     username = StringField()
+    password = PasswordField()
+    password_confirm = PasswordField()
     civility = RadioField(
         choices=[SelectChoice(value, label) for value, label in CIVILITIES], validate_choice=False
     )

@@ -118,8 +118,8 @@ def delete_account() -> object:
     if request.method == "GET":
         return render_template("accounts/delete.html")
     if request.form.get("confirm") != "oui":
-        flash("Cochez la case pour confirmer la suppression.", "error")
-        return render_template("accounts/delete.html"), 400
+        error = "Cochez la case pour confirmer la suppression de votre compte."
+        return render_template("accounts/delete.html", error=error), 400
     profile.delete_account(current_user)
     end_session()
     db.session().commit()

@@ -12,7 +12,8 @@ from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import LoginForm
 from authserver.accounts.validation import attempt_label, has_control_characters
 from authserver.alerts import events
-from authserver.sessions.completion import complete_login, safe_next
+from authserver.plural import plural
+from authserver.sessions.completion import complete_login, landing_url, safe_next
 from authserver.sessions.login import end_session
 from authserver.webauthn.pages import should_offer
 
@@ -22,7 +23,7 @@ BAD_CREDENTIALS = "Identifiant ou mot de passe incorrect."
 @bp.get("/")
 def home() -> Response:
     if current_user.is_authenticated:
-        return redirect(url_for("establishments.espace"))
+        return redirect(landing_url(current_user))
     return redirect(url_for("accounts.login"))
 
 
@@ -55,14 +56,12 @@ def login() -> object:
     if tried.throttled:
         db.session().commit()
         minutes = max(1, (tried.retry_after + 59) // 60)
-        page, status = _render(
-            form,
-            429,
-            error=(
-                "Trop de tentatives de connexion. Pour votre sécurité, réessayez dans "
-                f"{minutes} minute(s), ou réinitialisez votre mot de passe."
-            ),
+        error = (
+            "Trop de tentatives de connexion. Pour votre sécurité, réessayez dans "
+            f"{plural(minutes, 'minute')}, ou réinitialisez votre mot de passe "
+            "(« Mot de passe oublié ? »)."
         )
+        page, status = _render(form, 429, error=error, throttled=True)
         return page, status, {"Retry-After": str(tried.retry_after)}
     if tried.outcome is service.LoginOutcome.BAD_CREDENTIALS:
         db.session().commit()

@@ -7,9 +7,19 @@ from flask import flash, redirect, render_template, url_for
 from authserver import db
 from authserver.accounts import breached, service, tokens
 from authserver.accounts.blueprint import bp
-from authserver.accounts.forms import AccountLookupForm, ResetPasswordForm
+from authserver.accounts.forms import AccountLookupForm, ResendForm, ResetPasswordForm
+from authserver.plural import plural
 from authserver.throttle import throttle
 from authserver.web import client_ip
+
+
+def _too_many(
+    retry_after: int, form: AccountLookupForm | None = None
+) -> tuple[str, int, dict[str, str]]:
+    minutes = max(1, (retry_after + 59) // 60)
+    flash(f"Trop de demandes. Réessayez dans {plural(minutes, 'minute')}.", "error")
+    page = render_template("accounts/forgot.html", form=form or AccountLookupForm())
+    return page, 429, {"Retry-After": str(retry_after)}
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
@@ -21,15 +31,25 @@ def forgot_password() -> object:
         return render_template("accounts/forgot.html", form=form), 400
     verdict = throttle().hit_ip("forgot", 10, 3600, client_ip())
     if not verdict.allowed:
-        minutes = max(1, (verdict.retry_after + 59) // 60)
-        flash(f"Trop de demandes. Réessayez dans {minutes} minute(s).", "error")
-        return (
-            render_template("accounts/forgot.html", form=form),
-            429,
-            {"Retry-After": str(verdict.retry_after)},
-        )
+        return _too_many(verdict.retry_after, form)
     service.request_password_reset(form.username.data, form.email.data)
     db.session().commit()
+    return render_template("accounts/forgot_done.html")
+
+
+@bp.post("/password/forgot/again")
+def forgot_again() -> object:
+    """« Recevoir un nouveau lien » where a reset link was already e-mailed and the page knows
+    the identifiant: « Ce n'était pas moi » done, or the login page of an account that must
+    choose a new password. The address is not asked again; the request is queued as
+    « Mot de passe oublié ? » queues it (same limits, same answer for any identifiant)."""
+    form = ResendForm()
+    if form.validate():
+        verdict = throttle().hit_ip("forgot", 10, 3600, client_ip())
+        if not verdict.allowed:
+            return _too_many(verdict.retry_after)
+        service.request_password_reset(form.username.data or "", "")
+        db.session().commit()
     return render_template("accounts/forgot_done.html")
 
 

@@ -10,6 +10,7 @@ from authserver.accounts import breached, service, tokens
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import AccountLookupForm, ResendForm, SignupForm
 from authserver.accounts.validation import USERNAME_RULE
+from authserver.plural import plural
 from authserver.throttle import throttle
 from authserver.web import client_ip, settings
 
@@ -18,7 +19,10 @@ def _too_many(
     retry_after: int, template: str, **context: object
 ) -> tuple[str, int, dict[str, str]]:
     minutes = max(1, (retry_after + 59) // 60)
-    flash(f"Trop de demandes depuis votre connexion. Réessayez dans {minutes} minute(s).", "error")
+    flash(
+        f"Trop de demandes depuis votre connexion. Réessayez dans {plural(minutes, 'minute')}.",
+        "error",
+    )
     return render_template(template, **context), 429, {"Retry-After": str(retry_after)}
 
 

@@ -1,4 +1,4 @@
-"""First login: attach an establishment by SIRET, confirm its details."""
+"""The establishment: attach it by SIRET at the first login, confirm it, see it, leave it."""
 
 from __future__ import annotations
 
@@ -132,3 +132,22 @@ def leave() -> Response | str:
         "success",
     )
     return redirect(url_for("establishments.establishment"))
+
+
+@bp.get("/establishment/details")
+@login_required
+def details() -> Response | str:
+    """« Mon entreprise »: the establishment's details (from the company directory), the
+    user's place in it and, for its administrator, the way to « Mes collaborateurs ». The
+    counsellor-certification page's « Compléter les infos de mon entreprise » leads here."""
+    membership = service.membership_of(current_user)
+    if membership is None or membership.status not in ("active", "pending"):
+        return redirect(url_for("establishments.establishment"))
+    if membership.status == "pending":
+        return redirect(url_for("establishments.pending"))
+    return render_template(
+        "establishments/details.html",
+        membership=membership,
+        establishment=membership.establishment,
+        certified=current_user.certified_at is not None,
+    )

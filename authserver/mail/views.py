@@ -11,6 +11,9 @@ from authserver.web import is_local_request
 
 bp = Blueprint("mail", __name__)
 
+# The outbox's states (leases.py), as the mailbox shows them.
+STATUS_LABELS = {"pending": "En attente d'envoi", "sent": "Envoyé", "failed": "Échec de l'envoi"}
+
 
 def _require_dev() -> None:
     """Console mail only (itself refused off localhost), and only to this machine's browsers.
@@ -27,7 +30,7 @@ def _require_dev() -> None:
 def dev_mailbox() -> str:
     _require_dev()
     mails = db.session().scalars(select(OutboxMail).order_by(OutboxMail.id.desc()).limit(100))
-    return render_template("mail/mailbox.html", mails=list(mails))
+    return render_template("mail/mailbox.html", mails=list(mails), status_labels=STATUS_LABELS)
 
 
 @bp.get("/dev/mailbox/<int:mail_id>")
@@ -36,4 +39,4 @@ def dev_mail(mail_id: int) -> str:
     mail = db.session().get(OutboxMail, mail_id)
     if mail is None:
         abort(404)
-    return render_template("mail/mail.html", mail=mail)
+    return render_template("mail/mail.html", mail=mail, status_labels=STATUS_LABELS)

@@ -12,6 +12,8 @@ import sys
 
 import click
 
+from authserver.plural import plural
+
 
 def _fail(message: str) -> None:
     click.echo(f"authserver : {message}", err=True)
@@ -66,4 +68,4 @@ def revoke(username: str | None, all_users: bool) -> None:
             total = sum(store.revoke_all(session, uid, "operator") for uid in user_ids)
     finally:
         database.dispose()
-    click.echo(f"{total} session(s) fermée(s)")
+    click.echo(plural(total, "session fermée", "sessions fermées"))

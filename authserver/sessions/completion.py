@@ -9,10 +9,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import url_for
+from sqlalchemy import select
 
+from authserver import db
 from authserver.alerts import devices, events, notify
-from authserver.establishments.service import onboarding_target
-from authserver.models import User
+from authserver.establishments.service import latest_certification
+from authserver.models import Membership, User
+from authserver.sessions.landing import STAFF_TOOLS, landing_endpoint
 from authserver.sessions.login import start_session
 from authserver.webauthn.review import NEW_DEVICE
 
@@ -51,4 +54,19 @@ def complete_login(user: User, *, method: str, next_url: str | None = None) -> s
         user=user,
         device_id=device_login.device_id,
     )
-    return safe_next(next_url) or onboarding_target(user) or url_for("establishments.espace")
+    return safe_next(next_url) or landing_url(user)
+
+
+def landing_url(user: User) -> str:
+    """Where ``user`` lands when nothing asked for a page (``landing.landing_endpoint``), its
+    inputs read here: none for staff, one indexed read of one column for an employer."""
+    status = None
+    if user.role not in STAFF_TOOLS:
+        status = db.session().scalar(select(Membership.status).where(Membership.user_id == user.id))
+    endpoint = landing_endpoint(
+        role=user.role,
+        membership_status=status,
+        certified=user.certified_at is not None,
+        certification_asked=lambda: latest_certification(user),
+    )
+    return url_for(endpoint)

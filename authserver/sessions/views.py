@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 from authserver import db
 from authserver.alerts.devices import describe
 from authserver.models import AuthSession, Device, utcnow
+from authserver.plural import plural
 from authserver.sessions import store
 from authserver.sessions.login import current_auth_session, lifetimes, recently_authenticated
 from authserver.sessions.oidc import backchannel, storage
@@ -151,7 +152,9 @@ def revoke_others() -> Response:
     count = store.revoke_all(db.session(), current_user.id, "user_revoked", keep=current.id_hash)
     db.session().commit()
     flash(
-        f"{count} autre(s) session(s) fermée(s)." if count else "Aucune autre session ouverte.",
+        f"{plural(count, 'autre session fermée', 'autres sessions fermées')}."
+        if count
+        else "Aucune autre session ouverte.",
         "success",
     )
     return redirect(url_for("my_sessions.sessions"))

@@ -91,3 +91,17 @@ class AccountUnavailable(CeremonyError):
     status = 403
     error = "account_unavailable"
     message = "Ce compte ne peut pas se connecter pour le moment."
+
+
+class PasskeyUnderReview(AccountUnavailable):
+    """A passkey suspended by a recovery (« Ce n'était pas moi », a password reset link) until
+    its owner vouches for it (webauthn/review.py). Same code as any unavailable account for
+    the login events and the console; the message says what to do."""
+
+    message = (
+        "Cette clé d'accès est suspendue depuis la sécurisation de votre compte. "
+        "Pour vous connecter, choisissez un nouveau mot de passe avec « Mot de passe oublié ? » "
+        "(ou avec le lien reçu par e-mail), puis connectez-vous avec ce mot de passe. "
+        "Votre clé d'accès fonctionnera de nouveau dès que vous l'aurez confirmée sur la page "
+        "« Mes clés d'accès »."
+    )

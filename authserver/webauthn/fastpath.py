@@ -39,7 +39,6 @@ from webauthn.helpers import bytes_to_base64url
 
 from authserver.alerts import devices, events, security_log
 from authserver.db import get_database
-from authserver.establishments.service import onboarding_endpoint
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.logthrottle import FailureLog
 from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
@@ -47,6 +46,7 @@ from authserver.models import CertificationRequest, Device, Membership, User, ut
 from authserver.rawsql import RawConnections
 from authserver.sessions import store as session_store
 from authserver.sessions.completion import AMR, safe_next
+from authserver.sessions.landing import landing_endpoint
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
 from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
 from authserver.webauthn import authentication, service
@@ -67,7 +67,6 @@ VERIFY_PATH = "/webauthn/login/verify"
 EXTENSION_KEY = "authserver.webauthn.fastpath"
 # Flask's MAX_CONTENT_LENGTH is 256 KiB; an assertion is about 1 KiB. Larger: Flask decides.
 MAX_BODY = 64 * 1024
-ESPACE = "establishments.espace"
 COMMITTED = "authserver.fastpath.committed"
 
 
@@ -77,9 +76,9 @@ _MEMBERSHIPS = Membership.__table__
 _CERTIFICATIONS = CertificationRequest.__table__
 # Every read of a login in one statement: each statement costs more than the rows it reads
 # (its read transaction, the GIL handed over and back). The passkey and its owner, this
-# browser's device row (NULL: a new device), and what ``onboarding_endpoint`` needs, as
-# ``onboarding_target`` reads it: the membership's status (one per user) and whether a
-# certification was ever asked.
+# browser's device row (NULL: a new device), and what ``landing_endpoint`` needs, as
+# ``completion.landing_url`` reads it: the role, the membership's status (one per user) and
+# whether a certification was ever asked.
 LOGIN_ROW = LOGIN_CANDIDATE.outerjoin(
     _DEVICES,
     and_(_DEVICES.c.user_id == _USERS.c.id, _DEVICES.c.cookie_hash == bindparam("cookie")),
@@ -398,13 +397,13 @@ class FastLogin:
             )
         except Exception:
             raise Fallback from None
-        endpoint = None
-        if role == "employer":
-            endpoint = onboarding_endpoint(
-                membership_status,
-                certified=certified_at is not None,
-                asked=lambda: True if certification_asked else None,
-            )
+        # Where the views' login lands (sessions/landing.py): the same function, the same inputs.
+        endpoint = landing_endpoint(
+            role=role,
+            membership_status=membership_status,
+            certified=certified_at is not None,
+            certification_asked=lambda: True if certification_asked else None,
+        )
         now = utcnow()
         use = None
         if service.use_to_record(
@@ -421,7 +420,7 @@ class FastLogin:
         touch = None
         if devices.touch_due(last_device_ip, last_seen_at, ip, now):
             touch = {"pk": device_id, "now": now, "ip": ip}
-        return _Checked(self._path(endpoint or ESPACE), user_id, username, device_id, use, touch)
+        return _Checked(self._path(endpoint), user_id, username, device_id, use, touch)
 
     def _write(
         self,

@@ -1,4 +1,4 @@
-"""Passkey pages: the offer after a password login, and the user's passkeys."""
+"""Passkey pages: what a passkey is, the offer after a password login, the user's passkeys."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from authserver.accounts.service import LoginOutcome
 from authserver.alerts import events
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.models import User, utcnow
-from authserver.sessions.completion import safe_next
+from authserver.plural import plural
+from authserver.sessions.completion import landing_url, safe_next
 from authserver.sessions.login import (
     confirm_presence,
     current_auth_session,
@@ -46,7 +47,13 @@ def should_offer(user: User) -> bool:
 
 
 def _next() -> str:
-    return safe_next(request.values.get("next")) or url_for("establishments.espace")
+    return safe_next(request.values.get("next")) or landing_url(current_user)
+
+
+@bp.get("/connexion-sans-mot-de-passe")
+def about() -> str:
+    """« En savoir plus »: what the passwordless login is, for anyone (login and offer pages)."""
+    return render_template("webauthn/about.html")
 
 
 @bp.get("/passkeys/offer")
@@ -200,7 +207,7 @@ def reauth() -> object:
             minutes = max(1, (tried.retry_after + 59) // 60)
             error = (
                 "Trop de tentatives. Pour votre sécurité, réessayez dans "
-                f"{minutes} minute{'s' if minutes > 1 else ''}, "
+                f"{plural(minutes, 'minute')}, "
                 "ou confirmez avec votre clé d'accès."
             )
             status, headers = 429, {"Retry-After": str(tried.retry_after)}

@@ -30,6 +30,7 @@ from authserver.webauthn.errors import (
     CeremonyError,
     ChallengeInvalid,
     CloneDetected,
+    PasskeyUnderReview,
     UnknownCredential,
 )
 from authserver.webauthn.providers import provider_name
@@ -272,7 +273,7 @@ def _verify_login(
     if row.cloned_at is not None:
         raise CloneDetected("credential already marked as cloned")
     if row.review_required:
-        raise AccountUnavailable("passkey awaiting review after a 'not me' report")
+        raise PasskeyUnderReview("passkey awaiting review after a recovery")
     stored = authentication.StoredCredential(
         public_key=row.public_key,
         sign_count=row.sign_count,

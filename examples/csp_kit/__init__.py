@@ -4,12 +4,17 @@ client) and lets certified accounts download the four CSP documents.
 
 Configuration (environment): CSPKIT_ISSUER (authserver's base URL), CSPKIT_CLIENT_ID,
 CSPKIT_CLIENT_SECRET (empty for a public client), CSPKIT_BASE_URL (where this service is
-reached, e.g. http://localhost:5001), optional CSPKIT_SECRET_KEY, CSPKIT_SHOW_ID_TOKEN=1
-(development: show the raw id_token on the page).
+reached, e.g. http://localhost:5001), optional CSPKIT_SECRET_KEY, CSPKIT_PORTAL_URL (the
+espace the pages lead back to; CSPKIT_ISSUER + /espace by default), CSPKIT_SHOW_ID_TOKEN=1
+(development: show the raw id_token and the login's acr/amr on the page).
 
-Register it with::
+The pages use the portal's design system: the DSFR files vendored in the repository's
+static/vendor/dsfr, served here under /dsfr/.
 
-    authserver client create --name "Kit CSP" --first-party \
+``make run`` registers it and starts it beside authserver (examples/csp_kit/devserver.py);
+by hand::
+
+    .venv/bin/authserver client create --name "Kit CSP" --first-party \
         --redirect-uri http://localhost:5001/callback \
         --post-logout-redirect-uri http://localhost:5001/ \
         --backchannel-logout-uri http://localhost:5001/backchannel-logout
@@ -24,24 +29,37 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.integrations.flask_client import OAuth, OAuthError
-from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from examples.csp_kit.documents import BY_SLUG, DOCUMENTS, build_files
+from examples.csp_kit.documents import BY_SLUG, DOCUMENTS, build_files, human_size
 
 SCOPE = "openid profile email portal"
 PASSKEY_ACR = "urn:authserver:passkey"
 BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 CSP = (
-    "default-src 'self'; style-src 'self'; img-src 'self'; form-action 'self' {issuer}; "
+    "default-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self' {issuer}; "
     "frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
+# The portal's design system, vendored once in the repository (static/vendor/dsfr).
+DSFR_DIR = Path(__file__).resolve().parents[2] / "static" / "vendor" / "dsfr"
 
 
 class ConfigError(Exception):
@@ -55,6 +73,7 @@ class Config:
     client_secret: str | None
     base_url: str
     secret_key: str
+    portal_url: str = ""
     show_id_token: bool = False
 
     @property
@@ -72,7 +91,12 @@ def load_config(env: Mapping[str, str]) -> Config:
 
     issuer = required("CSPKIT_ISSUER").rstrip("/")
     base_url = required("CSPKIT_BASE_URL").rstrip("/")
-    for name, value in (("CSPKIT_ISSUER", issuer), ("CSPKIT_BASE_URL", base_url)):
+    portal_url = (env.get("CSPKIT_PORTAL_URL") or "").strip() or f"{issuer}/espace"
+    for name, value in (
+        ("CSPKIT_ISSUER", issuer),
+        ("CSPKIT_BASE_URL", base_url),
+        ("CSPKIT_PORTAL_URL", portal_url),
+    ):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{name} : URL http(s) attendue, reçu {value!r}")
@@ -82,6 +106,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         client_secret=(env.get("CSPKIT_CLIENT_SECRET") or "").strip() or None,
         base_url=base_url,
         secret_key=env.get("CSPKIT_SECRET_KEY") or secrets.token_urlsafe(32),
+        portal_url=portal_url,
         show_id_token=(env.get("CSPKIT_SHOW_ID_TOKEN") or "") in ("1", "true", "yes"),
     )
 
@@ -150,6 +175,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         CSPKIT=config,
     )
     files = build_files()
+    # Each document with the weight of the bytes served, as the page shows it.
+    listed = [(document, human_size(len(files[document.slug]))) for document in DOCUMENTS]
     store = SessionStore()
     app.extensions["cspkit.sessions"] = store
 
@@ -178,6 +205,8 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
         return session["csrf"]
 
     app.jinja_env.globals["csrf_token"] = csrf_token
+    # The espace of the portal: every page leads back to it (header, breadcrumb).
+    app.jinja_env.globals["portal_url"] = config.portal_url
 
     def fresh_token(item: LocalSession) -> dict[str, Any] | None:
         """The login's access token, refreshed (once, under its lock) when it has expired."""
@@ -208,7 +237,9 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
 
     @app.after_request
     def _headers(response: Response) -> Response:
-        response.headers.setdefault("Content-Security-Policy", CSP.format(issuer=config.issuer))
+        if response.mimetype == "text/html":
+            # Pages only: a PDF under object-src 'none' may not open in the browser's viewer.
+            response.headers.setdefault("Content-Security-Policy", CSP.format(issuer=config.issuer))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -220,12 +251,24 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             "csp.html",
             user=item.claims if item else None,
             id_token=item.id_token if item and config.show_id_token else None,
-            documents=DOCUMENTS,
+            documents=listed,
         )
 
+    @app.get("/en-savoir-plus")
+    def more_info() -> str:
+        """« Pour en savoir plus »: what the CSP is, for anyone (no login)."""
+        item = current()
+        return render_template("more_info.html", user=item.claims if item else None)
+
+    @app.get("/dsfr/<path:filename>")
+    def dsfr(filename: str) -> Response:
+        response = send_from_directory(DSFR_DIR, filename, max_age=3600)
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
+
     @app.get("/favicon.ico")
-    def favicon() -> tuple[str, int]:
-        return "", 204
+    def favicon() -> Response:
+        return dsfr("favicon/favicon.ico")
 
     @app.get("/login")
     def login() -> Response:
@@ -261,10 +304,12 @@ def create_app(env: Mapping[str, str] | None = None) -> Flask:
             # bare error: the user may have followed a link straight to the document.
             page = render_template("csp.html", user=item.claims, id_token=None, documents=())
             return Response(page, status=403)
+        # Inline: « Visualiser » opens it in the browser's viewer; the « Télécharger » link
+        # asks the browser to save it (its download attribute).
         return Response(
             files[slug],
             mimetype="application/pdf",
-            headers={"Content-Disposition": f'attachment; filename="{slug}.pdf"'},
+            headers={"Content-Disposition": f'inline; filename="{slug}.pdf"'},
         )
 
     @app.post("/logout")

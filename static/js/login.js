@@ -14,6 +14,9 @@ const usernameField = document.getElementById("username");
 const nextField = document.querySelector('#login-form input[name="next"]');
 const next = nextField ? nextField.value : undefined;
 
+const waiting =
+  button && webauthn.supported() ? webauthn.waitingState(button, webauthn.WAITING_GET) : null;
+
 let pending = null; // the AbortController of the running request
 let modal = false; // whether that request is the button's
 let rearmed = false; // a restart waits for the user on the Identifiant field
@@ -72,6 +75,12 @@ async function startConditional() {
       return;
     }
     if (error.name === "AbortError") return;
+    // The browser ended the autofill request on its own (no passkey picked, none available):
+    // nothing the user did, so nothing to say; wait for them on the Identifiant field.
+    if (!error.serverError && error.name === "NotAllowedError") {
+      restartWhenBack();
+      return;
+    }
     webauthn.showMessage(message, webauthn.frenchMessage(error));
     await webauthn.signalUnknown(error);
     restartWhenBack();
@@ -85,7 +94,7 @@ async function startModal() {
   pending = controller;
   modal = true;
   const username = usernameField && usernameField.value.trim() ? usernameField.value.trim() : undefined;
-  button.disabled = true;
+  waiting.start();
   try {
     const result = await webauthn.authenticate({
       username,
@@ -97,7 +106,7 @@ async function startModal() {
     if (pending === controller) pending = null;
     webauthn.showMessage(message, webauthn.frenchMessage(error));
     await webauthn.signalUnknown(error);
-    button.disabled = false;
+    waiting.stop();
     startConditional();
   }
 }

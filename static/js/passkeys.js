@@ -5,6 +5,8 @@ import * as webauthn from "./webauthn.js";
 const button = document.getElementById("passkey-register");
 const message = document.getElementById("passkey-message");
 const hint = document.getElementById("passkey-hint");
+const waiting =
+  button && webauthn.supported() ? webauthn.waitingState(button, webauthn.WAITING_CREATE) : null;
 
 // What this device can do (getClientCapabilities), in words: the platform's own unlock, or
 // the phone over a QR code when the computer has none.
@@ -62,7 +64,7 @@ async function stopConditionalCreate() {
 
 async function registerPasskey() {
   webauthn.showMessage(message, "");
-  button.disabled = true;
+  waiting.start();
   await stopConditionalCreate();
   const controller = new AbortController();
   try {
@@ -77,7 +79,7 @@ async function registerPasskey() {
       return;
     }
     webauthn.showMessage(message, webauthn.frenchMessage(error));
-    button.disabled = false;
+    waiting.stop();
   }
 }
 

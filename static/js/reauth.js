@@ -5,10 +5,12 @@ import * as webauthn from "./webauthn.js";
 
 const button = document.getElementById("reauth-passkey");
 const message = document.getElementById("passkey-message");
+const waiting =
+  button && webauthn.supported() ? webauthn.waitingState(button, webauthn.WAITING_GET) : null;
 
 async function confirm() {
   webauthn.showMessage(message, "");
-  button.disabled = true;
+  waiting.start();
   const controller = new AbortController();
   try {
     const result = await webauthn.authenticate({
@@ -19,7 +21,7 @@ async function confirm() {
     window.location.assign(result.redirect);
   } catch (error) {
     webauthn.showMessage(message, webauthn.frenchMessage(error));
-    button.disabled = false;
+    waiting.stop();
   }
 }
 

@@ -262,3 +262,37 @@ export function showMessage(element, text) {
   element.textContent = text;
   element.hidden = !text;
 }
+
+// « En attente de votre appareil » while a ceremony started by a button runs: the browser's
+// own dialog may be small, behind the window, or on the phone. The button is disabled and a
+// message says what the browser waits for, in a role="status" element made when the page
+// loads (a live region must exist before its text changes to be read out), placed before the
+// page's #passkey-message (which is for errors) or else right after the button.
+export const WAITING_GET =
+  "En attente de votre appareil… Suivez les indications de votre navigateur pour utiliser " +
+  "votre clé d'accès (empreinte digitale, reconnaissance faciale, code PIN ou téléphone).";
+export const WAITING_CREATE =
+  "En attente de votre appareil… Suivez les indications de votre navigateur pour créer " +
+  "votre clé d'accès (empreinte digitale, reconnaissance faciale, code PIN ou téléphone).";
+
+export function waitingState(button, text) {
+  const status = document.createElement("p");
+  status.id = `${button.id}-waiting`;
+  status.className = "fr-text--sm app-busy";
+  status.setAttribute("role", "status");
+  const errors = document.getElementById("passkey-message");
+  if (errors) errors.before(status);
+  else button.after(status);
+  return {
+    start() {
+      button.disabled = true;
+      button.setAttribute("aria-describedby", status.id);
+      status.textContent = text;
+    },
+    stop() {
+      button.disabled = false;
+      button.removeAttribute("aria-describedby");
+      status.textContent = "";
+    },
+  };
+}

@@ -392,6 +392,10 @@ def test_account_deletion_after_reauthentication(
     unticked = logged_in.client.post("/account/delete", data={"csrf_token": token})
     assert unticked.status_code == 400
     assert user_row(app) is not None
+    # Said next to the box, and in the error summary at the top (issue 12).
+    said = "Cochez la case pour confirmer la suppression de votre compte."
+    assert error_of(unticked.get_data(as_text=True), "confirm") == said
+    assert f'<li><a href="#confirm">{said}</a></li>' in page_text(unticked)
 
     deleted = logged_in.client.post("/account/delete", data={"csrf_token": token, "confirm": "oui"})
     assert deleted.status_code == 302

@@ -78,6 +78,24 @@ def test_login_page_has_the_contract_fields(client):
     assert re.search(r'<a[^>]*href="/signup"[^>]*>\s*Créer mon compte\s*</a>', page)
 
 
+def test_login_page_has_the_guides_words_around_the_contract_labels(client):
+    """Issue 12: « Identifiant France Travail », « Annuler », « En savoir plus » and the
+    partner, as in the guide's screen, without renaming a contract label."""
+    page = client.get("/login").get_data(as_text=True)
+    text = html.unescape(page)
+    # The hint is outside the label, tied to the field by aria-describedby.
+    hint = re.search(r'<p class="fr-hint-text" id="username-hint">([^<]*)</p>', text)
+    assert hint and "Votre identifiant France Travail" in hint.group(1)
+    assert re.search(r'<input[^>]*id="username"[^>]*aria-describedby="username-hint"', page)
+    assert "proposé par notre partenaire" in text
+    about = re.search(r'<a[^>]*href="(/[^"]*)"[^>]*>En savoir plus', text)
+    assert about and about.group(1) == "/connexion-sans-mot-de-passe"
+    assert re.search(r'<a class="fr-btn fr-btn--secondary" href="/login">Annuler</a>', page)
+    learn = html.unescape(client.get(about.group(1)).get_data(as_text=True))
+    assert "La connexion sans mot de passe" in learn
+    assert "empreinte digitale" in learn and "notre partenaire" in learn
+
+
 def test_success_opens_a_session_and_records_the_event(app, client, actions):
     actions.create_active_account()
     client.environ_base["HTTP_USER_AGENT"] = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
@@ -304,6 +322,9 @@ def test_reset_required_account_is_sent_to_reset(app, actions):
     page = response.get_data(as_text=True)
     assert "nouveau mot de passe" in html.unescape(page)
     assert 'href="/password/forgot"' in page
+    # Issue 12: the link was e-mailed; a new one is sent without typing the address.
+    assert "Réinitialisation de votre mot de passe France Travail" in html.unescape(page)
+    assert 'action="/password/forgot/again"' in page
     with get_database(app).session_scope() as session:
         assert session.scalars(select(AuthSession)).all() == []
 

@@ -73,6 +73,21 @@ def test_account_limit_then_429_even_with_the_right_password(app, smtp, owner):
     assert outcomes == ["failure"] * limit + ["throttled", "throttled"]
 
 
+def test_the_throttled_page_says_what_still_works(app, smtp, owner):
+    """Issue 12: the page names the usual browser and the passkeys, and counts in French."""
+    attacker = browser(app, smtp, "203.0.113.67")
+    for _ in range(settings_of(app).throttle_account_failures):
+        attacker.login(password=WRONG)
+    response = attacker.login(password=WRONG)
+    assert_throttled(response, app)
+    page = html.unescape(response.get_data(as_text=True))
+    assert "réessayez dans 15 minutes" in page
+    assert "minute(s)" not in page
+    assert "votre navigateur habituel" in page and "n'est pas bloqué" in page
+    assert "vos clés d'accès fonctionnent toujours" in page
+    assert "« Mot de passe oublié ? »" in page
+
+
 def test_account_limit_counts_across_addresses(app, smtp, owner):
     limit = settings_of(app).throttle_account_failures
     for i in range(limit):

@@ -304,7 +304,7 @@ def test_cli_detect(app):
     }
     result = CliRunner().invoke(cli, ["security", "detect"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "1 alerte(s) levée(s)" in result.output
+    assert "1 alerte levée" in result.output
     assert f"failure_burst_account account:{victim}" in result.output
 
 

@@ -173,6 +173,38 @@ def test_confirming_secures_the_account(scene):
     assert alert.details["method"] == "password"
 
 
+def test_the_way_to_a_new_password_is_the_mail_already_sent(scene):
+    """Issue 12: « Choisir un nouveau mot de passe » asked for the address again, though the
+    report had just e-mailed the link. The page says so, and a new link needs no address."""
+    response = scene.confirm()
+    page = text(response)
+    assert "Réinitialisation de votre mot de passe France Travail" in page
+    assert "Cliquez sur son lien pour choisir votre nouveau mot de passe" in page
+    assert 'href="/password/forgot"' not in response.get_data(as_text=True)
+    assert "« Mes clés d'accès »" in page
+    assert len(queued(scene.app, "password_reset")) == 1
+    # « Recevoir un nouveau lien »: the identifiant travels in the form, no address typed.
+    again = scene.reporter.client.post(
+        "/password/forgot/again",
+        data={"csrf_token": csrf_of(response.get_data(as_text=True)), "username": USERNAME},
+    )
+    assert again.status_code == 200
+    assert "un e-mail contenant un lien de réinitialisation" in text(again)
+    wait_delivered(scene.app)
+    assert [m.recipient for m in queued(scene.app, "password_reset")] == [EMAIL, EMAIL]
+    # The login page of the account says the same, with the same button.
+    refused = text(scene.attacker.login(USERNAME, PASSWORD))
+    assert "Réinitialisation de votre mot de passe France Travail" in refused
+    assert 'action="/password/forgot/again"' in refused
+    assert "Recevoir un nouveau lien" in refused
+
+
+def test_a_new_link_without_the_csrf_token_is_refused(scene):
+    response = scene.reporter.client.post("/password/forgot/again", data={"username": USERNAME})
+    assert response.status_code == 400
+    assert queued(scene.app, "password_reset") == []
+
+
 def test_the_reported_browser_is_no_longer_a_known_device(scene):
     app, smtp = scene.app, scene.smtp
     owner_device, attacker_device = devices_of(app)
@@ -318,6 +350,11 @@ def test_passkeys_are_refused_until_their_review(app, smtp):
     assert reporter.client.post(path, data={"csrf_token": csrf_of(page)}).status_code == 200
 
     refused = Browser(browser(app, smtp, ip="198.51.100.8")).login(auth)
-    assert 400 <= refused.status_code < 500
-    assert refused.get_json()["error"]
+    assert refused.status_code == 403
+    assert refused.get_json()["error"] == "account_unavailable"
+    # Issue 12: the message says what to do, not only « ne peut pas se connecter ».
+    message = refused.get_json()["message"]
+    assert "« Mot de passe oublié ? »" in message
+    assert "« Mes clés d'accès »" in message
+    assert "ne peut pas se connecter" not in message
     assert live_sessions(app) == []

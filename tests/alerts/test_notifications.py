@@ -139,7 +139,11 @@ def test_throttled_once_with_what_to_do(app, smtp):
     text = text_of(message)
     assert "198.51.100.23" in text and PARIS_TIME.search(text)
     assert "pendant 15 minutes" in text
-    assert "la connexion par clé d'accès reste possible" in text
+    # Issue 12: what still works, said plainly (and in the HTML part too).
+    assert "votre navigateur habituel" in text and "n'est pas bloqué" in text
+    assert "vos clés d'accès fonctionnent toujours" in text
+    assert "vos clés d'accès fonctionnent toujours" in html.unescape(html_of(message))
+    assert "minute(s)" not in text
     assert FORGOT in text and SECURITY_PAGE in text
     assert len(queued(app, "throttled")) == 1
     (alert,) = security_events(app, "throttled")

@@ -87,3 +87,18 @@ def test_a_missing_table_is_a_config_error(tmp_path: Path) -> None:
             }
         )
     assert caught.value.variable == "AUTHSERVER_AGENCY_CONTACTS"
+
+
+def test_a_bad_table_is_refused_when_the_settings_load(tmp_path: Path) -> None:
+    """Before any worker builds the app: one line from `authserver serve`, no traceback."""
+    path = tmp_path / "agences.json"
+    path.write_text('{"departements": []}', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {
+                "AUTHSERVER_INSTANCE_PATH": str(tmp_path),
+                "AUTHSERVER_SECRET_KEY": "test-secret-key-0123456789abcdef",
+                "AUTHSERVER_AGENCY_CONTACTS": str(path),
+            }
+        )
+    assert caught.value.variable == "AUTHSERVER_AGENCY_CONTACTS"

@@ -412,8 +412,15 @@ def test_counselor_choice_shows_the_24h_page_and_the_gated_espace(
     assert "sous 24 hrs" in page
     # The seed's pair of buttons, and its number.
     assert re.search(
-        r'<a class="fr-btn[^"]*" href="/account">Compléter les infos de mon entreprise</a>', page
+        r'<a class="fr-btn[^"]*" href="/establishment/details">'
+        r"Compléter les infos de mon entreprise</a>",
+        page,
     )
+    # Issue 12: it leads to the establishment's details, not to the personal page.
+    details = unescape(newcomer.client.get("/establishment/details").get_data(as_text=True))
+    assert "Mon entreprise" in details
+    assert found.name in details and found.siret in details
+    assert "Quitter l'établissement" in details
     assert re.search(r'<a class="fr-btn[^"]*" href="/espace">Continuer ma navigation</a>', page)
     assert "08 06 06 00 20" in page
     rows = certification_rows(app, "martin.dupont")
@@ -492,8 +499,9 @@ def test_staff_are_not_sent_to_the_onboarding(app: Flask, smtp: SMTPServer, role
     actions = Actions(app.test_client(), smtp)
     target = landing(actions.login(f"agent.{role}"))
     assert target not in ("/establishment", "/certification")
+    # Their espace is their tool (issue 12): never the employer's « pas certifié ».
     espace = actions.client.get("/espace")
-    assert espace.status_code == 200
+    assert espace.status_code == 302 and location(espace) == target
 
 
 # --- Online certification (the development provider) ---------------------------------------

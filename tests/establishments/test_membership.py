@@ -440,3 +440,22 @@ def test_service_removing_the_admin_hands_over(
         session.commit()
     assert membership_row(app, ADMIN).status == "removed"
     assert membership_row(app, NEWCOMER).role == "admin"
+
+
+def test_the_company_page_leads_the_administrator_to_the_collaborators(
+    app: Flask, smtp: SMTPServer, admin: Actions, pending_newcomer: Actions, siret: str
+) -> None:
+    """« Mon entreprise » (issue 12: « Compléter les infos de mon entreprise » opened the
+    personal page): the establishment's details and, for its administrator, the collaborators."""
+    page = admin.client.get("/establishment/details")
+    assert page.status_code == 200
+    html = unescape(page.get_data(as_text=True))
+    assert siret in html and "Administrateur" in html
+    assert 'href="/establishment/collaborators"' in html
+    # A request still waiting for the administrator: its own page.
+    assert location(pending_newcomer.client.get("/establishment/details")) == (
+        "/establishment/pending"
+    )
+    # No establishment yet: attach one first.
+    newcomer = employer(app, smtp, "sans.etablissement")
+    assert location(newcomer.client.get("/establishment/details")) == "/establishment"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import threading
 import time
 from collections import Counter
@@ -252,8 +253,13 @@ def test_console_transport_prints_and_keeps_a_dev_mailbox(make_app, smtp, capsys
 
     mailbox = client.get("/dev/mailbox")
     assert mailbox.status_code == 200
-    assert "Activez votre compte" in mailbox.get_data(as_text=True)
-    assert client.get(f"/dev/mailbox/{row.id}").status_code == 200
+    listing = html.unescape(mailbox.get_data(as_text=True))
+    assert "Activez votre compte" in listing
+    # Issue 12: its state in French, not the outbox's code.
+    assert "<td>Envoyé</td>" in listing and "<td>sent</td>" not in listing
+    one = client.get(f"/dev/mailbox/{row.id}")
+    assert one.status_code == 200
+    assert "— Envoyé</p>" in html.unescape(one.get_data(as_text=True))
     assert client.get(path_of(link[0].strip())).status_code == 200
 
 

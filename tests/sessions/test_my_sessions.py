@@ -105,7 +105,7 @@ def test_revoke_all_others(app, smtp, user):
     assert answer.status_code == 302
     assert all(o.client.get("/auth/verify").status_code == 401 for o in others)
     assert user.client.get("/auth/verify").status_code == 200
-    assert "2 autre(s) session(s) fermée(s)." in page(user.client)
+    assert "2 autres sessions fermées." in page(user.client)
 
 
 def test_cannot_revoke_another_users_session(app, smtp, user):

@@ -4,6 +4,7 @@ logout, and what it refuses."""
 
 from __future__ import annotations
 
+import html
 import re
 import threading
 import time
@@ -14,6 +15,7 @@ from sqlalchemy import update
 from authserver.db import get_database
 from authserver.models import User
 from examples.csp_kit import create_app as create_kit
+from examples.csp_kit.documents import DOCUMENTS, human_size
 from tests.conftest import Actions
 from tests.services import LiveServer, free_port
 from tests.sessions.oidc_support import certify, register
@@ -204,3 +206,46 @@ def test_missing_configuration_is_one_clear_error():
 
     with pytest.raises(ConfigError, match="CSPKIT_ISSUER"):
         create_kit({"CSPKIT_CLIENT_ID": "x", "CSPKIT_BASE_URL": "http://kit.test"})
+
+
+def test_the_kit_looks_like_the_portal_and_leads_back_to_the_espace(setup):
+    app, url, kit, user = setup
+    certify(app)
+    browser = kit_login(kit, user, url)
+    answer = browser.get("/")
+    page = answer.get_data(as_text=True)
+    # The portal's design system, served from the repository's vendored copy.
+    assert '<link rel="stylesheet" href="/dsfr/dsfr.min.css">' in page
+    css = browser.get("/dsfr/dsfr.min.css")
+    assert css.status_code == 200 and css.mimetype == "text/css" and b".fr-header" in css.data
+    assert "img-src 'self' data:" in answer.headers["Content-Security-Policy"]
+    # The way back, in the header and the breadcrumb.
+    assert page.count(f'href="{url}/espace"') >= 2
+    # The guide's words; no debug line without CSPKIT_SHOW_ID_TOKEN.
+    assert "Visualiser" in page and "Connexion :" not in page and 'id="acr"' not in page
+    assert browser.get("/documents/../../pyproject.toml").status_code == 404
+    assert browser.get("/dsfr/../../pyproject.toml").status_code == 404
+
+
+def test_the_documents_weigh_what_the_page_says(setup):
+    app, url, kit, user = setup
+    certify(app)
+    browser = kit_login(kit, user, url)
+    page = html.unescape(browser.get("/").get_data(as_text=True))
+    for document in DOCUMENTS:
+        served = browser.get(f"/documents/{document.slug}")
+        assert served.status_code == 200 and served.mimetype == "application/pdf"
+        assert served.headers["Content-Disposition"] == f'inline; filename="{document.slug}.pdf"'
+        assert "Content-Security-Policy" not in served.headers  # the browser's viewer opens it
+        size = human_size(len(served.data))
+        assert size == f"{document.kib} Ko"  # the guide's weights
+        block = page[page.index(f"<strong>{document.name}</strong>") :][:400]
+        assert f"Poids du fichier : {size}" in block
+
+
+def test_more_info_is_open_to_anyone(setup):
+    _app, _url, kit, _user = setup
+    page = kit.test_client().get("/en-savoir-plus").get_data(as_text=True)
+    assert "21 jours" in page and "J'accède au service" in page
+    home = kit.test_client().get("/").get_data(as_text=True)
+    assert 'href="/en-savoir-plus"' in home and "Pour en savoir plus" in home

@@ -31,12 +31,12 @@ def test_revoke_one_account_then_all(app, smtp):
 
     result = run_cli(app, "session", "revoke", "--username", "Martin.Dupont")
     assert result.exit_code == 0, result.output
-    assert "1 session(s) fermée(s)" in result.output
+    assert "1 session fermée" in result.output
     assert martin.client.get("/auth/verify").status_code == 401
     assert claire.client.get("/auth/verify").status_code == 200
 
     result = run_cli(app, "session", "revoke", "--all-users")
-    assert result.exit_code == 0 and "1 session(s) fermée(s)" in result.output
+    assert result.exit_code == 0 and "1 session fermée" in result.output
     assert claire.client.get("/auth/verify").status_code == 401
 
 

@@ -380,6 +380,30 @@ def test_each_onboarding_step_is_where_the_views_send_the_employer(fast_app, enr
     assert redirects[0] == redirects[1]
 
 
+@pytest.mark.parametrize(
+    ("role", "tool"),
+    [("counselor", "/counselor"), ("security", "/security"), ("admin", "/staff")],
+)
+def test_staff_land_on_their_tool_whichever_answers(fast_app, enrolled, auth, role, tool):
+    """Issue 12: staff landed on the employer espace. The fast path asks the views' rule
+    (sessions/landing.py) with the role it reads: the same tool, answered by itself."""
+    from authserver.models import User
+
+    with get_database(fast_app).session_scope() as session:
+        session.execute(update(User).values(role=role))
+    redirects = []
+    for enabled in (True, False):
+        fast(fast_app).enabled = enabled
+        with Counted(fast_app) as counted:
+            response = enrolled.login_verify(auth.assert_(enrolled.login_options()))
+        assert response.status_code == 200, response.get_json()
+        assert counted.answered == (2 if enabled else 0)
+        redirects.append(response.get_json()["redirect"])
+        assert enrolled.client.get(tool).status_code == 200  # a passkey session: the tool opens
+        enrolled.logout()
+    assert redirects == [tool, tool]
+
+
 def test_a_username_first_login_is_verified_by_the_views(fast_app, enrolled, auth):
     """Its ceremony names the user: the fast path, which checks and spends only discoverable
     ones, hands the verify over unspent, and the view logs in."""

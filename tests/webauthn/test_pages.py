@@ -356,6 +356,25 @@ def test_never_stops_the_offer_but_passkeys_can_still_be_added(app, smtp):
     assert len(passkeys(app)) == 1
 
 
+def test_the_offer_page_has_the_guides_words(app, smtp):
+    """Issue 12: the guide's offer screen, contract buttons unchanged."""
+    seed_accounts(app, USER)
+    browser = new_browser(app, smtp)
+    assert login_destination(browser) == "/passkeys/offer"
+    text = page(browser, "/passkeys/offer?next=/espace")
+    for words in (
+        "Fatigué des codes et des mots de passe ?",
+        "Activez votre connexion sans mot de passe aujourd'hui",
+        "ce service proposé avec notre partenaire",
+        "Information sécurité",
+        "France Travail ne vous demande jamais l'identifiant et le mot de passe",
+    ):
+        assert words in text, words
+    assert re.search(r'<a[^>]*href="/connexion-sans-mot-de-passe"[^>]*>En savoir plus', text)
+    for button in ("Peut-être plus tard", "Activer", "Ne plus me proposer ce moyen de connexion"):
+        assert len(re.findall(rf"<button[^>]*>\s*{re.escape(button)}\s*</button>", text)) == 1
+
+
 def test_the_offer_is_not_shown_to_a_user_with_a_passkey(app, smtp):
     seed_accounts(app, USER)
     seed_passkey(app, authenticator())

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from authserver.plural import plural
+
 
 def _database():  # type: ignore[no-untyped-def]
     from authserver.alerts.security_log import open_target
@@ -39,7 +41,7 @@ def detect_command() -> None:
             summary = [f"{alert.kind} {alert.details.get('subject')}" for alert in raised]
     finally:
         database.dispose()
-    click.echo(f"{len(summary)} alerte(s) levée(s)")
+    click.echo(plural(len(summary), "alerte levée", "alertes levées"))
     for line in summary:
         click.echo(f"  {line}")
 

@@ -25,6 +25,7 @@ from authserver.alerts.console.filters import (
     SEVERITY_LABELS,
     STATUS_LABELS,
 )
+from authserver.alerts.console.labels import reason_label
 
 BOM = "\ufeff"
 DELIMITER = ";"
@@ -68,7 +69,8 @@ EVENT_COLUMNS: list[Column] = [
     ("Adresse IP", lambda r: r[0].ip),
     ("Méthode", lambda r: METHOD_LABELS.get(r[0].method, r[0].method)),
     ("Résultat", lambda r: OUTCOME_LABELS.get(r[0].outcome, r[0].outcome)),
-    ("Motif", lambda r: r[0].reason),
+    ("Motif", lambda r: reason_label(r[0].reason) if r[0].reason else ""),
+    ("Code du motif", lambda r: r[0].reason),
     ("Appareil", lambda r: r[0].device_id or ""),
     ("Navigateur (User-Agent)", lambda r: r[0].user_agent),
 ]

@@ -36,31 +36,6 @@ STATUS_LABELS: dict[str, str] = dict(
 OUTCOME_LABELS = {"success": "Réussie", "failure": "Échec", "throttled": "Bloquée"}
 METHOD_LABELS = {"password": "Mot de passe", "passkey": "Clé d'accès"}
 SEVERITY_LABELS = {"low": "Faible", "medium": "Moyenne", "high": "Élevée"}
-# Keys of SecurityEvent.details, as the alert page shows them.
-DETAIL_LABELS = {
-    "subject": "Sujet",
-    "failures": "Échecs",
-    "accounts": "Comptes",
-    "usernames": "Identifiants",
-    "ips": "Adresses IP",
-    "ip": "Adresse IP",
-    "first_at": "Début (UTC)",
-    "last_at": "Fin (UTC)",
-    "window_minutes": "Fenêtre (minutes)",
-    "threshold": "Seuil",
-    "device": "Navigateur (empreinte)",
-    "device_id": "Appareil",
-    "browser": "Navigateur",
-    "system": "Système",
-    "method": "Méthode",
-    "reason": "Motif",
-    "sessions_revoked": "Sessions fermées",
-    "reporter_ip": "Adresse IP du signalement",
-    "credential": "Clé d'accès",
-    "name": "Nom",
-    "detail": "Détail",
-}
-
 SIRET_RE = re.compile(r"^\d{14}$")
 
 

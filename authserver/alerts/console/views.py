@@ -27,13 +27,12 @@ from sqlalchemy.orm import Session
 
 from authserver import db
 from authserver.alerts.console import actions as console_actions
-from authserver.alerts.console import export, queries
+from authserver.alerts.console import export, labels, queries
 from authserver.alerts.console.access import console_page
 from authserver.alerts.console.cursor import MAX_ID, Position
 from authserver.alerts.console.filters import (
     ALERT_KINDS,
     ALERT_PARAMS,
-    DETAIL_LABELS,
     EVENT_PARAMS,
     METHOD_LABELS,
     OUTCOME_LABELS,
@@ -44,7 +43,9 @@ from authserver.alerts.console.filters import (
     parse,
     query_args,
 )
+from authserver.alerts.devices import describe
 from authserver.models import SecurityEvent, User, utcnow
+from authserver.plural import plural
 
 bp = Blueprint("security", __name__, url_prefix="/security")
 
@@ -56,7 +57,9 @@ LABELS = {
     "methods": METHOD_LABELS,
     "severities": SEVERITY_LABELS,
     "actions": console_actions.ACTION_LABELS,
-    "details": DETAIL_LABELS,
+    "reason": labels.reason_label,
+    "time": labels.table_time,
+    "agent": lambda agent: "{} sur {}".format(*describe(agent or "")),
 }
 
 
@@ -131,12 +134,15 @@ def _alert_page(
 ) -> tuple[str, int]:
     session = db.session()
     account = session.get(User, alert.user_id) if alert.user_id is not None else None
+    devices = queries.devices(session, account.id) if account else []
     body = render_template(
         "security/alert.html",
         alert=alert,
         account=account,
+        details=labels.details(alert.details, devices=devices, methods=METHOD_LABELS),
+        device_names={device.id: labels.device_label(device) for device in devices},
         events=queries.recent_events(session, account.id) if account else [],
-        devices=queries.devices(session, account.id) if account else [],
+        devices=devices,
         trail=queries.actions(session, alert.id),
         available=_available_actions(alert, account),
         labels=LABELS,
@@ -187,7 +193,7 @@ def alert_action(alert_id: int, action: str) -> Any:
     session.commit()
     message = console_actions.DONE_LABELS[action]
     if action in ("lock_account", "revoke_sessions"):
-        message += f" ({outcome.sessions_revoked} session(s) fermée(s))"
+        message += f" ({plural(outcome.sessions_revoked, 'session fermée', 'sessions fermées')})"
     flash(message, "success")
     return redirect(url_for("security.alert_detail", alert_id=alert.id), code=303)
 
