@@ -78,6 +78,10 @@ class Prepared:
             self._compiled = {**self._compiled, keys: compiled}  # readers never see a half dict
         return compiled
 
+    def sql(self, keys: set[str]) -> str:
+        """The SQL text run for values with these keys."""
+        return self._for(frozenset(keys)).sql
+
     def execute(self, cursor: Any, values: Mapping[str, Any]) -> _Compiled:
         compiled = self._for(frozenset(values))
         cursor.execute(compiled.sql, compiled.params(values))

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from authserver.models import ActionToken, utcnow
@@ -61,6 +61,26 @@ def expire_pending(session: Session, *, user_id: int, purpose: str) -> None:
     )
 
 
+INSERT = insert(ActionToken.__table__)
+
+
+def new_token_row(
+    *, purpose: str, user_id: int, ttl: int, data: dict[str, Any] | None, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """A new token and its complete row of ``INSERT`` (the passkey login fast path runs it on
+    a driver connection, where no column default applies)."""
+    token = secrets.token_urlsafe(32)
+    return token, {
+        "id_hash": _hash(token),
+        "purpose": purpose,
+        "user_id": user_id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=ttl),
+        "used_at": None,
+        "data": data,
+    }
+
+
 def issue(
     session: Session,
     *,
@@ -74,17 +94,8 @@ def issue(
     now = utcnow()
     if supersede:
         expire_pending(session, user_id=user_id, purpose=purpose)
-    token = secrets.token_urlsafe(32)
-    session.add(
-        ActionToken(
-            id_hash=_hash(token),
-            purpose=purpose,
-            user_id=user_id,
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl),
-            data=data,
-        )
-    )
+    token, row = new_token_row(purpose=purpose, user_id=user_id, ttl=ttl, data=data, now=now)
+    session.add(ActionToken(**row))
     return token
 
 

@@ -12,15 +12,16 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import Response, current_app, g, request
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
 from ua_parser import OS, UserAgent, parse_os, parse_user_agent
 
 from authserver import db
-from authserver.models import Device, User, utcnow
-from authserver.web import client_ip, user_agent
+from authserver.models import Device
 
 COOKIE_NAME = "authserver_device"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # browsers cap persistent cookies at 400 days
@@ -99,72 +100,72 @@ def describe(ua: str) -> tuple[str, str]:
     )
 
 
-@dataclass(frozen=True)
-class DeviceLogin:
-    device_id: int
-    is_new: bool
-    first_ever: bool
-    # The new row (browser, system) when ``is_new``; known devices are not loaded.
-    device: Device | None = None
-
-
 # A known device's last_seen_at / last_ip are written at most this often (same IP).
 TOUCH_EVERY = timedelta(seconds=60)
 _DEVICES = Device.__table__
 KNOWN = select(_DEVICES.c.id, _DEVICES.c.last_seen_at, _DEVICES.c.last_ip).where(
     _DEVICES.c.user_id == bindparam("user_id"), _DEVICES.c.cookie_hash == bindparam("cookie")
 )
+ANY = select(_DEVICES.c.id).where(_DEVICES.c.user_id == bindparam("user_id")).limit(1)
 TOUCH = (
     update(_DEVICES)
     .where(_DEVICES.c.id == bindparam("pk"))
     .values(last_seen_at=bindparam("now"), last_ip=bindparam("ip"))
 )
+INSERT = insert(_DEVICES).returning(_DEVICES.c.id)
+
+
+@dataclass(frozen=True)
+class KnownDevice:
+    """This browser's row among the account's devices."""
+
+    id: int
+    last_seen_at: datetime
+    last_ip: str
 
 
 def touch_due(last_ip: str, last_seen_at: datetime, ip: str, now: datetime) -> bool:
     return last_ip != ip or now - last_seen_at >= TOUCH_EVERY
 
 
-def remember(user: User) -> DeviceLogin:
-    """Record this browser as a device of ``user`` at a successful login (caller commits).
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
 
-    A known device costs one indexed read and, at most once a minute, one UPDATE; its
-    cookie is sent again so that its 400-day lifetime counts from the last login.
-    """
-    session = db.session()
-    now = utcnow()
-    ip = client_ip()
-    token = browser_token()
+
+def cookie_value(token: str, key: str) -> str:
+    """The signed device cookie carrying ``token`` (``key``: the app's secret key)."""
+    return _serializer(key).dumps(token)
+
+
+def new_device_row(
+    *, user_id: int, token: str, ip: str, agent: str, now: datetime
+) -> dict[str, Any]:
+    """The complete row of ``INSERT`` for a browser new to the account (the login fast path
+    runs it on a driver connection, where no column default applies)."""
+    browser, system = describe(agent)
+    return {
+        "user_id": user_id,
+        "cookie_hash": token_hash(token),
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "last_ip": ip,
+        "user_agent": agent,
+        "browser": browser,
+        "system": system,
+    }
+
+
+def read_known(
+    session: Session, user_id: int, token: str | None
+) -> tuple[KnownDevice | None, bool]:
+    """This browser's device row for ``user_id`` (``token``: its genuine cookie's), and
+    whether the account has any device at all (the views' reads; the fast path reads both in
+    its one statement)."""
     if token is not None:
-        known = session.execute(KNOWN, {"user_id": user.id, "cookie": token_hash(token)}).first()
+        known = session.execute(KNOWN, {"user_id": user_id, "cookie": token_hash(token)}).first()
         if known is not None:
-            if touch_due(known.last_ip, known.last_seen_at, ip, now):
-                session.execute(TOUCH, {"pk": known.id, "now": now, "ip": ip})
-            g.new_device_cookie = request.cookies[COOKIE_NAME]
-            return DeviceLogin(known.id, is_new=False, first_ever=False)
-
-    first_ever = (
-        session.execute(select(_DEVICES.c.id).where(_DEVICES.c.user_id == user.id).limit(1)).first()
-        is None
-    )
-    if token is None:
-        token = secrets.token_urlsafe(32)
-    g.new_device_cookie = _serializer(current_app.config["SECRET_KEY"]).dumps(token)
-    ua = user_agent()
-    browser, system = describe(ua)
-    device = Device(
-        user_id=user.id,
-        cookie_hash=token_hash(token),
-        first_seen_at=now,
-        last_seen_at=now,
-        last_ip=ip,
-        user_agent=ua,
-        browser=browser,
-        system=system,
-    )
-    session.add(device)
-    session.flush()
-    return DeviceLogin(device.id, is_new=True, first_ever=first_ever, device=device)
+            return KnownDevice(known.id, known.last_seen_at, known.last_ip), True
+    return None, session.execute(ANY, {"user_id": user_id}).first() is not None
 
 
 def set_device_cookie_on(response: Response, value: str, secure: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
@@ -88,10 +89,11 @@ def login_row(
     ip: str,
     agent: str,
     device_id: int | None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The row of ``RECORD`` for a login attempt (also run by the login fast path)."""
     return {
-        "created_at": utcnow(),
+        "created_at": now or utcnow(),
         "user_id": user_id,
         "username_attempt": username_attempt[:64],
         "ip": ip,

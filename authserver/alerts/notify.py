@@ -6,13 +6,21 @@ delays or blocks a login, and SMTP being down loses none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
 from flask import url_for
+from jinja2 import Environment
+from sqlalchemy import insert
 
 from authserver import db
 from authserver.accounts import tokens
 from authserver.alerts import events
-from authserver.alerts.devices import DeviceLogin, known_device
-from authserver.mail.outbox import enqueue
+from authserver.alerts.devices import known_device
+from authserver.mail.outbox import enqueue, mail_row
 from authserver.models import SecurityEvent, User, utcnow
 from authserver.web import client_ip, settings, user_agent
 
@@ -21,58 +29,93 @@ NOT_ME_TTL = 7 * 24 * 3600
 METHOD_LABELS = {"password": "mot de passe", "passkey": "clé d'accès (sans mot de passe)"}
 
 
-def new_device_login(user: User, device_login: DeviceLogin, method: str) -> None:
-    """E-mail the owner and raise an alert for the security team (caller commits)."""
-    device = device_login.device
-    session = db.session()
-    token = tokens.issue(
-        session,
+SECURITY_EVENT = insert(SecurityEvent.__table__)
+
+
+@dataclass(frozen=True)
+class Site:
+    """What an alert e-mail needs of the app, read without a request: the public address,
+    the templates, and the paths of its links (``build(endpoint, **values)``: url_for in a
+    view, the app's URL map in the login fast path)."""
+
+    base_url: str
+    templates: Environment
+    build: Callable[..., str]
+
+
+@dataclass(frozen=True)
+class NewDeviceAlert:
+    """The rows of a new-device alert, written in the login's transaction, and its log line."""
+
+    token: dict[str, Any]  # tokens.INSERT: the « Ce n'était pas moi » link
+    mail: dict[str, Any]  # outbox.INSERT
+    event: dict[str, Any]  # SECURITY_EVENT
+    log_fields: dict[str, Any]  # events.emit("new_device_alert", ...) once committed
+
+
+def new_device_alert(
+    site: Site,
+    *,
+    user_id: int,
+    username: str,
+    email: str,
+    device_id: int,
+    device: dict[str, Any],
+    method: str,
+    now: datetime,
+) -> NewDeviceAlert:
+    """The owner's e-mail, the security team's event (``device``: the new device's row)."""
+    ip = device["last_ip"]
+    token, token_row = tokens.new_token_row(
         purpose=NOT_ME,
-        user_id=user.id,
+        user_id=user_id,
         ttl=NOT_ME_TTL,
-        data={"device_id": device.id, "ip": client_ip(), "method": method},
+        data={"device_id": device_id, "ip": ip, "method": method},
+        now=now,
     )
-    base = settings().base_url
-    enqueue(
+    mail = mail_row(
+        site.templates,
+        now,
         kind="new_device",
-        to=user.email,
+        to=email,
         subject="Nouvelle connexion à votre espace France Travail",
         template="new_device",
-        user=user,
-        when=utcnow(),
-        browser=device.browser,
-        system=device.system,
-        ip=client_ip(),
+        user=SimpleNamespace(username=username),
+        when=now,
+        browser=device["browser"],
+        system=device["system"],
+        ip=ip,
         method=METHOD_LABELS.get(method, method),
-        not_me_link=base + url_for("alerts.not_me", token=token),
-        security_link=base + url_for("alerts.security_info"),
-        forgot_link=base + url_for("accounts.forgot_password"),
+        not_me_link=site.base_url + site.build("alerts.not_me", token=token),
+        security_link=site.base_url + site.build("alerts.security_info"),
+        forgot_link=site.base_url + site.build("accounts.forgot_password"),
     )
-    session.add(
-        SecurityEvent(
-            kind="new_device",
-            severity="low",
-            user_id=user.id,
-            ip=client_ip(),
-            details={
-                "device_id": device.id,
-                "browser": device.browser,
-                "system": device.system,
-                "method": method,
-            },
-        )
-    )
-    events.emit(
-        "new_device_alert",
-        account=user.username,
-        ip=client_ip(),
-        user_agent=user_agent(),
-        device=device.id,
-        outcome="alert_sent",
-        browser=device.browser,
-        system=device.system,
-        method=method,
-    )
+    event = {
+        "created_at": now,
+        "kind": "new_device",
+        "severity": "low",
+        "user_id": user_id,
+        "ip": ip,
+        "details": {
+            "device_id": device_id,
+            "browser": device["browser"],
+            "system": device["system"],
+            "method": method,
+        },
+        "status": "open",
+        "updated_at": None,
+    }
+    log_fields = {
+        "account": username,
+        "ip": ip,
+        "user_agent": device["user_agent"],
+        "device": device_id,
+        "outcome": "alert_sent",
+        "browser": device["browser"],
+        "system": device["system"],
+        "method": method,
+    }
+    return NewDeviceAlert(token_row, mail, event, log_fields)
 
 
 def account_throttled(user: User) -> None:

@@ -3,17 +3,54 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import Any
 
-from flask import render_template
-from sqlalchemy import event
+from flask import current_app
+from jinja2 import Environment
+from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from authserver import db
 from authserver.db import Database
-from authserver.models import OutboxMail
+from authserver.models import OutboxMail, utcnow
 
 _FLAG = "authserver.mail_enqueued"
+
+
+INSERT = insert(OutboxMail.__table__)
+
+
+def mail_row(
+    templates: Environment,
+    now: datetime,
+    *,
+    kind: str,
+    to: str,
+    subject: str,
+    template: str,
+    **context: Any,
+) -> dict[str, Any]:
+    """A queued mail's complete row of ``INSERT``: ``emails/<template>.txt`` and ``.html``
+    rendered with ``templates`` (the app's Jinja environment; e-mails use only what they are
+    given, never a request). The passkey login fast path runs it on a driver connection,
+    where no column default applies."""
+    context.setdefault("subject", subject)
+    return {
+        "created_at": now,
+        "kind": kind,
+        "recipient": to,
+        "subject": subject,
+        "body_text": templates.get_template(f"emails/{template}.txt").render(context),
+        "body_html": templates.get_template(f"emails/{template}.html").render(context),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "claimed_until": None,
+        "sent_at": None,
+        "last_error": None,
+        "claim_token": None,
+    }
 
 
 def enqueue(*, kind: str, to: str, subject: str, template: str, **context: Any) -> OutboxMail:
@@ -21,10 +58,16 @@ def enqueue(*, kind: str, to: str, subject: str, template: str, **context: Any) 
 
     Nothing is sent before the caller commits; a rollback drops the mail too.
     """
-    context.setdefault("subject", subject)
-    text = render_template(f"emails/{template}.txt", **context)
-    html = render_template(f"emails/{template}.html", **context)
-    mail = OutboxMail(kind=kind, recipient=to, subject=subject, body_text=text, body_html=html)
+    row = mail_row(
+        current_app.jinja_env,
+        utcnow(),
+        kind=kind,
+        to=to,
+        subject=subject,
+        template=template,
+        **context,
+    )
+    mail = OutboxMail(**row)
     session = db.session()
     session.add(mail)
     wake_after_commit(session)

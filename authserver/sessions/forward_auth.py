@@ -8,28 +8,30 @@ effect on the very next request: nothing is cached.
 
 Measured (bench/forward_auth.py), two things cost more than the verdict itself, so both are
 skipped: Flask's per-request machinery (``FastPath`` answers before Flask builds a request)
-and SQLAlchemy's pool checkout and result processing (``Reader`` runs SQL written once for
-the dialect on a few driver connections kept aside from the pool).
+and SQLAlchemy's pool checkout and execution layer (``Reader`` runs the statements below,
+compiled once for the dialect, on a few driver connections kept aside from the pool:
+rawsql.py). Whether the session is live is the session store's rule (``store.live``), the
+same function the ORM's ``is_live`` asks (issue 13).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, request
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from authserver.db import get_database
 from authserver.logthrottle import FailureLog
 from authserver.metrics import FastObserver
-from authserver.models import AuthSession, utcnow
+from authserver.models import AuthSession, User, utcnow
 from authserver.rawsql import RawConnections
 from authserver.sessions.login import COOKIE_NAME
-from authserver.sessions.store import TOUCH_EVERY, hash_token
+from authserver.sessions.store import TOUCH_EVERY, hash_token, live
 from authserver.web import read_cookies
 
 log = logging.getLogger(__name__)
@@ -40,52 +42,56 @@ PATH = "/auth/verify"
 
 READER_KEY = "authserver.forward_auth.reader"
 OUTAGE_KEY = "authserver.forward_auth.outage"
-SQL = (
-    "SELECT s.revoked_at, s.expires_at, s.last_seen_at, s.amr, u.username, u.email, u.siret, "
-    "u.certified_at, u.locked_at FROM auth_sessions s JOIN users u ON u.id = s.user_id "
-    "WHERE s.token_hash = {placeholder}"
+_SESSIONS = AuthSession.__table__
+_USERS = User.__table__
+# The session and its user, by the cookie's hash: what the liveness rule (store.live) and
+# the answer's headers need, in one indexed statement.
+LOOKUP = (
+    select(
+        _SESSIONS.c.revoked_at,
+        _SESSIONS.c.expires_at,
+        _SESSIONS.c.last_seen_at,
+        _SESSIONS.c.amr,
+        _USERS.c.username,
+        _USERS.c.email,
+        _USERS.c.siret,
+        _USERS.c.certified_at,
+        _USERS.c.locked_at,
+    )
+    .join(_USERS, _USERS.c.id == _SESSIONS.c.user_id)
+    .where(_SESSIONS.c.token_hash == bindparam("id_hash"))
 )
-PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%(id_hash)s", "named": ":id_hash"}
+TOUCH = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.token_hash == bindparam("session_token_hash"))
+    .values(last_seen_at=bindparam("now"))
+)
 
 
 class Reader:
-    """The session-and-user lookup on driver connections kept aside (rawsql.py)."""
+    """The session-and-user lookup, and the session's touch, as statements prepared once on
+    driver connections kept aside from the pool (rawsql.py)."""
 
     def __init__(self, engine: Engine, keep: int = 8) -> None:
         self.raw = RawConnections(engine, keep)
-        style = engine.dialect.paramstyle
-        self.sql = SQL.format(placeholder=PLACEHOLDERS[style])
-        self.named = style in ("pyformat", "named")
+        self.lookup_statement = self.raw.prepare(LOOKUP)
+        self.touch_statement = self.raw.prepare(TOUCH)
+        self.sql = self.lookup_statement.sql({"id_hash"})  # for EXPLAIN (tests)
 
     def lookup(self, id_hash: bytes) -> tuple[Any, ...] | None:
-        params: Any = {"id_hash": id_hash} if self.named else (id_hash,)
         for attempt in (1, 2):
             try:
                 with self.raw.transaction() as cursor:
-                    cursor.execute(self.sql, params)
-                    row: tuple[Any, ...] | None = cursor.fetchone()
-                return row
+                    return self.lookup_statement.first(cursor, {"id_hash": id_hash})
             except self.raw.errors:
                 # The dead connection was dropped (invalidated): try a fresh one, once.
                 if attempt == 2:
                     raise
         return None
 
-
-def _utc(value: Any) -> datetime | None:
-    """Driver value of a UTCDateTime column (SQLite: ISO text; PostgreSQL: naive datetime)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=timezone.utc)
-
-
-_TOUCH = (
-    update(AuthSession)
-    .where(AuthSession.token_hash == bindparam("session_id"))
-    .values(last_seen_at=bindparam("now"))
-)
+    def touch(self, id_hash: bytes, now: datetime) -> None:
+        with self.raw.transaction() as cursor:
+            self.touch_statement.execute(cursor, {"session_token_hash": id_hash, "now": now})
 
 
 def _header(value: str | None) -> str:
@@ -116,23 +122,23 @@ def answer(app: Flask, cookie_header: str) -> tuple[str, list[tuple[str, str]], 
     if not token or len(token) > 100:
         return DENIED
     id_hash = hash_token(token)
-    row = app.extensions[READER_KEY].lookup(id_hash)
+    reader = app.extensions[READER_KEY]
+    row = reader.lookup(id_hash)
     if row is None:
         return DENIED
     revoked_at, expires_at, last_seen_at, amr, username, email, siret, certified_at, locked = row
-    expires_at, last_seen_at = _utc(expires_at), _utc(last_seen_at)
-    assert expires_at is not None and last_seen_at is not None
     now = utcnow()
-    if (
-        revoked_at is not None
-        or expires_at <= now
-        or last_seen_at + timedelta(seconds=app.config["AUTHSERVER"].session_idle) <= now
-        or locked is not None
+    if not live(
+        revoked_at=revoked_at,
+        expires_at=expires_at,
+        last_seen_at=last_seen_at,
+        locked_at=locked,
+        idle=app.config["AUTHSERVER"].session_idle,
+        now=now,
     ):
         return DENIED
     if now - last_seen_at >= TOUCH_EVERY:
-        with get_database(app).engine.begin() as connection:
-            connection.execute(_TOUCH, {"session_id": id_hash, "now": now})
+        reader.touch(id_hash, now)
     headers = [
         ("Content-Length", "0"),
         ("X-Auth-User", _header(username)),

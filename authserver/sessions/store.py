@@ -177,12 +177,32 @@ def load_session(
 
 def is_live(record: AuthSession, lifetimes: Lifetimes, now: datetime | None = None) -> bool:
     """Not revoked, not expired, not idle, account not locked (also used by OIDC tokens)."""
-    now = now or utcnow()
+    return live(
+        revoked_at=record.revoked_at,
+        expires_at=record.expires_at,
+        last_seen_at=record.last_seen_at,
+        locked_at=record.user.locked_at,
+        idle=lifetimes.idle,
+        now=now or utcnow(),
+    )
+
+
+def live(
+    *,
+    revoked_at: datetime | None,
+    expires_at: datetime,
+    last_seen_at: datetime,
+    locked_at: datetime | None,
+    idle: int,
+    now: datetime,
+) -> bool:
+    """The one liveness rule, on plain values: the ORM's ``is_live`` and forward-auth's one
+    statement (sessions/forward_auth.py) both ask it."""
     return (
-        record.revoked_at is None
-        and record.expires_at > now
-        and record.last_seen_at + timedelta(seconds=lifetimes.idle) > now
-        and record.user.locked_at is None
+        revoked_at is None
+        and expires_at > now
+        and last_seen_at + timedelta(seconds=idle) > now
+        and locked_at is None
     )
 
 

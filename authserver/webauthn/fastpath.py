@@ -1,26 +1,29 @@
-"""The two passkey login calls, answered before Flask in their usual case (issue 3).
+"""The two passkey login calls, answered before Flask in their usual case (issues 3, 13).
 
 A passkey login is two requests (``POST /webauthn/login/options`` then ``/login/verify``)
 and is the portal's hot path. Measured under load, Flask's request machinery and
 SQLAlchemy's execution layer cost more than the login's own work (the signature check,
-the challenge, four small writes). This WSGI middleware answers the common case itself:
+the challenge, a few small writes). This WSGI middleware answers the common cases itself:
 
 - options for a discoverable ceremony (``{}``, no identifiant);
-- a verify that succeeds, from a known device, in a browser without a session.
+- a verify that succeeds, in a browser without a session: from a known device, and from a
+  new one (issue 13: every employer's first browser, a new PC, cleared cookies, a shared
+  workstation), its alert e-mail included.
 
-Everything else — an identifiant, any refusal, an unknown device (the new-device
-e-mail), a browser that already has a session, a concurrent login moving the counter,
-any unexpected error — is handed to the Flask views unchanged, *before anything was
-written*: they then do the whole work again and answer as always (the same errors, events
-and alerts). So the Flask views stay the definition of the behaviour; this module only
-runs the same steps (the same protocol checks, statements, row builders and cookies)
-with less machinery, and tests compare the two answers.
+It decides nothing of its own: the login's rules and rows are the login core's
+(sessions/login_core.py), which the views call too; this module only reads the facts in one
+prepared statement and runs the core's writes on a driver connection. Everything else — an
+identifiant, any refusal, a browser that already has a session, a concurrent login moving
+the counter, any unexpected error — is handed to the Flask views unchanged, *before anything
+was written*: they then do the whole work again and answer as always. Tests compare the two
+answers, and the whole database after the same logins answered both ways
+(tests/sessions/test_login_equivalence.py).
 
 Writes happen in one short transaction on a driver connection (rawsql.py): the counter's
 compare-and-set first (a lost race goes to Flask with nothing spent), then the ceremony
 is spent (single use: of two concurrent verifies only one spends it; the other is handed
-to Flask, which refuses it), then the device's last-seen time (at most once a minute), the
-session and the login event. The security log line and metrics follow the commit.
+to Flask, which refuses it), then the login core's rows (device, alert, session, login
+event). The security log lines, metrics and the mail worker's wake-up follow the commit.
 """
 
 from __future__ import annotations
@@ -30,23 +33,25 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import and_, bindparam, exists, select
 from webauthn.helpers import bytes_to_base64url
 
-from authserver.alerts import devices, events, security_log
+from authserver.alerts import devices, security_log
+from authserver.alerts.notify import Site
 from authserver.db import get_database
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.logthrottle import FailureLog
+from authserver.mail import EXTENSION_KEY as MAIL_EXTENSION
 from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
 from authserver.models import CertificationRequest, Device, Membership, User, utcnow
-from authserver.rawsql import RawConnections
+from authserver.rawsql import Prepared, RawConnections
+from authserver.sessions import login_core
 from authserver.sessions import store as session_store
-from authserver.sessions.completion import AMR, safe_next
-from authserver.sessions.landing import landing_endpoint
+from authserver.sessions.completion import safe_next
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
 from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
 from authserver.webauthn import authentication, service
@@ -74,11 +79,12 @@ _USERS = User.__table__
 _DEVICES = Device.__table__
 _MEMBERSHIPS = Membership.__table__
 _CERTIFICATIONS = CertificationRequest.__table__
+_ANY_DEVICE = _DEVICES.alias("any_device")
 # Every read of a login in one statement: each statement costs more than the rows it reads
 # (its read transaction, the GIL handed over and back). The passkey and its owner, this
-# browser's device row (NULL: a new device), and what ``landing_endpoint`` needs, as
-# ``completion.landing_url`` reads it: the role, the membership's status (one per user) and
-# whether a certification was ever asked.
+# browser's device row (NULL: a new device), whether the account has any device (its first
+# browser does not alert), and what the landing needs (login_core.Account): the e-mail,
+# the membership's status (one per user) and whether a certification was ever asked.
 LOGIN_ROW = LOGIN_CANDIDATE.outerjoin(
     _DEVICES,
     and_(_DEVICES.c.user_id == _USERS.c.id, _DEVICES.c.cookie_hash == bindparam("cookie")),
@@ -86,6 +92,8 @@ LOGIN_ROW = LOGIN_CANDIDATE.outerjoin(
     _DEVICES.c.id,
     _DEVICES.c.last_seen_at,
     _DEVICES.c.last_ip,
+    exists().where(_ANY_DEVICE.c.user_id == _USERS.c.id),
+    _USERS.c.email,
     select(_MEMBERSHIPS.c.status).where(_MEMBERSHIPS.c.user_id == _USERS.c.id).scalar_subquery(),
     exists().where(_CERTIFICATIONS.c.user_id == _USERS.c.id),
 )
@@ -99,12 +107,30 @@ Answer = tuple[list[tuple[str, str]], bytes]
 class _Checked:
     """What the reads and checks of a verify decided, for its writes."""
 
-    target: str
-    user_id: int
-    username: str
-    device_id: int
+    account: login_core.Account
+    known: devices.KnownDevice | None
+    decision: login_core.LoginDecision
     use: dict[str, Any] | None  # the passkey's RECORD_USE values, if anything changed
-    touch: dict[str, Any] | None  # the device's TOUCH values, if due
+
+
+class _CursorWriter:
+    """The login core's statements on the fast path's driver cursor (login_core.Writer)."""
+
+    def __init__(self, fast: FastLogin, cursor: Any) -> None:
+        self.fast = fast
+        self.cursor = cursor
+        self.queued = False
+
+    def insert(self, statement: Any, row: dict[str, Any]) -> int:
+        found = self.fast.prepared(statement).first(self.cursor, row)
+        assert found is not None
+        return int(found[0])
+
+    def execute(self, statement: Any, row: dict[str, Any]) -> None:
+        self.fast.prepared(statement).execute(self.cursor, row)
+
+    def mail_queued(self) -> None:
+        self.queued = True
 
 
 class Fallback(Exception):
@@ -136,10 +162,8 @@ class FastLogin:
         database = get_database(app)
         self.raw = RawConnections(database.engine, short_waits=True)
         self.read_login = self.raw.prepare(LOGIN_ROW)
-        self.touch_device = self.raw.prepare(devices.TOUCH)
         self.record_use = self.raw.prepare(service.RECORD_USE)
-        self.open_session = self.raw.prepare(session_store.OPEN)
-        self.record_login = self.raw.prepare(events.RECORD)
+        self._prepared: dict[int, Prepared] = {}
         self.observe_options = FastObserver("webauthn.login_options", "POST", OPTIONS_PATH)
         self.observe_verify = FastObserver("webauthn.login_verify", "POST", VERIFY_PATH)
         self.settings = app.config["AUTHSERVER"]
@@ -148,6 +172,14 @@ class FastLogin:
             id=self.settings.rp_id, name=service.RP_NAME, origins=self.settings.origins
         )
         self.secret_key = app.config["SECRET_KEY"]
+        # The alert e-mail's links: the app's URL map, bound once (the request's mount point,
+        # SCRIPT_NAME, is put in front as url_for would).
+        urls = app.url_map.bind("localhost")
+        self.site = Site(
+            base_url=self.settings.base_url,
+            templates=app.jinja_env,
+            build=lambda endpoint, **values: urls.build(endpoint, values),
+        )
         self.log_target = security_log.target_of(app)
         self.lifetimes = session_store.Lifetimes(
             idle=self.settings.session_idle, absolute=self.settings.session_absolute
@@ -291,21 +323,22 @@ class FastLogin:
         cookies = read_cookies(environ.get("HTTP_COOKIE", ""))
         binding = cookies.get(service.BINDING_COOKIE)
         device_cookie = cookies.get(devices.COOKIE_NAME)
-        if SESSION_COOKIE in cookies or not binding or len(binding) > 100 or not device_cookie:
+        if SESSION_COOKIE in cookies or not binding or len(binding) > 100:
             raise Fallback
-        device_token = devices.browser_token(device_cookie, key=self.secret_key)
-        if device_token is None:
-            raise Fallback
+        device_token = devices.browser_token(device_cookie or "", key=self.secret_key)
         try:
             assertion = authentication.read_assertion(credential)
         except Exception:
             raise Fallback from None
-        ip = clean_ip(environ.get("REMOTE_ADDR"))
-        agent = clean_user_agent(environ.get("HTTP_USER_AGENT"))
+        browser = login_core.Browser(
+            ip=clean_ip(environ.get("REMOTE_ADDR")),
+            agent=clean_user_agent(environ.get("HTTP_USER_AGENT")),
+            device_cookie=device_cookie,
+            device_token=device_token,
+        )
+        mount = environ.get("SCRIPT_NAME", "").rstrip("/")
         try:
-            token, login_row, target, username = self._transaction(
-                assertion, binding, device_token, ip, agent
-            )
+            written, checked = self._transaction(assertion, binding, browser, mount)
         except Fallback:
             raise
         except Exception:  # a database or store failure: the view answers (503) and logs it
@@ -313,41 +346,55 @@ class FastLogin:
             raise Fallback from None
         # Committed: from here on nothing may hand the request to Flask (it would log in twice).
         environ[COMMITTED] = True
-        events.announce_login(login_row, username, self.log_target)
+        login_core.announce(written, checked.account.username, self.log_target)
         PASSKEY_CEREMONIES.labels("authentication", "success").inc()
         # url_for's paths carry the mount point (SCRIPT_NAME) of the request; ours are built
         # once without it.
-        target = environ.get("SCRIPT_NAME", "").rstrip("/") + target
+        target = mount + self._path(checked.decision.endpoint)
         return self._response(
             {"redirect": safe_next(next_url) or target},
             [
-                self.cookies.session(token),
-                self.cookies.device(device_cookie),
+                self.cookies.session(written.session_token),
+                self.cookies.device(written.device_cookie),
                 self.drop_flask_session,
             ],
         )
+
+    def prepared(self, statement: Any) -> Prepared:
+        """The login core's statements, compiled once for this database."""
+        found = self._prepared.get(id(statement))
+        if found is None:
+            found = self.raw.prepare(statement)
+            self._prepared = {**self._prepared, id(statement): found}  # readers never see half
+        return found
 
     def _transaction(
         self,
         assertion: authentication.Assertion,
         binding: str,
-        device_token: str,
-        ip: str,
-        agent: str,
-    ) -> tuple[str, dict[str, Any], str, str]:
+        browser: login_core.Browser,
+        mount: str,
+    ) -> tuple[login_core.Written, _Checked]:
         with self.raw.transaction() as cursor:
-            checked = self._check(cursor, assertion, device_token, ip)
+            checked = self._check(cursor, assertion, browser)
             self.raw.begin_write(cursor)
-            token, login_row = self._write(cursor, assertion, checked, binding, ip, agent)
-        return token, login_row, checked.target, checked.username
+            writer = _CursorWriter(self, cursor)
+            written = self._write(writer, assertion, checked, binding, browser, mount)
+        if writer.queued:
+            self._wake_mail()
+        return written, checked
 
     def _check(
-        self, cursor: Any, assertion: authentication.Assertion, device_token: str, ip: str
+        self, cursor: Any, assertion: authentication.Assertion, browser: login_core.Browser
     ) -> _Checked:
         """The reads and the checks, nothing written; Fallback unless all is plain."""
+        token = browser.device_token
         row = self.read_login.first(
             cursor,
-            {"credential_id": assertion.credential_id, "cookie": devices.token_hash(device_token)},
+            {
+                "credential_id": assertion.credential_id,
+                "cookie": devices.token_hash(token) if token is not None else None,
+            },
         )
         if row is None:
             raise Fallback
@@ -371,15 +418,17 @@ class FastLogin:
             device_id,
             last_seen_at,
             last_device_ip,
+            has_devices,
+            email,
             membership_status,
             certification_asked,
         ) = row
         if cloned_at is not None or review_required:
+            raise Fallback  # refused by the views, which mark and record it
+        if not login_core.may_log_in(
+            activated=activated_at is not None, locked=locked_at is not None
+        ):
             raise Fallback
-        if activated_at is None or locked_at is not None:
-            raise Fallback
-        if device_id is None:
-            raise Fallback  # a new device: the view sends the alert e-mail
         try:
             # A discoverable ceremony (the only kind this path starts): the userHandle must be
             # the owner's. A username-first one fails to spend below and goes to the view.
@@ -397,17 +446,25 @@ class FastLogin:
             )
         except Exception:
             raise Fallback from None
-        # Where the views' login lands (sessions/landing.py): the same function, the same inputs.
-        endpoint = landing_endpoint(
+        account = login_core.Account(
+            user_id=user_id,
+            username=username,
+            email=email,
             role=role,
             membership_status=membership_status,
             certified=certified_at is not None,
             certification_asked=lambda: True if certification_asked else None,
         )
+        known = None
+        if device_id is not None:
+            known = devices.KnownDevice(device_id, last_seen_at, last_device_ip)
+        decision = login_core.decide(
+            "passkey", account, known=known, account_has_devices=bool(has_devices)
+        )
         now = utcnow()
         use = None
         if service.use_to_record(
-            sign_count, backup_state, last_used_ip, last_used_at, verified, ip, now
+            sign_count, backup_state, last_used_ip, last_used_at, verified, browser.ip, now
         ):
             use = {
                 "pk": pk,
@@ -415,24 +472,22 @@ class FastLogin:
                 "count": verified.new_sign_count,
                 "bs": verified.backup_state,
                 "now": now,
-                "ip": ip,
+                "ip": browser.ip,
             }
-        touch = None
-        if devices.touch_due(last_device_ip, last_seen_at, ip, now):
-            touch = {"pk": device_id, "now": now, "ip": ip}
-        return _Checked(self._path(endpoint), user_id, username, device_id, use, touch)
+        return _Checked(account, known, decision, use)
 
     def _write(
         self,
-        cursor: Any,
+        writer: _CursorWriter,
         assertion: authentication.Assertion,
         checked: _Checked,
         binding: str,
-        ip: str,
-        agent: str,
-    ) -> tuple[str, dict[str, Any]]:
-        """The counter's compare-and-set, the ceremony spent, the device, session and login
-        event; Fallback (the caller rolls back) on a lost race."""
+        browser: login_core.Browser,
+        mount: str,
+    ) -> login_core.Written:
+        """The counter's compare-and-set, the ceremony spent, then the login core's rows;
+        Fallback (the caller rolls back) on a lost race."""
+        cursor = writer.cursor
         if checked.use is not None and self.record_use.rowcount(cursor, checked.use) != 1:
             raise Fallback  # a concurrent login moved the counter: the view judges it
         # The ceremony is checked and spent in one step: it must be a discoverable login
@@ -441,30 +496,41 @@ class FastLogin:
         expected = Pending("login", None, service.binding_hash(binding))
         if not self.store.spend_pending(assertion.challenge, expected):
             raise Fallback
-        if checked.touch is not None:
-            self.touch_device.execute(cursor, checked.touch)
-        token, session_row = session_store.new_session_row(
-            checked.user_id,
+
+        def open_session(device_id: int) -> str:
+            token, session_row = session_store.new_session_row(
+                checked.account.user_id,
+                method="passkey",
+                amr=checked.decision.amr,
+                ip=browser.ip,
+                user_agent=browser.agent,
+                lifetimes=self.lifetimes,
+                device_id=device_id,
+            )
+            writer.execute(session_store.OPEN, session_row)
+            return token
+
+        site = self.site
+        if mount:
+            build = site.build
+            site = replace(site, build=lambda endpoint, **values: mount + build(endpoint, **values))
+        return login_core.write_login(
+            writer,
+            site,
             method="passkey",
-            amr=AMR["passkey"],
-            ip=ip,
-            user_agent=agent,
-            lifetimes=self.lifetimes,
-            device_id=checked.device_id,
+            account=checked.account,
+            browser=browser,
+            known=checked.known,
+            decision=checked.decision,
+            open_session=open_session,
+            secret_key=self.secret_key,
+            now=utcnow(),
         )
-        self.open_session.execute(cursor, session_row)
-        login_row = events.login_row(
-            method="passkey",
-            outcome="success",
-            reason="",
-            user_id=checked.user_id,
-            username_attempt="",
-            ip=ip,
-            agent=agent,
-            device_id=checked.device_id,
-        )
-        self.record_login.execute(cursor, login_row)
-        return token, login_row
+
+    def _wake_mail(self) -> None:
+        worker = self.app.extensions.get(MAIL_EXTENSION)
+        if worker is not None:
+            worker.wakeup.set()
 
     def _path(self, endpoint: str) -> str:
         path = self.paths.get(endpoint)

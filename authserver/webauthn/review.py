@@ -23,11 +23,13 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+# The login event reason of a successful login from a browser the account did not know yet
+# (alerts/policy.py decides it); a known browser's login has no reason.
+from authserver.alerts.policy import NEW_DEVICE
 from authserver.models import LoginEvent, WebAuthnCredential
 
-# Login event reasons of a successful login from a browser the account did not know yet
-# (sessions/completion.py writes it); a known browser's login has no reason.
-NEW_DEVICE = "new_device"
+__all__ = ["NEW_DEVICE", "last_trusted_login", "review_all", "review_since_trusted_login"]
+
 LOGIN_METHODS = ("password", "passkey")
 
 

@@ -21,6 +21,7 @@ from authserver import db
 from authserver.accounts.validation import lookup_username_key, username_key
 from authserver.alerts import events
 from authserver.models import SecurityEvent, User, WebAuthnCredential, utcnow
+from authserver.sessions.login_core import may_log_in
 from authserver.web import client_ip, settings
 from authserver.webauthn import authentication, credentials, decoys, registration
 from authserver.webauthn.challenges import ChallengeStore, Pending
@@ -291,7 +292,8 @@ def _verify_login(
     except CloneDetected as exc:
         exc.credential = row  # marked in finish_login, once the ceremony is spent
         raise
-    if not row.user.is_active:
+    user = row.user
+    if not may_log_in(activated=user.activated_at is not None, locked=user.locked_at is not None):
         raise AccountUnavailable("account not activated or locked")
     return verified
 

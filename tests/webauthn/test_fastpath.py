@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,9 +21,17 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from authserver.db import get_database
-from authserver.models import AuthSession, Device, LoginEvent, SecurityEvent, WebAuthnCredential
+from authserver.models import (
+    ActionToken,
+    AuthSession,
+    Device,
+    LoginEvent,
+    SecurityEvent,
+    WebAuthnCredential,
+)
 from authserver.ops import redis_client
 from authserver.webauthn.fastpath import EXTENSION_KEY, FastLogin
+from tests.services import text_of
 from tests.sessions.test_forward_auth import NOT_UTF8
 from tests.webauthn.test_api import (
     USER,
@@ -204,18 +213,46 @@ def _handed(app: Flask, call: Any) -> Any:
     return response
 
 
-def test_a_new_device_goes_to_the_views_and_gets_its_alert(fast_app, smtp, enrolled, auth):
+def test_a_new_device_is_answered_by_the_fast_path_with_its_alert(fast_app, smtp, enrolled, auth):
+    """Issue 13: a new browser's login (no device cookie) is the fast path's too, its alert
+    e-mail, « pas moi » link and security event written in the login's transaction."""
     app = fast_app
     laptop = new_browser(app, smtp)
     credential = auth.assert_(laptop.login_options())
-    response = _handed(app, lambda: laptop.login_verify(credential))
+    with Counted(app) as counted:
+        response = laptop.login_verify(credential)
+    assert (counted.answered, counted.handed) == (1, 0)
     assert response.status_code == 200
+    assert "authserver_device" in cookie_attributes(response)
     assert len(rows(app, Device)) == 2
-    # The next login from that laptop is a known device: the fast path.
+    (alert,) = rows(app, SecurityEvent, SecurityEvent.kind == "new_device")
+    assert alert.details["method"] == "passkey"
+    (token,) = rows(app, ActionToken, ActionToken.purpose == "not_me")
+    assert token.data["device_id"] == alert.details["device_id"]
+    # The mail worker was woken: the e-mail arrives without waiting for its next round.
+    subject = "Nouvelle connexion à votre espace France Travail"
+    deadline = time.monotonic() + 5
+    while not [m for m in smtp.messages if m["Subject"] == subject]:
+        assert time.monotonic() < deadline, "the alert e-mail did not arrive within 5 s"
+        time.sleep(0.02)
+    (message,) = [m for m in smtp.messages if m["Subject"] == subject]
+    assert "/alerts/not-me/" in text_of(message)
+    # The next login from that laptop is a known device: no second alert.
     laptop.logout()
     with Counted(app) as counted:
         assert laptop.login(auth).status_code == 200
     assert counted.answered == 2
+    assert len(rows(app, SecurityEvent, SecurityEvent.kind == "new_device")) == 1
+
+
+def test_a_forged_device_cookie_is_a_new_device(fast_app, smtp, enrolled, auth):
+    laptop = new_browser(fast_app, smtp)
+    laptop.client.set_cookie("authserver_device", "forged.value.here")
+    with Counted(fast_app) as counted:
+        assert laptop.login(auth).status_code == 200
+    assert counted.answered == 2
+    assert len(rows(fast_app, SecurityEvent, SecurityEvent.kind == "new_device")) == 1
+    assert laptop.client.get_cookie("authserver_device").value != "forged.value.here"
 
 
 def test_a_browser_with_a_session_goes_to_the_views(fast_app, smtp, auth):

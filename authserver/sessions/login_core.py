@@ -1,0 +1,185 @@
+"""One login core: what a successful login does, decided and written from explicit facts.
+
+Every way in — the password view, the passkey view, the passkey login fast path
+(webauthn/fastpath.py) — reads the facts of a login its own way (the ORM, or one prepared
+statement), then asks ``decide`` and hands the decision to ``write_login`` with a
+``Writer`` of its own (an ORM session, or a driver cursor). So the rules (may this login
+proceed, is this browser new, does it alert, where does it land) and the rows a login leaves
+(device, alert e-mail, security event, « pas moi » link, session, login event) are stated
+here once: a rule or a side effect added here is applied by every entry point, and
+tests/sessions/test_login_equivalence.py compares the whole database after the same
+logins answered both ways.
+
+No Flask and no request here: the caller gives the client's address, user agent, cookies
+and the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.sql import ClauseElement
+
+from authserver.accounts import tokens
+from authserver.alerts import devices, events
+from authserver.alerts.notify import SECURITY_EVENT, Site, new_device_alert
+from authserver.alerts.policy import DeviceVerdict, judge_device
+from authserver.mail import outbox
+from authserver.sessions.landing import landing_endpoint
+
+AMR = {"password": ["pwd"], "passkey": ["hwk", "user"]}
+
+
+def may_log_in(*, activated: bool, locked: bool) -> bool:
+    """An account logs in once activated from its e-mail, and never while locked."""
+    return activated and not locked
+
+
+@dataclass(frozen=True)
+class Account:
+    """What a login reads about the account."""
+
+    user_id: int
+    username: str
+    email: str
+    role: str
+    membership_status: str | None  # the employer's membership's; None: no establishment
+    certified: bool
+    certification_asked: Callable[[], object | None]  # run only when the landing needs it
+
+
+@dataclass(frozen=True)
+class Browser:
+    """What the request says about the browser."""
+
+    ip: str
+    agent: str
+    device_cookie: str | None  # the device cookie as sent
+    device_token: str | None  # the random id in it, if the cookie is genuine
+
+
+@dataclass(frozen=True)
+class LoginDecision:
+    device: DeviceVerdict
+    endpoint: str  # where the login lands when no ``next`` asked for a page
+    amr: list[str]
+
+
+def decide(
+    method: str,
+    account: Account,
+    *,
+    known: devices.KnownDevice | None,
+    account_has_devices: bool,
+) -> LoginDecision:
+    """What a successful login of ``account`` from this browser does."""
+    return LoginDecision(
+        device=judge_device(known=known is not None, account_has_devices=account_has_devices),
+        endpoint=landing(account),
+        amr=AMR[method],
+    )
+
+
+def landing(account: Account) -> str:
+    """The endpoint ``account`` lands on when nothing asked for a page (landing.py)."""
+    return landing_endpoint(
+        role=account.role,
+        membership_status=account.membership_status,
+        certified=account.certified,
+        certification_asked=account.certification_asked,
+    )
+
+
+class Writer(Protocol):
+    """Runs the login's statements in the caller's one transaction."""
+
+    def insert(self, statement: ClauseElement, row: dict[str, Any]) -> int:
+        """Run an INSERT … RETURNING id; return the id."""
+
+    def execute(self, statement: ClauseElement, row: dict[str, Any]) -> None: ...
+
+    def mail_queued(self) -> None:
+        """Wake the mail worker once the transaction commits."""
+
+
+@dataclass(frozen=True)
+class Written:
+    device_id: int
+    device_cookie: str  # the device cookie to send back (its lifetime renewed)
+    session_token: str
+    login_row: dict[str, Any]  # events.announce_login once committed
+    alert: dict[str, Any] | None  # events.emit("new_device_alert", …) once committed
+
+
+def write_login(
+    writer: Writer,
+    site: Site,
+    *,
+    method: str,
+    account: Account,
+    browser: Browser,
+    known: devices.KnownDevice | None,
+    decision: LoginDecision,
+    open_session: Callable[[int], str],
+    secret_key: str,
+    now: datetime,
+) -> Written:
+    """Every row of a successful login, in the caller's transaction: the device (touched, at
+    most once a minute, or new), the alert (the « pas moi » link, the e-mail, the security
+    event), the session (``open_session(device_id)`` returns its cookie value) and the
+    login event. The log lines are for the caller to write once committed."""
+    alert = None
+    if known is not None:
+        device_id = known.id
+        assert browser.device_cookie is not None
+        device_cookie = browser.device_cookie
+        if devices.touch_due(known.last_ip, known.last_seen_at, browser.ip, now):
+            writer.execute(devices.TOUCH, {"pk": known.id, "now": now, "ip": browser.ip})
+    else:
+        # A genuine cookie of another account's browser keeps its id: one browser, one id.
+        token = browser.device_token or devices.new_token()
+        device_cookie = devices.cookie_value(token, secret_key)
+        row = devices.new_device_row(
+            user_id=account.user_id, token=token, ip=browser.ip, agent=browser.agent, now=now
+        )
+        device_id = writer.insert(devices.INSERT, row)
+        if decision.device.alert:
+            rows = new_device_alert(
+                site,
+                user_id=account.user_id,
+                username=account.username,
+                email=account.email,
+                device_id=device_id,
+                device=row,
+                method=method,
+                now=now,
+            )
+            writer.execute(tokens.INSERT, rows.token)
+            writer.execute(outbox.INSERT, rows.mail)
+            writer.execute(SECURITY_EVENT, rows.event)
+            writer.mail_queued()
+            alert = rows.log_fields
+    session_token = open_session(device_id)
+    login_row = events.login_row(
+        method=method,
+        outcome="success",
+        reason=decision.device.reason,
+        user_id=account.user_id,
+        username_attempt="",
+        ip=browser.ip,
+        agent=browser.agent,
+        device_id=device_id,
+        now=now,
+    )
+    writer.execute(events.RECORD, login_row)
+    return Written(device_id, device_cookie, session_token, login_row, alert)
+
+
+def announce(written: Written, username: str, log_target: Any = None) -> None:
+    """The log lines and metrics of a committed login."""
+    if written.alert is not None:
+        events.emit("new_device_alert", log_target=log_target, **written.alert)
+    events.announce_login(written.login_row, username, log_target)
