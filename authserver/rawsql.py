@@ -194,6 +194,17 @@ class RawConnections:
             raise
         self._give_back(connection)
 
+    @contextmanager
+    def pipeline(self, cursor: Any) -> Iterator[None]:
+        """Statements whose results nobody reads, sent together: on PostgreSQL (psycopg's
+        pipeline mode) one round trip for all of them instead of one each; elsewhere as
+        usual. An error of any of them is raised when the block ends."""
+        if self.dialect.name == "postgresql" and hasattr(cursor.connection, "pipeline"):
+            with cursor.connection.pipeline():
+                yield
+        else:
+            yield
+
     def begin_write(self, cursor: Any) -> None:
         """Start the write part of a transaction whose reads are done (they ran outside
         it, as autocommit statements): on SQLite, take the write lock now, waiting for it

@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "forward_auth": "bench.forward_auth",  # issue 6
     "passkey_login": "bench.passkey_login",  # issue 3
     "suite": "bench.suite",  # issue 7: every login path on SQLite and PostgreSQL + Redis
+    "new_browser": "bench.new_browser",  # issue 13: new browsers, returning ones, mail backlog
 }
 
 

@@ -52,6 +52,15 @@ class NewDeviceAlert:
     event: dict[str, Any]  # SECURITY_EVENT
     log_fields: dict[str, Any]  # events.emit("new_device_alert", ...) once committed
 
+    def for_device(self, device_id: int) -> NewDeviceAlert:
+        """The rows naming the new device, once its row is written (its id is known)."""
+        return NewDeviceAlert(
+            token={**self.token, "data": {**self.token["data"], "device_id": device_id}},
+            mail=self.mail,
+            event={**self.event, "details": {**self.event["details"], "device_id": device_id}},
+            log_fields={**self.log_fields, "device": device_id},
+        )
+
 
 def new_device_alert(
     site: Site,
@@ -59,12 +68,13 @@ def new_device_alert(
     user_id: int,
     username: str,
     email: str,
-    device_id: int,
     device: dict[str, Any],
     method: str,
     now: datetime,
 ) -> NewDeviceAlert:
-    """The owner's e-mail, the security team's event (``device``: the new device's row)."""
+    """The owner's e-mail, the security team's event (``device``: the new device's row, not
+    written yet: ``for_device`` names it once it is)."""
+    device_id = 0
     ip = device["last_ip"]
     token, token_row = tokens.new_token_row(
         purpose=NOT_ME,

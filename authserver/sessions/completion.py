@@ -1,11 +1,11 @@
-"""What every successful login does, whatever the method: device, session, event.
-
-Password and passkey logins both end here, so they yield the same session,
-the same login event and the same new-device handling.
+"""The views' side of a successful login: the facts read from the request and the ORM,
+handed to the login core (login_core.py), which decides and writes the device, the alert,
+the session and the login event for every entry point (the passkey login fast path too).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +59,9 @@ class _SessionWriter:
     def mail_queued(self) -> None:
         wake_after_commit(self.session)
 
+    def batch(self) -> AbstractContextManager[None]:
+        return nullcontext()  # the ORM session sends each statement as it comes
+
 
 def site() -> Site:
     """The alert e-mail's view of the app, for a view (its links as url_for writes them)."""
@@ -82,19 +85,20 @@ def complete_login(user: User, *, method: str, next_url: str | None = None) -> s
     )
     known, has_devices = devices.read_known(session, user.id, token)
     decision = login_core.decide(method, account, known=known, account_has_devices=has_devices)
-    written = login_core.write_login(
-        _SessionWriter(session),
+    plan = login_core.plan_login(
         site(),
         method=method,
         account=account,
         browser=browser,
         known=known,
         decision=decision,
-        open_session=lambda device_id: start_session(
-            user, method=method, amr=decision.amr, device_id=device_id
-        ),
         secret_key=current_app.config["SECRET_KEY"],
         now=utcnow(),
+    )
+    written = login_core.write_login(
+        _SessionWriter(session),
+        plan,
+        lambda device_id: start_session(user, method=method, amr=decision.amr, device_id=device_id),
     )
     g.new_device_cookie = written.device_cookie
     login_core.announce(written, user.username)

@@ -17,6 +17,7 @@ and the time.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,7 +26,7 @@ from sqlalchemy.sql import ClauseElement
 
 from authserver.accounts import tokens
 from authserver.alerts import devices, events
-from authserver.alerts.notify import SECURITY_EVENT, Site, new_device_alert
+from authserver.alerts.notify import SECURITY_EVENT, NewDeviceAlert, Site, new_device_alert
 from authserver.alerts.policy import DeviceVerdict, judge_device
 from authserver.mail import outbox
 from authserver.sessions.landing import landing_endpoint
@@ -104,6 +105,9 @@ class Writer(Protocol):
     def mail_queued(self) -> None:
         """Wake the mail worker once the transaction commits."""
 
+    def batch(self) -> AbstractContextManager[None]:
+        """Statements sent together (results unread: no RETURNING, no row count)."""
+
 
 @dataclass(frozen=True)
 class Written:
@@ -114,8 +118,25 @@ class Written:
     alert: dict[str, Any] | None  # events.emit("new_device_alert", …) once committed
 
 
-def write_login(
-    writer: Writer,
+@dataclass(frozen=True)
+class LoginPlan:
+    """Every row of a login, built before its write transaction begins: the rendering of the
+    alert e-mail and the rest of the Python work never hold the database's write lock (on
+    SQLite, one for the whole server). Only the new device's id is put in at write time."""
+
+    method: str
+    account: Account
+    browser: Browser
+    decision: LoginDecision
+    device_id: int | None  # a known device's
+    touch: dict[str, Any] | None  # devices.TOUCH values, when due
+    device_row: dict[str, Any] | None  # devices.INSERT, for a new device
+    device_cookie: str  # the device cookie to send back (its lifetime renewed)
+    alert: NewDeviceAlert | None
+    now: datetime
+
+
+def plan_login(
     site: Site,
     *,
     method: str,
@@ -123,59 +144,83 @@ def write_login(
     browser: Browser,
     known: devices.KnownDevice | None,
     decision: LoginDecision,
-    open_session: Callable[[int], str],
     secret_key: str,
     now: datetime,
-) -> Written:
-    """Every row of a successful login, in the caller's transaction: the device (touched, at
-    most once a minute, or new), the alert (the « pas moi » link, the e-mail, the security
-    event), the session (``open_session(device_id)`` returns its cookie value) and the
-    login event. The log lines are for the caller to write once committed."""
-    alert = None
+) -> LoginPlan:
+    """The rows of a successful login: the device (touched, at most once a minute, or new),
+    the alert (the « pas moi » link, the e-mail, the security event) and what the login event
+    and the session need."""
+    touch = device_row = alert = None
     if known is not None:
-        device_id = known.id
         assert browser.device_cookie is not None
         device_cookie = browser.device_cookie
         if devices.touch_due(known.last_ip, known.last_seen_at, browser.ip, now):
-            writer.execute(devices.TOUCH, {"pk": known.id, "now": now, "ip": browser.ip})
+            touch = {"pk": known.id, "now": now, "ip": browser.ip}
     else:
         # A genuine cookie of another account's browser keeps its id: one browser, one id.
         token = browser.device_token or devices.new_token()
         device_cookie = devices.cookie_value(token, secret_key)
-        row = devices.new_device_row(
+        device_row = devices.new_device_row(
             user_id=account.user_id, token=token, ip=browser.ip, agent=browser.agent, now=now
         )
-        device_id = writer.insert(devices.INSERT, row)
         if decision.device.alert:
-            rows = new_device_alert(
+            alert = new_device_alert(
                 site,
                 user_id=account.user_id,
                 username=account.username,
                 email=account.email,
-                device_id=device_id,
-                device=row,
+                device=device_row,
                 method=method,
                 now=now,
             )
+    return LoginPlan(
+        method=method,
+        account=account,
+        browser=browser,
+        decision=decision,
+        device_id=known.id if known is not None else None,
+        touch=touch,
+        device_row=device_row,
+        device_cookie=device_cookie,
+        alert=alert,
+        now=now,
+    )
+
+
+def write_login(writer: Writer, plan: LoginPlan, open_session: Callable[[int], str]) -> Written:
+    """Run the plan's statements in the caller's transaction; ``open_session(device_id)``
+    writes the session and returns its cookie value. The log lines are for the caller to
+    write once committed."""
+    device_id = plan.device_id
+    if plan.device_row is not None:
+        device_id = writer.insert(devices.INSERT, plan.device_row)
+    assert device_id is not None
+    alert = None
+    browser = plan.browser
+    login_row = events.login_row(
+        method=plan.method,
+        outcome="success",
+        reason=plan.decision.device.reason,
+        user_id=plan.account.user_id,
+        username_attempt="",
+        ip=browser.ip,
+        agent=browser.agent,
+        device_id=device_id,
+        now=plan.now,
+    )
+    with writer.batch():
+        if plan.touch is not None:
+            writer.execute(devices.TOUCH, plan.touch)
+        if plan.alert is not None:
+            rows = plan.alert.for_device(device_id)
             writer.execute(tokens.INSERT, rows.token)
             writer.execute(outbox.INSERT, rows.mail)
             writer.execute(SECURITY_EVENT, rows.event)
             writer.mail_queued()
             alert = rows.log_fields
-    session_token = open_session(device_id)
-    login_row = events.login_row(
-        method=method,
-        outcome="success",
-        reason=decision.device.reason,
-        user_id=account.user_id,
-        username_attempt="",
-        ip=browser.ip,
-        agent=browser.agent,
-        device_id=device_id,
-        now=now,
-    )
-    writer.execute(events.RECORD, login_row)
-    return Written(device_id, device_cookie, session_token, login_row, alert)
+        session_token = open_session(device_id)
+        writer.execute(events.RECORD, login_row)
+    return Written(device_id, plan.device_cookie, session_token, login_row, alert)
 
 
 def announce(written: Written, username: str, log_target: Any = None) -> None:

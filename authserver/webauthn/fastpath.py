@@ -33,6 +33,7 @@ import json
 import logging
 import secrets
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -107,9 +108,7 @@ Answer = tuple[list[tuple[str, str]], bytes]
 class _Checked:
     """What the reads and checks of a verify decided, for its writes."""
 
-    account: login_core.Account
-    known: devices.KnownDevice | None
-    decision: login_core.LoginDecision
+    plan: login_core.LoginPlan  # every row of the login, built before the write lock
     use: dict[str, Any] | None  # the passkey's RECORD_USE values, if anything changed
 
 
@@ -131,6 +130,9 @@ class _CursorWriter:
 
     def mail_queued(self) -> None:
         self.queued = True
+
+    def batch(self) -> AbstractContextManager[None]:
+        return self.fast.raw.pipeline(self.cursor)
 
 
 class Fallback(Exception):
@@ -346,11 +348,11 @@ class FastLogin:
             raise Fallback from None
         # Committed: from here on nothing may hand the request to Flask (it would log in twice).
         environ[COMMITTED] = True
-        login_core.announce(written, checked.account.username, self.log_target)
+        login_core.announce(written, checked.plan.account.username, self.log_target)
         PASSKEY_CEREMONIES.labels("authentication", "success").inc()
         # url_for's paths carry the mount point (SCRIPT_NAME) of the request; ours are built
         # once without it.
-        target = mount + self._path(checked.decision.endpoint)
+        target = mount + self._path(checked.plan.decision.endpoint)
         return self._response(
             {"redirect": safe_next(next_url) or target},
             [
@@ -376,16 +378,20 @@ class FastLogin:
         mount: str,
     ) -> tuple[login_core.Written, _Checked]:
         with self.raw.transaction() as cursor:
-            checked = self._check(cursor, assertion, browser)
+            checked = self._check(cursor, assertion, browser, mount)
             self.raw.begin_write(cursor)
             writer = _CursorWriter(self, cursor)
-            written = self._write(writer, assertion, checked, binding, browser, mount)
+            written = self._write(writer, assertion, checked, binding)
         if writer.queued:
             self._wake_mail()
         return written, checked
 
     def _check(
-        self, cursor: Any, assertion: authentication.Assertion, browser: login_core.Browser
+        self,
+        cursor: Any,
+        assertion: authentication.Assertion,
+        browser: login_core.Browser,
+        mount: str,
     ) -> _Checked:
         """The reads and the checks, nothing written; Fallback unless all is plain."""
         token = browser.device_token
@@ -474,7 +480,21 @@ class FastLogin:
                 "now": now,
                 "ip": browser.ip,
             }
-        return _Checked(account, known, decision, use)
+        site = self.site
+        if mount:
+            build = site.build
+            site = replace(site, build=lambda endpoint, **values: mount + build(endpoint, **values))
+        plan = login_core.plan_login(
+            site,
+            method="passkey",
+            account=account,
+            browser=browser,
+            known=known,
+            decision=decision,
+            secret_key=self.secret_key,
+            now=now,
+        )
+        return _Checked(plan, use)
 
     def _write(
         self,
@@ -482,8 +502,6 @@ class FastLogin:
         assertion: authentication.Assertion,
         checked: _Checked,
         binding: str,
-        browser: login_core.Browser,
-        mount: str,
     ) -> login_core.Written:
         """The counter's compare-and-set, the ceremony spent, then the login core's rows;
         Fallback (the caller rolls back) on a lost race."""
@@ -496,36 +514,22 @@ class FastLogin:
         expected = Pending("login", None, service.binding_hash(binding))
         if not self.store.spend_pending(assertion.challenge, expected):
             raise Fallback
+        plan = checked.plan
 
         def open_session(device_id: int) -> str:
             token, session_row = session_store.new_session_row(
-                checked.account.user_id,
+                plan.account.user_id,
                 method="passkey",
-                amr=checked.decision.amr,
-                ip=browser.ip,
-                user_agent=browser.agent,
+                amr=plan.decision.amr,
+                ip=plan.browser.ip,
+                user_agent=plan.browser.agent,
                 lifetimes=self.lifetimes,
                 device_id=device_id,
             )
             writer.execute(session_store.OPEN, session_row)
             return token
 
-        site = self.site
-        if mount:
-            build = site.build
-            site = replace(site, build=lambda endpoint, **values: mount + build(endpoint, **values))
-        return login_core.write_login(
-            writer,
-            site,
-            method="passkey",
-            account=checked.account,
-            browser=browser,
-            known=checked.known,
-            decision=checked.decision,
-            open_session=open_session,
-            secret_key=self.secret_key,
-            now=utcnow(),
-        )
+        return login_core.write_login(writer, plan, open_session)
 
     def _wake_mail(self) -> None:
         worker = self.app.extensions.get(MAIL_EXTENSION)
