@@ -2,8 +2,9 @@
 
 Every way in — the password view, the passkey view, the passkey login fast path
 (webauthn/fastpath.py) — reads the facts of a login its own way (the ORM, or one prepared
-statement), then asks ``decide`` and hands the decision to ``write_login`` with a
-``Writer`` of its own (an ORM session, or a driver cursor). So the rules (may this login
+statement), asks ``decide``, has ``plan_login`` build every row before any write lock is
+taken, and runs them with ``write_login`` through a ``Writer`` of its own (an ORM session,
+or a driver cursor). So the rules (may this login
 proceed, is this browser new, does it alert, where does it land) and the rows a login leaves
 (device, alert e-mail, security event, « pas moi » link, session, login event) are stated
 here once: a rule or a side effect added here is applied by every entry point, and
