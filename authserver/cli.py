@@ -515,6 +515,12 @@ from authserver.sessions.cli import session_group  # noqa: E402
 cli.add_command(security)
 cli.add_command(session_group)
 
+from authserver.accounts.helpdesk_cli import register as register_helpdesk  # noqa: E402
+from authserver.sessions.oidc.clients_cli import register as register_clients  # noqa: E402
+
+register_helpdesk(user)
+register_clients(client, _database_only, _fail)
+
 
 def main() -> None:
     try:

@@ -373,6 +373,46 @@ class SecurityAction(Base):
     )
 
 
+HELPDESK_ACTIONS = (
+    "unlock",
+    "lock",
+    "remove_passkey",
+    "remove_passkeys",
+    "force_password_reset",
+    "resend_activation",
+    "revoke_sessions",
+    "delete",
+)
+
+
+class AccountAction(Base):
+    """What the helpdesk (console or command line) did to an account, and why: append-only.
+
+    No foreign keys: the row must outlive the account it names (``delete`` is one of the
+    actions) and its actor, so both are kept by id and by identifiant as they were. The
+    database refuses UPDATE and DELETE (triggers of migration 0018).
+    """
+
+    __tablename__ = "account_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(64))
+    # The staff account that acted; None for the command line (``actor`` names the operator).
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text)
+    # What exactly: the passkey removed, how many sessions were closed…
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_account_actions_user_id_created_at", "user_id", "created_at"),
+        Index("ix_account_actions_actor_id", "actor_id"),
+    )
+
+
 class ApiToken(Base):
     """A bearer token for the security API; only its SHA-256 is stored."""
 

@@ -255,6 +255,11 @@ class Throttle:
         if device_key:
             self.storage.clear(f"login-dev/{_subject(username_key, device_key)}")
 
+    def account_released(self, username_key: str) -> None:
+        """The helpdesk unlocked the account: failures counted against it (from any
+        browser not yet known) start again from zero."""
+        self.storage.clear(f"login-acct/{_subject(username_key)}")
+
     # -- plain limits ------------------------------------------------------------------
 
     def hit_ip(self, name: str, amount: int, per_seconds: int, ip: str) -> Verdict:

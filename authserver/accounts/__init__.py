@@ -12,6 +12,7 @@ def init_app(app: Flask) -> None:
         breached,
         mail_jobs,
         views_account,
+        views_helpdesk,
         views_login,
         views_password,
         views_password_change,
@@ -39,5 +40,6 @@ def init_app(app: Flask) -> None:
         views_signup,
     )  # imported for their routes
     app.register_blueprint(bp)
+    app.register_blueprint(views_helpdesk.bp)
     # Reset and activation-link requests are resolved by the mail worker, off the request.
     worker_of(app).add_producer(partial(mail_jobs.run_pending, app))

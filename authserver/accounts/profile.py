@@ -19,6 +19,7 @@ from authserver.accounts.validation import InvalidField, email_key
 from authserver.establishments import service as establishments
 from authserver.mail.outbox import enqueue
 from authserver.models import (
+    AccountAction,
     AuthSession,
     CertificationRequest,
     Device,
@@ -198,19 +199,22 @@ def deletion_refused(user: User) -> str | None:
     """
     if user.role != "employer":
         return STAFF_DELETION_REFUSED
+    return STAFF_DELETION_REFUSED if named_by_audit(user) else None
+
+
+def named_by_audit(user: User) -> bool:
+    """Does an audit trail name ``user`` as the one who acted (console, certification,
+    helpdesk)? Such an account is locked, never deleted."""
     session = db.session()
-    acted = session.scalar(
-        select(SecurityAction.id).where(SecurityAction.actor_id == user.id).limit(1)
+    trails = (
+        select(SecurityAction.id).where(SecurityAction.actor_id == user.id),
+        select(CertificationRequest.id).where(CertificationRequest.decided_by_id == user.id),
+        select(AccountAction.id).where(AccountAction.actor_id == user.id),
     )
-    decided = session.scalar(
-        select(CertificationRequest.id)
-        .where(CertificationRequest.decided_by_id == user.id)
-        .limit(1)
-    )
-    return STAFF_DELETION_REFUSED if acted is not None or decided is not None else None
+    return any(session.scalar(query.limit(1)) is not None for query in trails)
 
 
-def delete_account(user: User) -> None:
+def delete_account(user: User, *, by_helpdesk: bool = False) -> None:
     session = db.session()
     # The administrator role goes to a successor, the certification audit stays (detached).
     establishments.before_account_deletion(user)
@@ -227,5 +231,6 @@ def delete_account(user: User) -> None:
         template="account_deleted",
         user=user,
         when=utcnow(),
+        by_helpdesk=by_helpdesk,
     )
     session.delete(user)

@@ -169,7 +169,9 @@ def request_password_reset(username: str, email: str) -> None:
     mail_jobs.queue(mail_jobs.PASSWORD_RESET, username, email)
 
 
-def send_reset_link(user: User) -> None:
+def send_reset_link(user: User, *, by_helpdesk: bool = False) -> None:
+    """Issue a reset link and e-mail it (``by_helpdesk``: the e-mail says the helpdesk asked
+    for it, and the password must be changed)."""
     token = tokens.issue(
         db.session(),
         purpose=tokens.PASSWORD_RESET,
@@ -185,6 +187,7 @@ def send_reset_link(user: User) -> None:
         user=user,
         link=_link("accounts.reset_password", token),
         minutes=settings().reset_ttl // 60,
+        by_helpdesk=by_helpdesk,
     )
 
 

@@ -44,6 +44,14 @@ ENTRIES = (
         "bloquer un compte, fermer ses sessions.",
         staff.SECURITY_ROLES,
     ),
+    ToolEntry(
+        "helpdesk.search",
+        "Assistance aux comptes",
+        "Retrouver un compte par son identifiant, son adresse e-mail ou son SIRET : "
+        "déverrouiller, supprimer ses clés d'accès, imposer un nouveau mot de passe, renvoyer "
+        "l'e-mail d'activation, fermer ses sessions. Chaque action est motivée et tracée.",
+        staff.STAFF_ROLES,
+    ),
 )
 
 

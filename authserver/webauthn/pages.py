@@ -11,7 +11,7 @@ from webauthn.helpers import bytes_to_base64url
 from werkzeug.wrappers import Response
 
 from authserver import db
-from authserver.accounts import password_attempt
+from authserver.accounts import password_attempt, ways_in
 from authserver.accounts.service import LoginOutcome
 from authserver.alerts import events
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
@@ -143,7 +143,11 @@ def delete(passkey_id: int) -> Response:
     if not recently_authenticated():
         flash("Pour supprimer une clé d'accès, confirmez d'abord votre identité.", "info")
         return redirect(url_for("passkeys.reauth", next=url_for("passkeys.manage")))
-    if current_user.password_hash is None and credentials.count_for(session, current_user.id) <= 1:
+    if not ways_in.may_remove(
+        has_password=current_user.password_hash is not None,
+        passkeys=credentials.count_for(session, current_user.id),
+        passkeys_removed=1,
+    ):
         flash(
             "Impossible de supprimer votre seule clé d'accès : votre compte n'aurait plus "
             "aucun moyen de connexion. Définissez d'abord un mot de passe.",

@@ -11,8 +11,10 @@ from flask import Flask
 from sqlalchemy import select
 
 from authserver import db
+from authserver.accounts import helpdesk
+from authserver.alerts.console import actions as console_actions
 from authserver.establishments import service
-from authserver.models import Membership, User, utcnow
+from authserver.models import Membership, SecurityEvent, User, utcnow
 from tests.conftest import Actions, csrf_of
 from tests.establishments.test_counselor import decide, request_id_of, waiting_employer
 from tests.establishments.test_flow import (
@@ -439,6 +441,47 @@ def test_service_removing_the_admin_hands_over(
         service.remove_member(admin_membership.user, admin_membership)
         session.commit()
     assert membership_row(app, ADMIN).status == "removed"
+    assert membership_row(app, NEWCOMER).role == "admin"
+
+
+@pytest.mark.parametrize("route", ["helpdesk", "security_console"])
+def test_locking_the_admin_hands_the_role_over(
+    app: Flask, smtp: SMTPServer, admin: Actions, siret: str, route: str
+) -> None:
+    """Issue 14: a locked administrator could no longer decide the members' requests, so
+    locking one hands the role over as leaving does, from either place that locks."""
+    collaborator = granted_newcomer(app, smtp, admin, siret)
+    certify_by_counselor(app, smtp, collaborator, NEWCOMER)
+    with app.test_request_context():
+        session = db.session()
+        target = session.scalar(select(User).where(User.username == ADMIN))
+        if route == "helpdesk":
+            helpdesk.perform(
+                session,
+                target=target,
+                actor=helpdesk.Actor(id=None, label="cli:test", role=helpdesk.OPERATOR),
+                action="lock",
+                reason="Fraude signalée",
+            )
+        else:
+            alert = SecurityEvent(kind="not_me", severity="high", user_id=target.id)
+            session.add(alert)
+            session.flush()
+            staff = User(
+                username="agent.sec",
+                username_key="agent.sec",
+                email="agent.sec@example.fr",
+                email_key="agent.sec@example.fr",
+                role="security",
+            )
+            session.add(staff)
+            session.flush()
+            console_actions.perform(
+                session, alert=alert, actor=staff, action="lock_account", note=""
+            )
+        session.commit()
+    assert user_row(app, ADMIN).locked_at is not None
+    assert membership_row(app, ADMIN).role == "member"
     assert membership_row(app, NEWCOMER).role == "admin"
 
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from authserver.accounts import locking
 from authserver.alerts import events
 from authserver.models import SecurityAction, SecurityEvent, User, utcnow
 from authserver.sessions import store
@@ -85,11 +86,12 @@ def perform(
         if action == "lock_account":
             if account.id == actor.id:
                 raise ActionRefused("Vous ne pouvez pas verrouiller votre propre compte.")
-            if account.locked_at is not None:
-                raise ActionRefused("Ce compte est déjà verrouillé.")
-            account.locked_at = now
-        # Locked sessions are already refused at load; revoking them too leaves no doubt.
-        revoked = store.revoke_all(session, account.id, "security_console")
+            try:
+                revoked = locking.lock(session, account, now, reason="security_console")
+            except locking.AlreadyInState:
+                raise ActionRefused("Ce compte est déjà verrouillé.") from None
+        else:
+            revoked = store.revoke_all(session, account.id, "security_console")
     alert.updated_at = now
     record = SecurityAction(
         alert_id=alert.id, actor_id=actor.id, action=action, note=note, created_at=now

@@ -199,3 +199,36 @@ class RegisteredClient(ClientMixin):
     def check_grant_type(self, grant_type: str) -> bool:
         allowed = self.row.grant_types or GRANT_TYPES  # None: registered before the setting
         return grant_type in GRANT_TYPES and grant_type in allowed
+
+
+def rotate_secret(row: OAuthClient) -> str:
+    """A new secret for a confidential client, shown once; the old one stops working at
+    commit (a service rolls it out, then asks for the rotation: no overlap is kept)."""
+    if row.public:
+        raise InvalidClientMetadata("client public : il n'a pas de secret")
+    secret = secrets.token_urlsafe(32)
+    row.secret_hash = hash_secret(secret)
+    return secret
+
+
+def delete_client(session: Session, row: OAuthClient) -> dict[str, int]:
+    """Remove a client with everything issued to it (codes, tokens, consents, pending
+    logout notices): a deleted service keeps no access. Return what was removed."""
+    from sqlalchemy import delete
+
+    from authserver.models import BackchannelLogout, OAuthCode, OAuthConsent, OAuthToken
+
+    removed: dict[str, int] = {}
+    for name, model in (
+        ("tokens", OAuthToken),
+        ("codes", OAuthCode),
+        ("consents", OAuthConsent),
+        ("logout_notices", BackchannelLogout),
+    ):
+        removed[name] = session.execute(
+            delete(model)
+            .where(model.client_id == row.client_id)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    session.delete(row)
+    return removed

@@ -1,0 +1,165 @@
+"""« Assistance aux comptes » (``/helpdesk``): find an account, see its state and its ways in,
+apply a helpdesk action with its reason. Thin glue over :mod:`authserver.accounts.helpdesk`,
+which decides who may do what and writes the audit row.
+
+Open to the staff roles on a passkey session (sessions/staff.py), like the other staff
+tools. Accounts are addressed by their public id, never by their sequential row id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+from werkzeug.wrappers import Response
+
+from authserver import db
+from authserver.accounts import helpdesk
+from authserver.accounts.validation import lookup_email_key, lookup_username_key
+from authserver.models import AuthSession, User, WebAuthnCredential, utcnow
+from authserver.sessions import staff
+from authserver.sessions.login import login_manager
+
+bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
+
+RESULTS_SHOWN = 50
+QUERY_MAX = 254
+
+
+def helpdesk_page(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        access = staff.current_access(staff.STAFF_ROLES)
+        if access is staff.Access.ANONYMOUS:
+            return login_manager.unauthorized()
+        if access is staff.Access.FORBIDDEN:
+            abort(403)
+        if access is staff.Access.PASSKEY_REQUIRED:
+            return staff.passkey_required_page()
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def find_accounts(query: str) -> list[User]:
+    """Accounts whose identifiant or e-mail address is ``query`` (exact, case-folded), or
+    whose SIRET it is: a helpdesk answers a caller who gives one of them."""
+    query = query.strip()
+    conditions = []
+    username = lookup_username_key(query)
+    if username is not None:
+        conditions.append(User.username_key == username)
+    email = lookup_email_key(query)
+    if email is not None:
+        conditions.append(User.email_key == email)
+    digits = query.replace(" ", "")
+    if len(digits) == 14 and digits.isdigit():
+        conditions.append(User.siret == digits)
+    if not conditions:
+        return []
+    return list(
+        db.session().scalars(
+            select(User).where(or_(*conditions)).order_by(User.id).limit(RESULTS_SHOWN)
+        )
+    )
+
+
+@bp.get("")
+@helpdesk_page
+def search() -> str:
+    query = request.args.get("q", "")[:QUERY_MAX]
+    results = find_accounts(query) if query.strip() else None
+    return render_template("accounts/helpdesk_search.html", query=query, results=results)
+
+
+def _account_or_404(public_id: str) -> User:
+    account = db.session().scalar(select(User).where(User.public_id == public_id[:32]))
+    if account is None:
+        abort(404)
+    return account
+
+
+def _page(
+    account: User, *, status: int = 200, failed: str | None = None, error: str | None = None
+) -> tuple[str, int]:
+    session = db.session()
+    passkeys = list(
+        session.scalars(
+            select(WebAuthnCredential)
+            .where(WebAuthnCredential.user_id == account.id)
+            .order_by(WebAuthnCredential.id)
+        )
+    )
+    live_sessions = session.scalar(
+        select(func.count())
+        .select_from(AuthSession)
+        .where(
+            AuthSession.user_id == account.id,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > utcnow(),
+        )
+    )
+    available = [
+        action
+        for action in helpdesk.CONSOLE_ACTIONS
+        if action != "remove_passkey"
+        and helpdesk.permitted(
+            actor_role=current_user.role, action=action, target_role=account.role
+        )
+    ]
+    body = render_template(
+        "accounts/helpdesk_account.html",
+        account=account,
+        passkeys=passkeys,
+        live_sessions=live_sessions or 0,
+        available=available,
+        may_remove_one=helpdesk.permitted(
+            actor_role=current_user.role, action="remove_passkey", target_role=account.role
+        ),
+        labels=helpdesk.ACTION_LABELS,
+        trail=helpdesk.history(session, account.id),
+        failed=failed,
+        error=error,
+        typed=request.form.get("reason", "") if failed else "",
+    )
+    return body, status
+
+
+@bp.get("/accounts/<public_id>")
+@helpdesk_page
+def account(public_id: str) -> tuple[str, int]:
+    return _page(_account_or_404(public_id))
+
+
+@bp.post("/accounts/<public_id>/actions/<action>")
+@helpdesk_page
+def act(public_id: str, action: str) -> Any:
+    if action not in helpdesk.CONSOLE_ACTIONS:
+        abort(404)
+    target = _account_or_404(public_id)
+    passkey = request.form.get("passkey", "")
+    passkey_id = int(passkey) if passkey.isdigit() and len(passkey) < 12 else None
+    if action == "remove_passkey" and passkey_id is None:
+        return _page(target, status=400, failed=action, error="Choisissez la clé d'accès.")
+    session = db.session()
+    actor = helpdesk.Actor.of(current_user)
+    try:
+        outcome = helpdesk.perform(
+            session,
+            target=target,
+            actor=actor,
+            action=action,
+            reason=request.form.get("reason", ""),
+            passkey_id=passkey_id,
+        )
+    except helpdesk.Refused as exc:
+        session.rollback()
+        return _page(_account_or_404(public_id), status=400, failed=action, error=str(exc))
+    session.commit()
+    flash(outcome.message, "success")
+    response: Response = redirect(url_for("helpdesk.account", public_id=public_id), code=303)
+    return response
