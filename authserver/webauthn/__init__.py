@@ -9,6 +9,7 @@ def init_app(app: Flask) -> None:
     from authserver import db
     from authserver.webauthn.challenges import DatabaseChallengeStore, RedisChallengeStore
     from authserver.webauthn.pages import bp as pages_bp
+    from authserver.webauthn.related_origins import bp as related_bp
     from authserver.webauthn.service import STORE_KEY
     from authserver.webauthn.views import bp as api_bp
 
@@ -30,6 +31,7 @@ def init_app(app: Flask) -> None:
     app.extensions[STORE_KEY] = store
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
+    app.register_blueprint(related_bp)
 
     from authserver.webauthn import fastpath
 
