@@ -28,6 +28,7 @@ from authserver.models import (
     WebAuthnCredential,
     utcnow,
 )
+from authserver.plural import plural
 from authserver.sessions import store
 from authserver.sessions.staff import SECURITY_ROLES
 from authserver.throttle import throttle
@@ -213,7 +214,7 @@ def _apply(
 
 
 def _sessions_detail(revoked: int) -> str:
-    return f"{revoked} session(s) fermée(s)"
+    return plural(revoked, "session fermée", "sessions fermées")
 
 
 def _remove_passkeys(session: Session, target: User, passkey_id: int | None) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from authserver import db
-from authserver.accounts import service
+from authserver.accounts import recovery, service
 from authserver.accounts.validation import lookup_email_key, lookup_username_key
 from authserver.db import get_database
 from authserver.mail.outbox import wake_after_commit
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a job kind)
 ACTIVATION = "activation"
-KINDS = (PASSWORD_RESET, ACTIVATION)
+PASSKEY_RECOVERY = "passkey_recovery"
+KINDS = (PASSWORD_RESET, ACTIVATION, PASSKEY_RECOVERY)
 
 BATCH = 20
 # At most this many reset e-mails per account and hour: the form cannot bomb a mailbox.
@@ -101,8 +102,8 @@ def _handle(job_id: int) -> int:
     # End the read before the throttle's own writes (SQLite: a read transaction cannot
     # become a write one after another connection wrote).
     session.commit()
-    if kind == PASSWORD_RESET:
-        recipients = [user for user in recipients if _reset_allowed(user)]
+    if kind in (PASSWORD_RESET, PASSKEY_RECOVERY):
+        recipients = [user for user in recipients if _link_allowed(kind, user)]
     claimed = session.execute(
         delete(AccountMailJob)
         .where(AccountMailJob.id == job_id)
@@ -114,6 +115,8 @@ def _handle(job_id: int) -> int:
     for user in recipients:
         if kind == PASSWORD_RESET:
             service.send_reset_link(user)
+        elif kind == PASSKEY_RECOVERY:
+            recovery.send_recovery_link(user)
         else:
             service.send_activation(user)
     session.commit()
@@ -121,12 +124,16 @@ def _handle(job_id: int) -> int:
 
 
 def _wanted(kind: str, user: User) -> bool:
-    """A new activation link only for an account not activated yet; a reset link for all."""
+    """A new activation link only for an account not activated yet; a reset link for all; a
+    recovery link for an account that may log in."""
+    if kind == PASSKEY_RECOVERY:
+        return recovery.may_recover(user)
     return kind == PASSWORD_RESET or user.activated_at is None
 
 
-def _reset_allowed(user: User) -> bool:
-    verdict = throttle().hit("reset-mail", RESET_MAILS_PER_HOUR, 3600, str(user.id))
+def _link_allowed(kind: str, user: User) -> bool:
+    name = "reset-mail" if kind == PASSWORD_RESET else "recovery-mail"
+    verdict = throttle().hit(name, RESET_MAILS_PER_HOUR, 3600, str(user.id))
     return verdict.allowed
 
 

@@ -19,6 +19,8 @@ from authserver.models import ActionToken, utcnow
 
 ACTIVATION = "activation"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose name)
+# « J'ai perdu ma clé d'accès »: the link enrols a new passkey (issue 14).
+PASSKEY_RECOVERY = "passkey_recovery"
 
 
 class TokenInvalid(Exception):

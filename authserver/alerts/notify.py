@@ -25,6 +25,8 @@ from authserver.models import SecurityEvent, User, utcnow
 from authserver.web import client_ip, settings, user_agent
 
 NOT_ME = "not_me"
+# The security event of a recovery: a passkey enrolled from an e-mailed link.
+RECOVERY_KIND = "account_recovery"
 NOT_ME_TTL = 7 * 24 * 3600
 METHOD_LABELS = {"password": "mot de passe", "passkey": "clé d'accès (sans mot de passe)"}
 
@@ -71,6 +73,7 @@ def new_device_alert(
     device: dict[str, Any],
     method: str,
     now: datetime,
+    recovery: bool = False,
 ) -> NewDeviceAlert:
     """The owner's e-mail, the security team's event (``device``: the new device's row, not
     written yet: ``for_device`` names it once it is)."""
@@ -96,14 +99,15 @@ def new_device_alert(
         system=device["system"],
         ip=ip,
         method=METHOD_LABELS.get(method, method),
+        recovery=recovery,
         not_me_link=site.base_url + site.build("alerts.not_me", token=token),
         security_link=site.base_url + site.build("alerts.security_info"),
         forgot_link=site.base_url + site.build("accounts.forgot_password"),
     )
     event = {
         "created_at": now,
-        "kind": "new_device",
-        "severity": "low",
+        "kind": RECOVERY_KIND if recovery else "new_device",
+        "severity": "medium" if recovery else "low",
         "user_id": user_id,
         "ip": ip,
         "details": {

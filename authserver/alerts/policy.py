@@ -15,6 +15,9 @@ from dataclasses import dataclass
 # The login event's reason of a successful login from a browser the account did not know
 # (webauthn/review.py counts logins without it as trusted).
 NEW_DEVICE = "new_device"
+# The login event's reason of the login that ends a recovery (« J'ai perdu ma clé d'accès »):
+# a new passkey was enrolled on the strength of the mailbox alone.
+RECOVERY = "recovery"
 
 
 @dataclass(frozen=True)
@@ -24,9 +27,15 @@ class DeviceVerdict:
     reason: str  # the login event's reason ("" for a trusted login)
 
 
-def judge_device(*, known: bool, account_has_devices: bool) -> DeviceVerdict:
+def judge_device(
+    *, known: bool, account_has_devices: bool, recovery: bool = False
+) -> DeviceVerdict:
     """``known``: this browser's device cookie is one of the account's devices;
-    ``account_has_devices``: the account has logged in from some browser before."""
+    ``account_has_devices``: the account has logged in from some browser before;
+    ``recovery``: the login ends an account recovery, which always alerts (whoever read the
+    mailbox now holds a passkey), from a known browser too."""
+    if recovery:
+        return DeviceVerdict(new_device=not known, alert=True, reason=RECOVERY)
     if known:
         return DeviceVerdict(new_device=False, alert=False, reason="")
     alert = account_has_devices

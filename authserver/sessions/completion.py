@@ -68,7 +68,9 @@ def site() -> Site:
     return Site(base_url=settings().base_url, templates=current_app.jinja_env, build=url_for)
 
 
-def complete_login(user: User, *, method: str, next_url: str | None = None) -> str:
+def complete_login(
+    user: User, *, method: str, next_url: str | None = None, recovery: bool = False
+) -> str:
     """Open the session and record the login; return where to send the browser.
 
     The facts are read here, the rest is the login core's (login_core.py). The caller
@@ -84,7 +86,9 @@ def complete_login(user: User, *, method: str, next_url: str | None = None) -> s
         device_token=token,
     )
     known, has_devices = devices.read_known(session, user.id, token)
-    decision = login_core.decide(method, account, known=known, account_has_devices=has_devices)
+    decision = login_core.decide(
+        method, account, known=known, account_has_devices=has_devices, recovery=recovery
+    )
     plan = login_core.plan_login(
         site(),
         method=method,

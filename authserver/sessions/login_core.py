@@ -28,7 +28,7 @@ from sqlalchemy.sql import ClauseElement
 from authserver.accounts import tokens
 from authserver.alerts import devices, events
 from authserver.alerts.notify import SECURITY_EVENT, NewDeviceAlert, Site, new_device_alert
-from authserver.alerts.policy import DeviceVerdict, judge_device
+from authserver.alerts.policy import RECOVERY, DeviceVerdict, judge_device
 from authserver.mail import outbox
 from authserver.sessions.landing import landing_endpoint
 
@@ -76,10 +76,14 @@ def decide(
     *,
     known: devices.KnownDevice | None,
     account_has_devices: bool,
+    recovery: bool = False,
 ) -> LoginDecision:
-    """What a successful login of ``account`` from this browser does."""
+    """What a successful login of ``account`` from this browser does (``recovery``: the
+    login that ends « J'ai perdu ma clé d'accès »)."""
     return LoginDecision(
-        device=judge_device(known=known is not None, account_has_devices=account_has_devices),
+        device=judge_device(
+            known=known is not None, account_has_devices=account_has_devices, recovery=recovery
+        ),
         endpoint=landing(account),
         amr=AMR[method],
     )
@@ -164,16 +168,21 @@ def plan_login(
         device_row = devices.new_device_row(
             user_id=account.user_id, token=token, ip=browser.ip, agent=browser.agent, now=now
         )
-        if decision.device.alert:
-            alert = new_device_alert(
-                site,
-                user_id=account.user_id,
-                username=account.username,
-                email=account.email,
-                device=device_row,
-                method=method,
-                now=now,
-            )
+    if decision.device.alert:
+        # A known browser alerts only at a recovery: described as a new one would be.
+        described = device_row or devices.new_device_row(
+            user_id=account.user_id, token="", ip=browser.ip, agent=browser.agent, now=now
+        )
+        alert = new_device_alert(
+            site,
+            user_id=account.user_id,
+            username=account.username,
+            email=account.email,
+            device=described,
+            method=method,
+            now=now,
+            recovery=decision.device.reason == RECOVERY,
+        )
     return LoginPlan(
         method=method,
         account=account,

@@ -9,6 +9,7 @@ def init_app(app: Flask) -> None:
     from authserver import db
     from authserver.webauthn.challenges import DatabaseChallengeStore, RedisChallengeStore
     from authserver.webauthn.pages import bp as pages_bp
+    from authserver.webauthn.recovery_views import bp as recovery_bp
     from authserver.webauthn.related_origins import bp as related_bp
     from authserver.webauthn.service import STORE_KEY
     from authserver.webauthn.views import bp as api_bp
@@ -32,6 +33,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(pages_bp)
     app.register_blueprint(related_bp)
+    app.register_blueprint(recovery_bp)
 
     from authserver.webauthn import fastpath
 

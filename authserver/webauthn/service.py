@@ -106,10 +106,15 @@ REGISTER = "register"
 # the passkey without a gesture, so its response has UP=0 (and often UV=0); only a ceremony
 # begun as such is verified without them. (The purpose column holds 16 characters.)
 REGISTER_CONDITIONAL = "register-cond"
+# A passkey enrolled from an e-mailed recovery link, by a browser with no session.
+RECOVER = "recover"
 
 
-def begin_registration(user: User, *, conditional: bool = False) -> dict[str, Any]:
-    """Creation options; ``conditional`` for a conditional create (see REGISTER_CONDITIONAL)."""
+def begin_registration(
+    user: User, *, conditional: bool = False, recovery: bool = False
+) -> dict[str, Any]:
+    """Creation options; ``conditional`` for a conditional create (see REGISTER_CONDITIONAL),
+    ``recovery`` for a recovery link's ceremony (only its verify may complete it)."""
     session = db.session()
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     options = registration.creation_options(
@@ -123,7 +128,7 @@ def begin_registration(user: User, *, conditional: bool = False) -> dict[str, An
     )
     binding = browser_binding(create=True)
     assert binding is not None
-    purpose = REGISTER_CONDITIONAL if conditional else REGISTER
+    purpose = RECOVER if recovery else REGISTER_CONDITIONAL if conditional else REGISTER
     store().save(challenge, Pending(purpose, user.id, binding), CHALLENGE_TTL)
     return options
 
@@ -142,10 +147,13 @@ def default_name(aaguid: str, when: datetime) -> str:
     return provider + suffix
 
 
-def finish_registration(user: User, credential: Any, name: str | None) -> WebAuthnCredential:
+def finish_registration(
+    user: User, credential: Any, name: str | None, *, recovery: bool = False
+) -> WebAuthnCredential:
     session = db.session()
     challenge = registration.challenge_of(credential)
-    pending = _take(challenge, (REGISTER, REGISTER_CONDITIONAL), user.id)
+    purposes = (RECOVER,) if recovery else (REGISTER, REGISTER_CONDITIONAL)
+    pending = _take(challenge, purposes, user.id)
     new = registration.verify_registration(
         rp=relying_party(),
         credential=credential,

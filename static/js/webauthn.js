@@ -216,6 +216,17 @@ export async function register({ name, conditional = false, signal } = {}) {
   return postJSON(api("register/verify"), body);
 }
 
+// « J'ai perdu ma clé d'accès »: a new passkey from an e-mailed link (its token), by a
+// browser with no session; the server answers with where to go, logged in.
+export async function recover({ token, signal } = {}) {
+  const optionsJSON = await postJSON(api("recovery/options"), { token }, { signal });
+  const credential = await navigator.credentials.create({
+    publicKey: creationOptionsFromJSON(optionsJSON),
+    signal,
+  });
+  return postJSON(api("recovery/verify"), { token, credential: credentialToJSON(credential) });
+}
+
 export async function authenticate({ username, conditional = false, signal, next } = {}) {
   const optionsJSON = await postJSON(
     api("login/options"),

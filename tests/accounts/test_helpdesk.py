@@ -270,7 +270,7 @@ def test_revoke_sessions_and_lock(app: Flask, smtp: SMTPServer, security: FlaskC
     assert act(security, app, EMPLOYER, "lock").status_code == 400  # already locked
     rows = audit(app, EMPLOYER)
     assert [row.action for row in rows] == ["revoke_sessions", "lock"]
-    assert rows[0].detail.startswith("1 session")
+    assert rows[0].detail == "1 session fermée"
 
 
 def test_staff_cannot_lock_themselves_and_counsellors_not_staff(

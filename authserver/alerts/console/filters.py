@@ -22,6 +22,7 @@ PARIS = ZoneInfo("Europe/Paris")
 
 ALERT_KINDS: dict[str, str] = {
     "new_device": "Connexion depuis un nouvel appareil",
+    "account_recovery": "Récupération du compte (nouvelle clé d'accès par e-mail)",
     "not_me": "Signalement « Ce n'était pas moi »",
     "passkey_cloned": "Clé d'accès copiée",
     "throttled": "Compte bloqué après des échecs répétés",

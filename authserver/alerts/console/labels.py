@@ -30,6 +30,7 @@ REASON_LABELS: dict[str, str] = {
     "invalid_input": "Saisie invalide (champ vide ou trop long)",
     # sessions/completion.py: a success from a browser the account did not know
     "new_device": "Nouvel appareil : alerte envoyée au titulaire",
+    "recovery": "Récupération du compte : nouvelle clé d'accès, alerte envoyée au titulaire",
     # webauthn/pages.py: « Confirmez votre identité » with the password, succeeded
     "reauth": "Confirmation d'identité avant une opération sensible",
     # webauthn/errors.py (CeremonyError.error)

@@ -1,0 +1,70 @@
+"""« J'ai perdu ma clé d'accès » (issue 14): a single-use, short-lived e-mailed link that
+enrols a **new passkey**, not a password, so that the password can go away.
+
+The request is queued like « Mot de passe oublié » (mail_jobs.py: the same answer and the
+same work whatever was typed); the mail worker e-mails the link to an activated, unlocked
+account. Following the link proves the mailbox; the passkey is stored, and the link spent,
+in the transaction of the login that follows (webauthn/recovery_views.py). That login always
+sends the new-device alert and raises a security event (alerts/policy.py).
+"""
+
+from __future__ import annotations
+
+from flask import url_for
+
+from authserver import db
+from authserver.accounts import tokens
+from authserver.mail.outbox import enqueue
+from authserver.models import User
+from authserver.sessions.login_core import may_log_in
+from authserver.web import settings
+
+# Short: whoever reads the mailbox can enrol a passkey with it.
+RECOVERY_TTL = 15 * 60
+
+
+def may_recover(user: User) -> bool:
+    """Recovery is a way back into an account that may log in, nothing more."""
+    return may_log_in(activated=user.activated_at is not None, locked=user.locked_at is not None)
+
+
+def send_recovery_link(user: User) -> None:
+    """Issue the link (earlier ones stop working) and queue its e-mail; the caller commits."""
+    token = tokens.issue(
+        db.session(),
+        purpose=tokens.PASSKEY_RECOVERY,
+        user_id=user.id,
+        ttl=RECOVERY_TTL,
+        supersede=True,
+    )
+    enqueue(
+        kind="passkey_recovery",
+        to=user.email,
+        subject="Créez une nouvelle clé d'accès pour votre compte France Travail",
+        template="passkey_recovery",
+        user=user,
+        link=settings().base_url + url_for("recovery.page", token=token),
+        minutes=RECOVERY_TTL // 60,
+        forgot_link=settings().base_url + url_for("accounts.forgot_password"),
+    )
+
+
+def user_of(token: str) -> User:
+    """The account a live link is for, without spending it; raise tokens.Token* otherwise
+    (a link of an account that may no longer log in is invalid)."""
+    session = db.session()
+    row = tokens.peek(session, token, tokens.PASSKEY_RECOVERY)
+    user = session.get(User, row.user_id)
+    if user is None or not may_recover(user):
+        raise tokens.TokenInvalid()
+    return user
+
+
+def spend(token: str) -> User:
+    """Spend the link (single use, in the caller's transaction) and return its account."""
+    session = db.session()
+    consumed = tokens.consume(session, token, tokens.PASSKEY_RECOVERY)
+    user = session.get(User, consumed.user_id)
+    if user is None or not may_recover(user):
+        raise tokens.TokenInvalid()
+    return user
