@@ -413,6 +413,21 @@ class AccountAction(Base):
     )
 
 
+class RecoveryCode(Base):
+    """One of an account's one-time recovery codes (issue 14): only its SHA-256 is kept (a
+    random 60-bit code needs no slow hash), each spent once, all replaced when regenerated."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"),)
+
+
 class ApiToken(Base):
     """A bearer token for the security API; only its SHA-256 is stored."""
 

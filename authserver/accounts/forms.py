@@ -141,3 +141,24 @@ class ChangePasswordForm(PasswordPairMixin, BaseForm):
 class ResetPasswordForm(PasswordPairMixin, BaseForm):
     def validate_for(self, *, username: str, email: str) -> bool:
         return self.validate() and self.check_password_pair(username=username, email=email)
+
+
+class RecoveryCodeForm(BaseForm):
+    """« Utiliser un code de récupération »: the identifiant and one of the account's codes."""
+
+    username = StringField()
+    code = StringField()
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        if not super().validate(extra_validators):
+            return False
+        self.username.data = (self.username.data or "").strip()[:254]
+        self.code.data = (self.code.data or "").strip()[:64]
+        valid = True
+        if not self.username.data:
+            self.username.errors = ["Veuillez saisir votre identifiant."]
+            valid = False
+        if not self.code.data:
+            self.code.errors = ["Veuillez saisir un de vos codes de récupération."]
+            valid = False
+        return valid

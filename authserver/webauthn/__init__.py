@@ -7,9 +7,12 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     from authserver import db
+    from authserver.webauthn import recovery_codes_views
     from authserver.webauthn.challenges import DatabaseChallengeStore, RedisChallengeStore
     from authserver.webauthn.pages import bp as pages_bp
     from authserver.webauthn.recovery_views import bp as recovery_bp
+
+    del recovery_codes_views  # imported for its routes
     from authserver.webauthn.related_origins import bp as related_bp
     from authserver.webauthn.service import STORE_KEY
     from authserver.webauthn.views import bp as api_bp

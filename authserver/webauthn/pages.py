@@ -11,7 +11,7 @@ from webauthn.helpers import bytes_to_base64url
 from werkzeug.wrappers import Response
 
 from authserver import db
-from authserver.accounts import password_attempt, ways_in
+from authserver.accounts import password_attempt, recovery_codes, ways_in
 from authserver.accounts.service import LoginOutcome
 from authserver.alerts import events
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
@@ -111,6 +111,7 @@ def manage() -> str:
         rp_id=settings().rp_id,
         user_handle_b64=bytes_to_base64url(current_user.user_handle),
         removed_ids=removed,
+        codes_left=recovery_codes.left(db.session(), current_user.id) if rows else 0,
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from html import unescape
 
@@ -15,7 +16,9 @@ from authserver import settings_of
 from authserver.db import get_database
 from authserver.models import (
     ActionToken,
+    AuthSession,
     LoginEvent,
+    RecoveryCode,
     SecurityEvent,
     User,
     WebAuthnCredential,
@@ -191,3 +194,97 @@ def test_a_locked_account_cannot_use_a_link_sent_before(
     with get_database(app).session_scope() as session:
         session.execute(update(User).where(User.username == USERNAME).values(locked_at=utcnow()))
     assert browser.get(link).status_code == 404
+
+
+# --- Recovery codes ------------------------------------------------------------------------
+
+
+def make_codes(app: Flask, smtp: SMTPServer, browser: FlaskClient) -> list[str]:
+    """« Générer mes codes de récupération » on « Mes clés d'accès » (the login is recent)."""
+    page = browser.get("/account/passkeys").get_data(as_text=True)
+    assert "Générer mes codes de récupération" in page
+    assert 'id="recovery-codes-offer"' in page
+    made = browser.post("/account/recovery-codes", data={"csrf_token": csrf_of(page)})
+    assert made.status_code == 200
+    assert made.headers["Cache-Control"] == "no-store"
+    codes = re.findall(r"<code>([A-Z0-9-]+)</code>", made.get_data(as_text=True))
+    assert len(codes) == 10 and len(set(codes)) == 10
+    wait_mail(smtp, EMAIL, "codes de récupération")
+    return codes
+
+
+def use_code(client: FlaskClient, code: str, username: str = USERNAME):
+    page = client.get("/recovery/code")
+    return client.post(
+        "/recovery/code",
+        data={
+            "csrf_token": csrf_of(page.get_data(as_text=True)),
+            "username": username,
+            "code": code,
+        },
+    )
+
+
+def test_recovery_codes_are_shown_once_hashed_and_single_use(app: Flask, smtp: SMTPServer) -> None:
+    add_user(app, USERNAME)
+    browser = client_as(app, smtp, USERNAME, passkey=False)
+    enrol_passkey(app, browser)
+    codes = make_codes(app, smtp, browser)
+    with get_database(app).session_scope() as session:
+        stored = session.scalars(select(RecoveryCode.code_hash)).all()
+    assert len(stored) == 10
+    assert all(code.replace("-", "").encode() not in h for code in codes for h in stored)
+    page = browser.get("/account/passkeys").get_data(as_text=True)
+    assert "Il vous reste 10 codes" in unescape(page) and codes[0] not in page
+
+    stranger = app.test_client()
+    accepted = use_code(stranger, codes[0].lower().replace("-", " "))
+    assert accepted.status_code == 303
+    link = accepted.headers["Location"]
+    assert link.startswith("/recovery/")
+    assert recover(app, stranger, link, new_authenticator(app)).status_code == 200
+    wait_mail(smtp, EMAIL, ALERT_SUBJECT)
+    # Spent: the same code again is refused; another one works.
+    again = use_code(app.test_client(), codes[0])
+    assert again.status_code == 400
+    assert "Identifiant ou code de récupération incorrect." in unescape(
+        again.get_data(as_text=True)
+    )
+    assert use_code(app.test_client(), codes[1]).status_code == 303
+
+
+def test_wrong_codes_are_throttled_per_account_and_say_nothing(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    add_user(app, USERNAME)
+    browser = client_as(app, smtp, USERNAME, passkey=False)
+    enrol_passkey(app, browser)
+    codes = make_codes(app, smtp, browser)
+    unknown = use_code(app.test_client(), codes[0], username="personne")
+    wrong = use_code(app.test_client(), "ABCD-EFGH-JKMN")
+    assert unknown.status_code == wrong.status_code == 400
+    for _ in range(4):
+        use_code(app.test_client(), "ABCD-EFGH-JKMN")
+    # The account's budget is spent: even a right code is refused for the hour.
+    assert use_code(app.test_client(), codes[0]).status_code == 400
+
+
+def test_regenerating_needs_a_recent_login_and_replaces_the_codes(
+    app: Flask, smtp: SMTPServer
+) -> None:
+    add_user(app, USERNAME)
+    browser = client_as(app, smtp, USERNAME, passkey=False)
+    enrol_passkey(app, browser)
+    first = make_codes(app, smtp, browser)
+    with get_database(app).session_scope() as session:
+        session.execute(update(AuthSession).values(authenticated_at=utcnow() - timedelta(hours=1)))
+    page = browser.get("/account/passkeys").get_data(as_text=True)
+    stale = browser.post("/account/recovery-codes", data={"csrf_token": csrf_of(page)})
+    assert stale.status_code == 302 and "/account/reauth" in stale.headers["Location"]
+    with get_database(app).session_scope() as session:
+        session.execute(update(AuthSession).values(authenticated_at=utcnow()))
+    smtp.clear()
+    page = browser.get("/account/passkeys").get_data(as_text=True)
+    second = browser.post("/account/recovery-codes", data={"csrf_token": csrf_of(page)})
+    assert second.status_code == 200
+    assert use_code(app.test_client(), first[0]).status_code == 400
