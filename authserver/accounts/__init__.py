@@ -16,6 +16,7 @@ def init_app(app: Flask) -> None:
         views_login,
         views_password,
         views_password_change,
+        views_password_removal,
         views_signup,
     )
     from authserver.accounts.blueprint import bp
@@ -37,6 +38,7 @@ def init_app(app: Flask) -> None:
         views_login,
         views_password,
         views_password_change,
+        views_password_removal,
         views_signup,
     )  # imported for their routes
     app.register_blueprint(bp)

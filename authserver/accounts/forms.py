@@ -45,6 +45,8 @@ class SignupForm(PasswordPairMixin, BaseForm):
     # In the page's order (fields are listed in the order they are declared, and the error
     # summary at the top of the page lists them so): the password pair again, after username.
     username = StringField()
+    # « Sans mot de passe » (issue 14): the account's first passkey is made at activation.
+    passwordless = BooleanField()
     password = PasswordField()
     password_confirm = PasswordField()
     civility = RadioField(
@@ -83,6 +85,12 @@ class SignupForm(PasswordPairMixin, BaseForm):
 
     def validate(self, extra_validators: Any = None) -> bool:
         valid = super().validate(extra_validators)
+        if self.passwordless.data:
+            # Nothing typed there is kept: the account will have no password.
+            self.password.data = self.password_confirm.data = ""
+            self.password.errors = []
+            self.password_confirm.errors = []
+            return valid
         username = self.username.data if not self.username.errors else ""
         email = self.email.data if not self.email.errors else ""
         return self.check_password_pair(username=username or "", email=email or "") and valid

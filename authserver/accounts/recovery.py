@@ -21,6 +21,11 @@ from authserver.web import settings
 
 # Short: whoever reads the mailbox can enrol a passkey with it.
 RECOVERY_TTL = 15 * 60
+# The first passkey of a passwordless sign-up, from the activation page: the time to do it.
+ENROL_TTL = 60 * 60
+# Purposes whose link enrols a passkey; only a recovery always alerts (an enrolment is the
+# account's first login, which never does).
+PURPOSES = (tokens.PASSKEY_RECOVERY, tokens.PASSKEY_ENROL)
 
 
 def may_recover(user: User) -> bool:
@@ -49,22 +54,49 @@ def send_recovery_link(user: User) -> None:
     )
 
 
-def user_of(token: str) -> User:
-    """The account a live link is for, without spending it; raise tokens.Token* otherwise
-    (a link of an account that may no longer log in is invalid)."""
+def issue_enrolment(user: User) -> str:
+    """The token of the activation page's « Créer ma clé d'accès » (passwordless sign-up)."""
+    return tokens.issue(
+        db.session(),
+        purpose=tokens.PASSKEY_ENROL,
+        user_id=user.id,
+        ttl=ENROL_TTL,
+        supersede=True,
+    )
+
+
+def _purpose_of(token: str) -> str:
+    """Which of :data:`PURPOSES` the token is for (TokenInvalid if none)."""
     session = db.session()
-    row = tokens.peek(session, token, tokens.PASSKEY_RECOVERY)
+    for purpose in PURPOSES:
+        try:
+            tokens.peek(session, token, purpose)
+        except tokens.TokenInvalid:
+            continue
+        return purpose
+    raise tokens.TokenInvalid()
+
+
+def user_of(token: str) -> tuple[User, bool]:
+    """The account a live link is for, and whether it is a recovery (else a first
+    enrolment), without spending it; raise tokens.Token* otherwise (a link of an account
+    that may no longer log in is invalid)."""
+    session = db.session()
+    purpose = _purpose_of(token)
+    row = tokens.peek(session, token, purpose)
     user = session.get(User, row.user_id)
     if user is None or not may_recover(user):
         raise tokens.TokenInvalid()
-    return user
+    return user, purpose == tokens.PASSKEY_RECOVERY
 
 
-def spend(token: str) -> User:
-    """Spend the link (single use, in the caller's transaction) and return its account."""
+def spend(token: str) -> tuple[User, bool]:
+    """Spend the link (single use, in the caller's transaction): its account, and whether
+    it is a recovery."""
     session = db.session()
-    consumed = tokens.consume(session, token, tokens.PASSKEY_RECOVERY)
+    purpose = _purpose_of(token)
+    consumed = tokens.consume(session, token, purpose)
     user = session.get(User, consumed.user_id)
     if user is None or not may_recover(user):
         raise tokens.TokenInvalid()
-    return user
+    return user, purpose == tokens.PASSKEY_RECOVERY

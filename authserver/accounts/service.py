@@ -42,7 +42,7 @@ class UsernameTaken(Exception):
 @dataclass(frozen=True)
 class SignupData:
     username: str
-    password: str
+    password: str | None  # None: a passwordless sign-up
     civility: str
     last_name: str
     first_name: str
@@ -57,13 +57,14 @@ def _link(endpoint: str, token: str) -> str:
 
 def register(data: SignupData) -> User:
     """Create an inactive account and queue its activation e-mail; raise UsernameTaken."""
-    password_hash = hashing().hash(data.password)  # slow: before any write
+    # Slow: before any write. A passwordless sign-up (issue 14) has none.
+    password_hash = hashing().hash(data.password) if data.password is not None else None
     now = utcnow()
     user = User(
         username=data.username,
         username_key=username_key(data.username),
         password_hash=password_hash,
-        password_changed_at=now,
+        password_changed_at=now if password_hash else None,
         civility=data.civility,
         last_name=data.last_name,
         first_name=data.first_name,

@@ -21,6 +21,8 @@ ACTIVATION = "activation"
 PASSWORD_RESET = "password_reset"  # noqa: S105 (a purpose name)
 # « J'ai perdu ma clé d'accès »: the link enrols a new passkey (issue 14).
 PASSKEY_RECOVERY = "passkey_recovery"
+# A passwordless sign-up's first passkey, right after activation (issue 14).
+PASSKEY_ENROL = "passkey_enrol"
 
 
 class TokenInvalid(Exception):

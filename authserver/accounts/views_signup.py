@@ -6,13 +6,14 @@ from flask import flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from authserver import db
-from authserver.accounts import breached, service, tokens
+from authserver.accounts import breached, recovery, service, tokens
 from authserver.accounts.blueprint import bp
 from authserver.accounts.forms import AccountLookupForm, ResendForm, SignupForm
 from authserver.accounts.validation import USERNAME_RULE
 from authserver.plural import plural
 from authserver.throttle import throttle
 from authserver.web import client_ip, settings
+from authserver.webauthn import credentials
 
 
 def _too_many(
@@ -32,14 +33,16 @@ def signup() -> object:
     context = {"form": form, "username_rule": USERNAME_RULE}
     if not form.is_submitted():
         return render_template("accounts/signup.html", **context)
-    if not form.validate() or not breached.check_field(form.password, form.password.data):
+    if not form.validate() or (
+        not form.passwordless.data and not breached.check_field(form.password, form.password.data)
+    ):
         return render_template("accounts/signup.html", **context), 400
     verdict = throttle().hit_ip("signup", 20, 3600, client_ip())
     if not verdict.allowed:
         return _too_many(verdict.retry_after, "accounts/signup.html", **context)
     data = service.SignupData(
         username=form.username.data,
-        password=form.password.data,
+        password=None if form.passwordless.data else form.password.data,
         civility=form.civility.data,
         last_name=form.last_name.data,
         first_name=form.first_name.data,
@@ -64,7 +67,11 @@ def signup_done() -> str:
 @bp.get("/activate/<token>")
 def activate(token: str) -> object:
     try:
-        service.activate(token)
+        user = service.activate(token)
+        enrol_token = None
+        if user.password_hash is None and not credentials.count_for(db.session(), user.id):
+            # A passwordless sign-up: its first passkey, made here, is its way in.
+            enrol_token = recovery.issue_enrolment(user)
         db.session().commit()
     except tokens.TokenExpired:
         db.session().rollback()
@@ -75,7 +82,7 @@ def activate(token: str) -> object:
     except tokens.TokenInvalid:
         db.session().rollback()
         return _link_problem("invalid", 404)
-    return render_template("accounts/activated.html")
+    return render_template("accounts/activated.html", enrol_token=enrol_token, user=user)
 
 
 def _link_problem(problem: str, status: int) -> tuple[str, int]:

@@ -14,6 +14,12 @@ def remaining(*, has_password: bool, passkeys: int) -> int:
     return int(has_password) + max(passkeys, 0)
 
 
+def may_remove_password(*, has_password: bool, passkeys: int, recovery_codes: int) -> bool:
+    """« Supprimer mon mot de passe »: only with two passkeys, or one and unused recovery
+    codes, so that losing one device never locks the employer out for good."""
+    return has_password and (passkeys >= 2 or (passkeys >= 1 and recovery_codes >= 1))
+
+
 def may_remove(
     *, has_password: bool, passkeys: int, passkeys_removed: int = 0, password_removed: bool = False
 ) -> bool:

@@ -69,6 +69,22 @@ def recently_authenticated() -> bool:
     return moment is not None and (utcnow() - moment).total_seconds() <= RECENT_AUTH_SECONDS
 
 
+def recent_presence_method() -> str | None:
+    """How this browser last proved presence (``password``, ``passkey``), if it did within
+    the last 5 minutes: removing the password needs that proof to be a passkey."""
+    from authserver.models import utcnow
+
+    record = current_auth_session()
+    if record is None:
+        return None
+    moment = store.last_presence(record)
+    if moment is None or (utcnow() - moment).total_seconds() > RECENT_AUTH_SECONDS:
+        return None
+    if record.reauthenticated_at is not None and moment == record.reauthenticated_at:
+        return record.reauth_method
+    return record.method
+
+
 def confirm_presence(method: str) -> None:
     """The re-authentication succeeded: recorded on the session, new cookie value (the
     caller commits)."""

@@ -97,6 +97,7 @@ def manage() -> str:
         for user_id, credential_id in deleted
         if user_id == current_user.id and credential_id not in live
     ]
+    codes_left = recovery_codes.left(db.session(), current_user.id) if rows else 0
     items = [
         {
             "row": row,
@@ -111,7 +112,12 @@ def manage() -> str:
         rp_id=settings().rp_id,
         user_handle_b64=bytes_to_base64url(current_user.user_handle),
         removed_ids=removed,
-        codes_left=recovery_codes.left(db.session(), current_user.id) if rows else 0,
+        codes_left=codes_left,
+        may_remove_password=ways_in.may_remove_password(
+            has_password=current_user.password_hash is not None,
+            passkeys=len(rows),
+            recovery_codes=codes_left,
+        ),
     )
 
 

@@ -70,7 +70,7 @@ def _problem_page(exc: Exception) -> tuple[str, int]:
 @bp.get("/recovery/<token>")
 def page(token: str) -> Any:
     try:
-        user = recovery.user_of(token)
+        user, _ = recovery.user_of(token)
     except (tokens.TokenExpired, tokens.TokenUsed, tokens.TokenInvalid) as exc:
         return _problem_page(exc)
     return render_template("webauthn/recovery.html", user=user, token=token)
@@ -95,7 +95,7 @@ LINK_REFUSED = APIError(
 def options() -> Response:
     body = read_json()
     try:
-        user = recovery.user_of(_token(body))
+        user, _ = recovery.user_of(_token(body))
     except (tokens.TokenExpired, tokens.TokenUsed, tokens.TokenInvalid):
         raise LINK_REFUSED from None
     created = service.begin_registration(user, recovery=True)
@@ -114,7 +114,7 @@ def verify() -> Response:
         )
     session = db.session()
     try:
-        user = recovery.spend(token)
+        user, is_recovery = recovery.spend(token)
     except (tokens.TokenExpired, tokens.TokenUsed, tokens.TokenInvalid):
         session.rollback()
         raise LINK_REFUSED from None
@@ -129,9 +129,13 @@ def verify() -> Response:
         current_app.logger.info("passkey recovery refused: %s", exc.error)
         return json_error(exc.status, exc.error, exc.message)
     passkey_added(user, row)
-    complete_login(user, method="passkey", recovery=True)
+    landing = complete_login(user, method="passkey", recovery=is_recovery)
     session.commit()
     PASSKEY_CEREMONIES.labels("registration", "success").inc()
+    if not is_recovery:
+        # A passwordless sign-up's first passkey: on to the onboarding, as any first login.
+        flash("Votre clé d'accès est enregistrée : vous êtes connecté.", "success")
+        return jsonify({"redirect": landing})
     flash(
         "Votre nouvelle clé d'accès est enregistrée et vous êtes connecté. Si vous avez perdu "
         "une ancienne clé d'accès, supprimez-la ci-dessous.",

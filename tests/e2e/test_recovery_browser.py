@@ -1,6 +1,8 @@
-"""« J'ai perdu ma clé d'accès » in headless Chromium (issue 14): an employer whose passkey
-lived on a lost phone asks for a link from a new computer, creates a passkey there with its
-virtual authenticator, is logged in, alerted, and logs in with the new passkey afterwards."""
+"""« J'ai perdu ma clé d'accès » and the passkey-only sign-up in headless Chromium (issue 14).
+
+An employer whose passkey lived on a lost phone asks for a link from a new computer, creates
+a passkey there with its virtual authenticator, is logged in, alerted, and logs in with the
+new passkey afterwards. A sign-up without a password makes its passkey at activation."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from authserver.db import get_database
-from authserver.models import SecurityEvent, WebAuthnCredential
+from authserver.models import SecurityEvent, User, WebAuthnCredential
 from tests.conftest import Actions, link_in
 from tests.e2e.helpers import (
     USERNAME,
@@ -66,3 +68,34 @@ def test_lost_passkey_recovered_on_a_new_computer(browser, page, live) -> None:
         assert watch.unexpected() == []
     finally:
         context.close()
+
+
+@pytest.mark.e2e
+def test_passkey_only_sign_up(page, live) -> None:
+    """A sign-up with no password: the box hides the password fields, the activation page
+    creates the passkey with the device's unlock, and the employer is logged in."""
+    watch = Watch(page)
+    add_virtual_authenticator(page, transport="internal")
+    page.goto(live.base + "/signup")
+    page.get_by_label("Identifiant", exact=True).fill(USERNAME)
+    page.get_by_label("Créer mon compte sans mot de passe", exact=False).check()
+    assert not page.get_by_label("Mot de passe", exact=True).is_visible()
+    page.get_by_role("group", name="Civilité", exact=True).get_by_label("Madame").check()
+    page.get_by_label("Nom", exact=True).fill("Durand")
+    page.get_by_label("Prénom", exact=True).fill("Claire")
+    page.get_by_label("Adresse e-mail", exact=True).fill(EMAIL)
+    page.get_by_label("Téléphone", exact=True).fill("07 12 34 56 78")
+    page.get_by_label("J'accepte les conditions générales d'utilisation", exact=True).check()
+    page.get_by_role("button", name="Créer un compte", exact=True).click()
+    page.wait_for_url(at("/signup/confirmation"))
+
+    mail = wait_mail(live.smtp, EMAIL, "Activez")
+    page.goto(link_in(mail, "/activate/"))
+    page.get_by_text("Félicitations, votre adresse e-mail a été validée !").wait_for()
+    page.get_by_role("button", name="Créer ma clé d'accès").click()
+    assert wait_logged_in(page) == "/establishment"
+    with get_database(live.app).session_scope() as session:
+        (user,) = session.scalars(select(User))
+        assert user.password_hash is None
+        assert len(list(session.scalars(select(WebAuthnCredential)))) == 1
+    assert watch.unexpected() == []
