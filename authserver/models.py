@@ -381,6 +381,7 @@ HELPDESK_ACTIONS = (
     "force_password_reset",
     "resend_activation",
     "revoke_sessions",
+    "send_recovery_link",
     "delete",
 )
 

@@ -18,7 +18,7 @@ from flask import url_for
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from authserver.accounts import locking, service, ways_in
+from authserver.accounts import locking, recovery, service, ways_in
 from authserver.alerts import events
 from authserver.mail.outbox import enqueue
 from authserver.models import (
@@ -46,6 +46,7 @@ ACTION_LABELS = {
     "force_password_reset": "Imposer un nouveau mot de passe",
     "resend_activation": "Renvoyer l'e-mail d'activation",
     "revoke_sessions": "Fermer toutes les sessions",
+    "send_recovery_link": "Envoyer un lien pour créer une nouvelle clé d'accès",
     "delete": "Supprimer le compte",
 }
 DONE_LABELS = {
@@ -56,6 +57,7 @@ DONE_LABELS = {
     "force_password_reset": "Un lien de réinitialisation du mot de passe a été envoyé.",
     "resend_activation": "Un nouvel e-mail d'activation a été envoyé.",
     "revoke_sessions": "Sessions du compte fermées.",
+    "send_recovery_link": "Un lien pour créer une nouvelle clé d'accès a été envoyé.",
     "delete": "Compte supprimé.",
 }
 # What the owner's e-mail says was done (the reason stays in the audit: it may name a call,
@@ -77,6 +79,7 @@ COUNSELOR_ACTIONS = frozenset(
         "force_password_reset",
         "resend_activation",
         "revoke_sessions",
+        "send_recovery_link",
     }
 )
 CONSOLE_ACTIONS = tuple(a for a in HELPDESK_ACTIONS if a != "delete")
@@ -198,6 +201,8 @@ def _apply(
             raise Refused("Ce compte est déjà activé.")
         service.send_activation(target)
         return detail
+    elif action == "send_recovery_link":
+        return _assisted_recovery(target)
     elif action == "revoke_sessions":
         detail = _sessions_detail(store.revoke_all(session, target.id, "helpdesk"))
     elif action == "delete":
@@ -211,6 +216,23 @@ def _apply(
         return detail
     _notify(target, action, detail, now)
     return detail
+
+
+def _assisted_recovery(target: User) -> str:
+    """Counsellor-assisted recovery: the caller who lost every passkey is matched against
+    the identity checked at certification (by a counsellor or the online provider), so only
+    a certified account gets a link this way; the link goes to the account's own address
+    and its use always alerts (accounts/recovery.py)."""
+    if target.certified_at is None:
+        raise Refused(
+            "Ce compte n'est pas certifié : son identité n'a jamais été vérifiée. Le titulaire "
+            "peut utiliser « J'ai perdu ma clé d'accès » lui-même, ou demander d'abord sa "
+            "certification."
+        )
+    if not recovery.may_recover(target):
+        raise Refused("Ce compte ne peut pas se connecter (non activé ou verrouillé).")
+    recovery.send_recovery_link(target, by_helpdesk=True)
+    return f"identité certifiée le {target.certified_at:%d/%m/%Y}"
 
 
 def _sessions_detail(revoked: int) -> str:

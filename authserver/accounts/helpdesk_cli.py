@@ -214,6 +214,13 @@ def register(user: click.Group) -> None:
         """Renvoyer l'e-mail d'activation d'un compte non activé."""
         _perform(username, "resend_activation", reason)
 
+    @user.command("send-recovery-link")
+    @click.argument("username")
+    @REASON
+    def user_send_recovery_link(username: str, reason: str) -> None:
+        """Envoyer un lien pour créer une nouvelle clé d'accès (compte certifié)."""
+        _perform(username, "send_recovery_link", reason)
+
     @user.command("revoke-sessions")
     @click.argument("username")
     @REASON

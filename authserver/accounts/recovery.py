@@ -33,8 +33,9 @@ def may_recover(user: User) -> bool:
     return may_log_in(activated=user.activated_at is not None, locked=user.locked_at is not None)
 
 
-def send_recovery_link(user: User) -> None:
-    """Issue the link (earlier ones stop working) and queue its e-mail; the caller commits."""
+def send_recovery_link(user: User, *, by_helpdesk: bool = False) -> None:
+    """Issue the link (earlier ones stop working) and queue its e-mail; the caller commits.
+    ``by_helpdesk``: a counsellor sent it (helpdesk.py), the e-mail says so."""
     token = tokens.issue(
         db.session(),
         purpose=tokens.PASSKEY_RECOVERY,
@@ -50,6 +51,7 @@ def send_recovery_link(user: User) -> None:
         user=user,
         link=settings().base_url + url_for("recovery.page", token=token),
         minutes=RECOVERY_TTL // 60,
+        by_helpdesk=by_helpdesk,
         forgot_link=settings().base_url + url_for("accounts.forgot_password"),
     )
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import DatabaseError
 
 from authserver.db import get_database
-from authserver.models import AccountAction, AuthSession, User, WebAuthnCredential
+from authserver.models import AccountAction, AuthSession, User, WebAuthnCredential, utcnow
 from tests.alerts.console_helpers import add_user, client_as
 from tests.conftest import PASSWORD, Actions, csrf_of, link_in, path_of
 from tests.establishments.test_flow import mails_to, wait_mail
@@ -290,3 +290,26 @@ def test_the_audit_is_append_only(app: Flask, security: FlaskClient) -> None:
             session.execute(text(statement))
         assert "append-only" in str(caught.value)
     assert audit(app, EMPLOYER)[0].reason == "Appel du 39 95"
+
+
+def test_counsellor_assisted_recovery_needs_a_certified_identity(
+    app: Flask, smtp: SMTPServer, counselor: FlaskClient
+) -> None:
+    from tests.webauthn.test_recovery import new_authenticator, recover
+
+    add_user(app, EMPLOYER)
+    refused = act(counselor, app, EMPLOYER, "send_recovery_link", "Appel : téléphone perdu")
+    assert refused.status_code == 400
+    assert "pas certifié" in unescape(refused.get_data(as_text=True))
+    with get_database(app).session_scope() as session:
+        session.execute(update(User).where(User.username == EMPLOYER).values(certified_at=utcnow()))
+    sent = act(counselor, app, EMPLOYER, "send_recovery_link", "Identité vérifiée : CNI, SIRET")
+    assert sent.status_code == 303
+    mail = wait_mail(smtp, EMPLOYER_EMAIL, "nouvelle clé d'accès")
+    assert "un conseiller France Travail vous envoie ce lien" in text_of(mail)
+    (row,) = audit(app, EMPLOYER)
+    assert row.action == "send_recovery_link" and row.detail.startswith("identité certifiée")
+    browser = app.test_client()
+    link = path_of(link_in(mail, "/recovery/"))
+    assert recover(app, browser, link, new_authenticator(app)).status_code == 200
+    wait_mail(smtp, EMPLOYER_EMAIL, "Nouvelle connexion")
