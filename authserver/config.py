@@ -54,6 +54,8 @@ class Settings:
     secret_key: str = ""
     rp_id: str = "localhost"
     origins: tuple[str, ...] = ("http://localhost:5000",)
+    # Authenticator models (AAGUIDs) staff passkeys must be; empty: any (issue 14).
+    staff_aaguids: tuple[str, ...] = ()
     instance_path: Path = DEFAULT_INSTANCE
     # Lifetimes, in seconds.
     activation_ttl: int = 72 * 3600
@@ -191,6 +193,33 @@ def _listen_host(raw: str | None) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _staff_aaguids(raw: str | None) -> tuple[str, ...]:
+    """AUTHSERVER_STAFF_AAGUIDS: UUIDs, each known to the shipped FIDO metadata table (a
+    typo would otherwise lock every staff member out of enrolling)."""
+    if not raw or not raw.strip():
+        return ()
+    from uuid import UUID
+
+    from authserver.webauthn.providers import provider_name
+
+    found: list[str] = []
+    for item in raw.split(","):
+        text = item.strip()
+        if not text:
+            continue
+        try:
+            aaguid = str(UUID(text))
+        except ValueError:
+            raise ConfigError("AUTHSERVER_STAFF_AAGUIDS", f"AAGUID invalide : {text!r}") from None
+        if provider_name(aaguid) is None:
+            raise ConfigError(
+                "AUTHSERVER_STAFF_AAGUIDS",
+                f"AAGUID inconnu des métadonnées FIDO : {aaguid}",
+            )
+        found.append(aaguid)
+    return tuple(dict.fromkeys(found))
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -552,6 +581,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=_secret_key(env, instance_path),
         rp_id=rp_id,
         origins=origins,
+        staff_aaguids=_staff_aaguids(env.get("AUTHSERVER_STAFF_AAGUIDS")),
         instance_path=instance_path,
         activation_ttl=_int(env, "AUTHSERVER_ACTIVATION_TTL_HOURS", 72, minimum=1) * 3600,
         session_idle=_int(env, "AUTHSERVER_SESSION_IDLE_MINUTES", 30, minimum=1) * 60,

@@ -105,3 +105,12 @@ class PasskeyUnderReview(AccountUnavailable):
         "Votre clé d'accès fonctionnera de nouveau dès que vous l'aurez confirmée sur la page "
         "« Mes clés d'accès »."
     )
+
+
+class AuthenticatorNotAllowed(CeremonyError):
+    status = 403
+    error = "authenticator_not_allowed"
+    message = (
+        "Ce modèle de clé d'accès n'est pas autorisé pour les comptes d'agents France Travail. "
+        "Utilisez une clé de sécurité fournie par votre service."
+    )

@@ -41,6 +41,7 @@ __all__ = [
     "REFRESH_HINT",
     "TABLE_PATH",
     "ZERO_AAGUID",
+    "aaguid_allowed",
     "build_table",
     "provider_name",
     "refresh_command",
@@ -83,6 +84,15 @@ def _clean_name(name: object) -> str:
 def _load_table() -> dict[str, Any]:
     with TABLE_PATH.open(encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def aaguid_allowed(*, role: str, aaguid: str, allow_list: tuple[str, ...]) -> bool:
+    """The optional staff policy (AUTHSERVER_STAFF_AAGUIDS): may an account of ``role``
+    enrol a passkey of this model? Employers always may; staff only an allowed model when a
+    list is set."""
+    if not allow_list or role == "employer":
+        return True
+    return _normalize(aaguid) in allow_list
 
 
 def provider_name(aaguid: str | None) -> str | None:

@@ -28,13 +28,14 @@ from authserver.webauthn.challenges import ChallengeStore, Pending
 from authserver.webauthn.errors import (
     AccountUnavailable,
     AlreadyRegistered,
+    AuthenticatorNotAllowed,
     CeremonyError,
     ChallengeInvalid,
     CloneDetected,
     PasskeyUnderReview,
     UnknownCredential,
 )
-from authserver.webauthn.providers import provider_name
+from authserver.webauthn.providers import aaguid_allowed, provider_name
 from authserver.webauthn.rp import CEREMONY_TIMEOUT_MS, CHALLENGE_BYTES, CHALLENGE_TTL, RelyingParty
 
 STORE_KEY = "authserver.webauthn.challenges"
@@ -160,6 +161,8 @@ def finish_registration(
         expected_challenge=challenge,
         conditional=pending.purpose == REGISTER_CONDITIONAL,
     )
+    if not aaguid_allowed(role=user.role, aaguid=new.aaguid, allow_list=settings().staff_aaguids):
+        raise AuthenticatorNotAllowed(f"aaguid {new.aaguid} not allowed for {user.role}")
     if credentials.by_credential_id(session, new.credential_id) is not None:
         raise AlreadyRegistered("credential id already stored")
     now = utcnow()
