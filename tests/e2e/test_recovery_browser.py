@@ -9,8 +9,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from authserver import db
+from authserver.accounts import helpdesk
 from authserver.db import get_database
-from authserver.models import SecurityEvent, User, WebAuthnCredential
+from authserver.models import SecurityEvent, User, WebAuthnCredential, utcnow
 from tests.conftest import Actions, link_in
 from tests.e2e.helpers import (
     USERNAME,
@@ -99,3 +101,71 @@ def test_passkey_only_sign_up(page, live) -> None:
         assert user.password_hash is None
         assert len(list(session.scalars(select(WebAuthnCredential)))) == 1
     assert watch.unexpected() == []
+
+
+def _recover_in_new_browser(browser, live, start) -> None:
+    """A new computer: ``start(page)`` brings it to the recovery page, then the passkey is
+    created with its own virtual authenticator and the employer lands logged in."""
+    context = browser.new_context()
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    computer = context.new_page()
+    watch = Watch(computer)
+    try:
+        add_virtual_authenticator(computer, transport="internal")
+        start(computer)
+        computer.get_by_role("button", name="Créer ma nouvelle clé d'accès").click()
+        computer.wait_for_url(at("/account/passkeys"))
+        computer.get_by_text("Votre nouvelle clé d'accès est enregistrée").wait_for()
+        wait_mail(live.smtp, EMAIL, "Nouvelle connexion à votre espace France Travail")
+        assert watch.unexpected() == []
+    finally:
+        context.close()
+
+
+@pytest.mark.e2e
+def test_recovery_code_made_on_the_passkeys_page_then_used(browser, page, live) -> None:
+    Actions(live.app.test_client(), live.smtp).create_active_account(USERNAME)
+    cdp, aid = add_virtual_authenticator(page, transport="internal")
+    enroll_from_offer(page, live.base)
+    page.goto(live.base + "/account/passkeys")
+    page.get_by_role("button", name="Générer mes codes de récupération").click()
+    page.get_by_role("heading", name="Vos codes de récupération").wait_for()
+    codes = page.locator("#recovery-codes code").all_inner_texts()
+    assert len(codes) == 10
+    set_presence(cdp, aid, False)
+
+    def start(computer) -> None:
+        computer.goto(live.base + "/login")
+        computer.get_by_role("link", name="J'ai perdu ma clé d'accès").click()
+        computer.get_by_role("link", name="Utiliser un code de récupération").click()
+        computer.get_by_label("Identifiant", exact=True).fill(USERNAME)
+        computer.get_by_label("Code de récupération").fill(codes[3])
+        computer.get_by_role("button", name="Continuer").click()
+        computer.get_by_text("Code de récupération accepté").wait_for()
+
+    _recover_in_new_browser(browser, live, start)
+
+
+@pytest.mark.e2e
+def test_counsellor_assisted_recovery_link(browser, page, live) -> None:
+    Actions(live.app.test_client(), live.smtp).create_active_account(USERNAME)
+    cdp, aid = add_virtual_authenticator(page, transport="internal")
+    enroll_from_offer(page, live.base)
+    set_presence(cdp, aid, False)
+    with live.app.test_request_context(base_url=live.base):
+        session = db.session()
+        target = session.scalar(select(User).where(User.username == USERNAME))
+        target.certified_at = utcnow()
+        helpdesk.perform(
+            session,
+            target=target,
+            actor=helpdesk.Actor(id=None, label="agent.conseil", role="counselor"),
+            action="send_recovery_link",
+            reason="Appel au 39 95 : identité vérifiée (CNI), téléphone perdu",
+        )
+        session.commit()
+    mail = wait_mail(live.smtp, EMAIL, "Créez une nouvelle clé d'accès")
+    assert "un conseiller France Travail" in text_of(mail)
+    _recover_in_new_browser(
+        browser, live, lambda computer: computer.goto(link_in(mail, "/recovery/"))
+    )
