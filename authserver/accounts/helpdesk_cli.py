@@ -92,8 +92,42 @@ def _perform(username: str, action: str, reason: str, passkey_id: int | None = N
 REASON = click.option("--reason", required=True, help="Motif, conservé dans le journal d'audit.")
 
 
+# The actions that take nothing but the account and the reason: command, action, help.
+SIMPLE_ACTIONS = (
+    ("unlock", "unlock", "Déverrouiller un compte."),
+    ("lock", "lock", "Verrouiller un compte (ses sessions sont fermées)."),
+    ("revoke-sessions", "revoke_sessions", "Fermer toutes les sessions d'un compte."),
+    (
+        "reset-password",
+        "force_password_reset",
+        "Imposer un nouveau mot de passe (lien de réinitialisation envoyé).",
+    ),
+    (
+        "resend-activation",
+        "resend_activation",
+        "Renvoyer l'e-mail d'activation d'un compte non activé.",
+    ),
+    (
+        "send-recovery-link",
+        "send_recovery_link",
+        "Envoyer un lien pour créer une nouvelle clé d'accès (compte certifié).",
+    ),
+)
+
+
+def _simple_command(action: str, help_text: str) -> click.Command:
+    @click.argument("username")
+    @REASON
+    def command(username: str, reason: str) -> None:
+        _perform(username, action, reason)
+
+    return click.command(help=help_text)(command)
+
+
 def register(user: click.Group) -> None:
     """Add the helpdesk commands to the ``user`` group."""
+    for name, action, help_text in SIMPLE_ACTIONS:
+        user.add_command(_simple_command(action, help_text), name)
 
     @user.command("list")
     @click.option("--role", type=click.Choice(["employer", "security", "counselor", "admin"]))
@@ -167,20 +201,6 @@ def register(user: click.Group) -> None:
             ]
             click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
 
-    @user.command("unlock")
-    @click.argument("username")
-    @REASON
-    def user_unlock(username: str, reason: str) -> None:
-        """Déverrouiller un compte."""
-        _perform(username, "unlock", reason)
-
-    @user.command("lock")
-    @click.argument("username")
-    @REASON
-    def user_lock(username: str, reason: str) -> None:
-        """Verrouiller un compte (ses sessions sont fermées)."""
-        _perform(username, "lock", reason)
-
     @user.command("delete")
     @click.argument("username")
     @REASON
@@ -199,34 +219,6 @@ def register(user: click.Group) -> None:
         """Supprimer une clé d'accès d'un compte, ou toutes."""
         action = "remove_passkeys" if passkey_id is None else "remove_passkey"
         _perform(username, action, reason, passkey_id)
-
-    @user.command("reset-password")
-    @click.argument("username")
-    @REASON
-    def user_reset_password(username: str, reason: str) -> None:
-        """Imposer un nouveau mot de passe (lien de réinitialisation envoyé)."""
-        _perform(username, "force_password_reset", reason)
-
-    @user.command("resend-activation")
-    @click.argument("username")
-    @REASON
-    def user_resend_activation(username: str, reason: str) -> None:
-        """Renvoyer l'e-mail d'activation d'un compte non activé."""
-        _perform(username, "resend_activation", reason)
-
-    @user.command("send-recovery-link")
-    @click.argument("username")
-    @REASON
-    def user_send_recovery_link(username: str, reason: str) -> None:
-        """Envoyer un lien pour créer une nouvelle clé d'accès (compte certifié)."""
-        _perform(username, "send_recovery_link", reason)
-
-    @user.command("revoke-sessions")
-    @click.argument("username")
-    @REASON
-    def user_revoke_sessions(username: str, reason: str) -> None:
-        """Fermer toutes les sessions d'un compte."""
-        _perform(username, "revoke_sessions", reason)
 
 
 def _summary(account: Any) -> dict[str, Any]:

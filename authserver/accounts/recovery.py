@@ -79,26 +79,23 @@ def _purpose_of(token: str) -> str:
     raise tokens.TokenInvalid()
 
 
+def _account(user_id: int, purpose: str) -> tuple[User, bool]:
+    user = db.session().get(User, user_id)
+    if user is None or not may_recover(user):
+        raise tokens.TokenInvalid()
+    return user, purpose == tokens.PASSKEY_RECOVERY
+
+
 def user_of(token: str) -> tuple[User, bool]:
     """The account a live link is for, and whether it is a recovery (else a first
     enrolment), without spending it; raise tokens.Token* otherwise (a link of an account
     that may no longer log in is invalid)."""
-    session = db.session()
     purpose = _purpose_of(token)
-    row = tokens.peek(session, token, purpose)
-    user = session.get(User, row.user_id)
-    if user is None or not may_recover(user):
-        raise tokens.TokenInvalid()
-    return user, purpose == tokens.PASSKEY_RECOVERY
+    return _account(tokens.peek(db.session(), token, purpose).user_id, purpose)
 
 
 def spend(token: str) -> tuple[User, bool]:
     """Spend the link (single use, in the caller's transaction): its account, and whether
     it is a recovery."""
-    session = db.session()
     purpose = _purpose_of(token)
-    consumed = tokens.consume(session, token, purpose)
-    user = session.get(User, consumed.user_id)
-    if user is None or not may_recover(user):
-        raise tokens.TokenInvalid()
-    return user, purpose == tokens.PASSKEY_RECOVERY
+    return _account(tokens.consume(db.session(), token, purpose).user_id, purpose)

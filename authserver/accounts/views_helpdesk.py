@@ -8,8 +8,6 @@ tools. Accounts are addressed by their public id, never by their sequential row 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -22,7 +20,6 @@ from authserver.accounts import helpdesk
 from authserver.accounts.validation import lookup_email_key, lookup_username_key
 from authserver.models import AuthSession, User, WebAuthnCredential, utcnow
 from authserver.sessions import staff
-from authserver.sessions.login import login_manager
 
 bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
 
@@ -30,19 +27,7 @@ RESULTS_SHOWN = 50
 QUERY_MAX = 254
 
 
-def helpdesk_page(view: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        access = staff.current_access(staff.STAFF_ROLES)
-        if access is staff.Access.ANONYMOUS:
-            return login_manager.unauthorized()
-        if access is staff.Access.FORBIDDEN:
-            abort(403)
-        if access is staff.Access.PASSKEY_REQUIRED:
-            return staff.passkey_required_page()
-        return view(*args, **kwargs)
-
-    return guarded
+helpdesk_page = staff.staff_page(staff.STAFF_ROLES)
 
 
 def find_accounts(query: str) -> list[User]:

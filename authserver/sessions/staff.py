@@ -12,7 +12,9 @@ typed by a person: they are judged by their owner's role alone.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from functools import wraps
+from typing import Any, TypeVar, cast
 
 from flask import render_template
 from flask_login import current_user
@@ -22,6 +24,7 @@ from authserver.sessions.login import current_auth_session
 SECURITY_ROLES = ("security", "admin")
 COUNSELOR_ROLES = ("counselor", "admin")
 STAFF_ROLES = ("security", "counselor", "admin")
+View = TypeVar("View", bound=Callable[..., Any])
 # The login methods staff sessions may come from.
 PHISHING_RESISTANT = ("passkey",)
 
@@ -61,3 +64,35 @@ def passkey_required_page() -> tuple[str, int]:
 
     has_passkey = credentials.count_for(db.session(), current_user.id) > 0
     return render_template("sessions/passkey_required.html", has_passkey=has_passkey), 403
+
+
+def refusal_page(roles: Collection[str]) -> object | None:
+    """What a staff page answers instead of itself for this browser (the login page, the
+    403 page, the « use your passkey » page), or None when it may show: the one guard of the
+    console, the counsellor tools, the helpdesk and the staff home."""
+    from flask import abort
+
+    from authserver.sessions.login import login_manager
+
+    access = current_access(roles)
+    if access is Access.ANONYMOUS:
+        return login_manager.unauthorized()
+    if access is Access.FORBIDDEN:
+        abort(403)
+    if access is Access.PASSKEY_REQUIRED:
+        return passkey_required_page()
+    return None
+
+
+def staff_page(roles: Collection[str]) -> Callable[[View], View]:
+    """Decorate a view open to ``roles`` on a passkey session (:func:`refusal_page`)."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            refused = refusal_page(roles)
+            return refused if refused is not None else view(*args, **kwargs)
+
+        return cast(View, guarded)
+
+    return decorate

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, abort, render_template, url_for
+from flask import Blueprint, Flask, render_template, url_for
 from flask_login import current_user
 
 from authserver.sessions import staff
 from authserver.sessions.landing import STAFF_TOOLS
-from authserver.sessions.login import login_manager
 
 bp = Blueprint("staff", __name__)
 
@@ -57,13 +56,9 @@ ENTRIES = (
 
 @bp.get("/staff")
 def home() -> object:
-    access = staff.current_access(staff.STAFF_ROLES)
-    if access is staff.Access.ANONYMOUS:
-        return login_manager.unauthorized()
-    if access is staff.Access.FORBIDDEN:
-        abort(403)
-    if access is staff.Access.PASSKEY_REQUIRED:
-        return staff.passkey_required_page()
+    refused = staff.refusal_page(staff.STAFF_ROLES)
+    if refused is not None:
+        return refused
     entries = [entry for entry in ENTRIES if current_user.role in entry.roles]
     return render_template("sessions/staff_home.html", entries=entries)
 

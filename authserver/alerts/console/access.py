@@ -9,10 +9,9 @@ in the contract's JSON form (401 without valid credentials, 403 otherwise).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import abort, request
+from flask import request
 from flask_login import current_user
 
 from authserver import db
@@ -20,7 +19,6 @@ from authserver.alerts.console.api_tokens import CONSOLE_ROLES, authenticate
 from authserver.errors import APIError
 from authserver.models import User
 from authserver.sessions import staff
-from authserver.sessions.login import login_manager
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -29,19 +27,7 @@ class CallerRefused(APIError):
     """401 or 403 from the security API (401 answers carry ``WWW-Authenticate``)."""
 
 
-def console_page(view: View) -> View:
-    @wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        access = staff.current_access(CONSOLE_ROLES)
-        if access is staff.Access.ANONYMOUS:
-            return login_manager.unauthorized()
-        if access is staff.Access.FORBIDDEN:
-            abort(403)
-        if access is staff.Access.PASSKEY_REQUIRED:
-            return staff.passkey_required_page()
-        return view(*args, **kwargs)
-
-    return cast(View, guarded)
+console_page = staff.staff_page(CONSOLE_ROLES)
 
 
 def api_caller() -> User:
