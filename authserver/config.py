@@ -312,9 +312,19 @@ def _cookie_domain(raw: str | None, base_url: str) -> str | None:
 
 
 def _security_log(raw: str | None) -> str:
-    """AUTHSERVER_SECURITY_LOG: ``stdout`` (default), ``off``, or a file the server can append."""
+    """AUTHSERVER_SECURITY_LOG: ``stdout`` (default), ``off``, ``syslog+udp://host:port``,
+    ``syslog+tcp://host:port`` (RFC 5424), or a file the server can append."""
     target = (raw or "").strip() or "stdout"
     if target in ("stdout", "off"):
+        return target
+    if target.startswith("syslog+"):
+        from authserver.alerts.syslog import parse
+
+        try:
+            if parse(target) is None:
+                raise ValueError("syslog+udp://hôte:port ou syslog+tcp://hôte:port attendu")
+        except ValueError as exc:
+            raise ConfigError("AUTHSERVER_SECURITY_LOG", str(exc)) from None
         return target
     try:
         with open(target, "a", encoding="utf-8"):

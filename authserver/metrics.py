@@ -47,6 +47,10 @@ PASSKEY_CEREMONIES = Counter(
 )
 _THROTTLED = Counter("authserver_throttled_total", "Requests refused by throttling", ["kind"])
 ALERTS = Counter("authserver_alerts_total", "Security alerts raised", ["kind"])
+SECURITY_LOG_DROPPED = Counter(
+    "authserver_security_log_dropped_total",
+    "Security event lines the syslog receiver did not take (unreachable, refused)",
+)
 MAIL_SENT = Counter("authserver_mail_sent_total", "E-mails delivered")
 MAIL_FAILURES = Counter("authserver_mail_delivery_failures_total", "Failed delivery attempts")
 REQUEST_LATENCY = Histogram(

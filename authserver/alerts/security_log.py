@@ -2,9 +2,9 @@
 
 ``events.emit`` writes to the process-wide ``authserver.security`` logger. Its one
 handler here hands each line to the target of the app it was written in (stdout, a
-file, or nothing), so two apps in one process each follow their own settings. Lines
-written outside any app context (``authserver security detect``) go to the target
-configured last.
+file, RFC 5424 syslog, or nothing), so two apps in one process each follow their own
+settings. Lines written outside any app context (``authserver security detect``) go to the
+target configured last. Each target seals its lines in a hash chain of its own (ecs.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TextIO
 
 from flask import Flask, current_app, has_app_context
 
+from authserver.alerts import ecs, syslog
 from authserver.config import ConfigError
 
 LOGGER_NAME = "authserver.security"
@@ -69,6 +70,24 @@ def target_of(app: Flask) -> logging.Handler:
     return app.extensions[EXTENSION_KEY]
 
 
+class Sealing(logging.Formatter):
+    """The ECS document an event carries (``record.authserver_doc``), as the next line of
+    this target's hash chain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chain = ecs.Chain()
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = getattr(record, DOC, None)
+        if doc is None:
+            return record.getMessage()
+        return self.chain.seal(doc)
+
+
+DOC = "authserver_doc"
+
+
 def open_target(target: str) -> logging.Handler:
     """The handler for a value of the setting; ConfigError naming it if it cannot be opened.
 
@@ -84,6 +103,8 @@ def open_target(target: str) -> logging.Handler:
         handler = logging.NullHandler()
     elif target == "stdout":
         handler = _Stdout()
+    elif (address := syslog.parse(target)) is not None:
+        handler = syslog.Rfc5424Handler(*address)
     else:
         try:
             handler = logging.FileHandler(target, encoding="utf-8")
@@ -92,6 +113,7 @@ def open_target(target: str) -> logging.Handler:
                 "AUTHSERVER_SECURITY_LOG",
                 f"impossible d'écrire dans {target!r} ({exc.strerror or exc})",
             ) from None
+    handler.setFormatter(Sealing())
     _router.default = handler
     return handler
 

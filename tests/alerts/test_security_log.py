@@ -42,7 +42,11 @@ from tests.conftest import PASSWORD, csrf_of, link_in
 
 NEW_PASSWORD = "un tout nouveau mot de passe 2026"
 WRONG = "ce n'est pas le bon mot de passe 99"
-CORE_FIELDS = {"event", "time", "account", "ip", "user_agent", "device", "outcome"}
+CORE_FIELDS = {"@timestamp", "ecs", "event", "user"}  # ECS (issue 15)
+
+
+def action(e: dict) -> str:
+    return e["event"]["action"]
 
 
 def lines(path: Path) -> list[dict]:
@@ -120,8 +124,10 @@ def test_each_app_writes_where_its_own_settings_say(make_app, smtp, tmp_path, mo
     for app, name in ((first, "compte.un"), (second, "compte.deux"), (quiet, "compte.trois")):
         add_user(app, name)
         assert browser(app, smtp).login(name, WRONG).status_code == 401
-    assert [(e["event"], e["account"]) for e in lines(first_file)] == [("login", "compte.un")]
-    assert [(e["event"], e["account"]) for e in lines(second_file)] == [("login", "compte.deux")]
+    assert [(action(e), e["user"]["name"]) for e in lines(first_file)] == [("login", "compte.un")]
+    assert [(action(e), e["user"]["name"]) for e in lines(second_file)] == [
+        ("login", "compte.deux")
+    ]
     assert not environment_file.exists() or lines(environment_file) == []
 
 
@@ -139,9 +145,10 @@ def test_the_detector_thread_writes_to_its_apps_log(make_app, tmp_path):
         ],
     )
     assert DetectorWorker(get_database(app), 30, app).run_once() == 1
-    (line,) = [e for e in lines(target) if e["event"] == "burst_alert"]
-    assert line["kind"] == "failure_burst_account"
-    assert line["account"] == "victime.b"
+    (line,) = [e for e in lines(target) if action(e) == "burst_alert"]
+    assert line["authserver"]["kind"] == "failure_burst_account"
+    assert line["user"]["name"] == "victime.b"
+    assert line["event"]["kind"] == "alert"
     assert set(line) >= CORE_FIELDS
 
 
@@ -163,7 +170,7 @@ def test_the_detect_command_logs_its_alerts(app, tmp_path):
     }
     result = CliRunner().invoke(cli, ["security", "detect"], env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert [e["kind"] for e in lines(target) if e["event"] == "burst_alert"] == [
+    assert [e["authserver"]["kind"] for e in lines(target) if action(e) == "burst_alert"] == [
         "failure_burst_account"
     ]
 
@@ -225,21 +232,31 @@ def test_lines_say_who_when_where_how_and_never_a_secret(make_app, smtp, tmp_pat
 
     raw = target.read_text(encoding="utf-8")
     events = lines(target)
-    kinds = {e["event"] for e in events}
+    kinds = {action(e) for e in events}
     assert {"login", "new_device_alert", "not_me_report", "account_throttled"} <= kinds
     for event in events:
         assert set(event) >= CORE_FIELDS, event
-    logins = [e for e in events if e["event"] == "login"]
-    assert {e["outcome"] for e in logins} >= {"success", "failure", "throttled"}
+        assert event["ecs"]["version"].startswith("8.")
+        assert event["event"]["kind"] in ("event", "alert") and event["event"]["category"]
+    logins = [e for e in events if action(e) == "login"]
+    assert {e["event"]["outcome"] for e in logins} == {"success", "failure"}
+    assert any(e["event"].get("reason", "").startswith("throttled") for e in logins)
+    assert {tuple(e["event"]["category"]) for e in logins} == {("authentication",)}
     intruder_login = next(
-        e for e in logins if e["ip"] == "203.0.113.66" and e["outcome"] == "success"
+        e
+        for e in logins
+        if e["source"]["ip"] == "203.0.113.66" and e["event"]["outcome"] == "success"
     )
-    assert intruder_login["account"] == USERNAME
-    assert "iPhone" in intruder_login["user_agent"]
-    assert isinstance(intruder_login["device"], int)
-    (new_device,) = [e for e in events if e["event"] == "new_device_alert"]
-    assert (new_device["device"], new_device["ip"]) == (intruder_login["device"], "203.0.113.66")
-    (report,) = [e for e in events if e["event"] == "not_me_report"]
-    assert report["severity"] == "high" and report["device"] == intruder_login["device"]
+    assert intruder_login["user"]["name"] == USERNAME
+    assert "iPhone" in intruder_login["user_agent"]["original"]
+    assert isinstance(intruder_login["authserver"]["device"], int)
+    (new_device,) = [e for e in events if action(e) == "new_device_alert"]
+    assert (new_device["authserver"]["device"], new_device["source"]["ip"]) == (
+        intruder_login["authserver"]["device"],
+        "203.0.113.66",
+    )
+    (report,) = [e for e in events if action(e) == "not_me_report"]
+    assert report["authserver"]["severity"] == "high" and report["event"]["severity"] == 73
+    assert report["authserver"]["device"] == intruder_login["authserver"]["device"]
     for secret in secrets:
         assert secret and secret not in raw, f"a secret in the security log: {secret[:12]}…"

@@ -469,8 +469,12 @@ def test_the_fast_path_logs_to_its_own_apps_security_log(make_app, smtp, tmp_pat
         assert browser.login(auth).status_code == 200
     assert counted.answered == 2
     logins = [json.loads(line) for line in target.read_text().splitlines()]
-    last = [e for e in logins if e["event"] == "login"][-1]
-    assert (last["account"], last["method"], last["outcome"]) == (USER, "passkey", "success")
+    last = [e for e in logins if e["event"]["action"] == "login"][-1]
+    assert (last["user"]["name"], last["authserver"]["method"], last["event"]["outcome"]) == (
+        USER,
+        "passkey",
+        "success",
+    )
 
 
 def test_with_the_security_log_off_no_line_is_built(make_app, smtp, monkeypatch):

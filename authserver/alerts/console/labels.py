@@ -39,6 +39,7 @@ REASON_LABELS: dict[str, str] = {
     "challenge_invalid": "Demande de connexion expirée ou déjà utilisée",
     "origin_mismatch": "Clé d'accès utilisée depuis un site non autorisé",
     "cross_origin": "Clé d'accès utilisée dans un cadre d'un autre site",
+    "authenticator_not_allowed": "Modèle de clé d'accès non autorisé pour un agent",
     "verification_failed": "Signature de la clé d'accès invalide",
     "user_verification_required": "L'appareil n'a pas vérifié l'identité (empreinte, visage, code)",
     "unknown_credential": "Clé d'accès inconnue (supprimée ou jamais enregistrée)",
