@@ -22,6 +22,16 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def _operator() -> str:
+    """Who runs the command, for the security events: ``cli:<system user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli:inconnu"
+
+
 def _fail(message: str, code: int = 2) -> None:
     click.echo(f"authserver : {message}", err=True)
     sys.exit(code)
@@ -58,8 +68,15 @@ def _check_database(settings: Settings) -> None:
 
 
 @click.group()
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Serveur d'authentification de l'espace entreprise."""
+    if ctx.invoked_subcommand != "serve":
+        from authserver.alerts import security_log
+
+        # A command's answer owns stdout: its security events go to stderr.
+        security_log.command_line(True)
+        ctx.call_on_close(lambda: security_log.command_line(False))
 
 
 @cli.group()
@@ -107,6 +124,7 @@ def user_create(
     from authserver.accounts import validation
     from authserver.accounts.passwords import policy_errors
     from authserver.accounts.service import hashing
+    from authserver.alerts.events import after_commit
     from authserver.db import get_database
     from authserver.models import User, utcnow
 
@@ -142,6 +160,14 @@ def user_create(
                 session.add(account)
                 session.flush()
                 public_id = account.public_id
+                after_commit(
+                    session,
+                    "account_created",
+                    actor=_operator(),
+                    account=username,
+                    role=role,
+                    user_id=public_id,
+                )
         except IntegrityError:
             _fail("cet identifiant existe déjà")
     click.echo(json.dumps({"username": username, "role": role, "sub": public_id}))
@@ -232,11 +258,13 @@ def passkeys_refresh_providers() -> None:
 
 def _database_only() -> Any:
     """The database of the configured server, without building the whole app."""
+    from authserver.alerts.security_log import open_target
     from authserver.db import Database
     from authserver.ops import engine_options
 
     settings = _settings()
     _check_database(settings)
+    open_target(settings.security_log)  # the events these commands write
     return settings, Database(settings.database_url, **engine_options(settings.database_url))
 
 

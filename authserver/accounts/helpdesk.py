@@ -158,7 +158,8 @@ def perform(
         created_at=now,
     )
     session.add(record)
-    events.emit(
+    events.after_commit(
+        session,
         "helpdesk_action",
         user=username,
         action=action,
@@ -174,11 +175,14 @@ def _apply(
     """The action's effect and its e-mail; return the audit row's detail."""
     detail = ""
     if action == "unlock":
-        try:
-            locking.unlock(target)
-        except locking.AlreadyInState:
-            raise Refused("Ce compte n'est pas verrouillé.") from None
-        throttle().account_released(target.username_key)
+        # Locked by the security team, or only suspended after failed passwords (the
+        # throttle): either way the owner may log in again, with a fresh failure count.
+        if target.locked_at is not None:
+            locking.unlock(session, target)
+        else:
+            detail = "compteur d'échecs de connexion remis à zéro"
+        username_key, limits = target.username_key, throttle()
+        events.call_after_commit(session, lambda: limits.account_released(username_key))
     elif action == "lock":
         try:
             revoked = locking.lock(session, target, now, reason="helpdesk_lock")

@@ -8,7 +8,6 @@ is required, as the console's « Motif ».
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from collections.abc import Iterator
@@ -57,12 +56,9 @@ def _state(account: Any) -> str:
 
 def _actor() -> Any:
     from authserver.accounts.helpdesk import OPERATOR, Actor
+    from authserver.cli import _operator
 
-    try:
-        name = getpass.getuser()
-    except Exception:
-        name = "inconnu"
-    return Actor(id=None, label=f"cli:{name}", role=OPERATOR)
+    return Actor(id=None, label=_operator(), role=OPERATOR)
 
 
 def _perform(username: str, action: str, reason: str, passkey_id: int | None = None) -> None:

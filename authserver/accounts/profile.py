@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from authserver import db
 from authserver.accounts import tokens
 from authserver.accounts.validation import InvalidField, email_key
+from authserver.alerts import events
 from authserver.establishments import service as establishments
 from authserver.mail.outbox import enqueue
 from authserver.models import (
@@ -31,7 +32,7 @@ from authserver.models import (
     utcnow,
 )
 from authserver.sessions import store
-from authserver.web import settings
+from authserver.web import client_ip, settings
 
 EMAIL_CHANGE = "email_change"
 EMAIL_CHANGE_TTL = 24 * 3600
@@ -89,6 +90,7 @@ def confirm_email_change(token: str) -> User:
     user = session.get(User, consumed.user_id)
     if user is None or not consumed.data or "email" not in consumed.data:
         raise tokens.TokenInvalid()
+    events.after_commit(session, "email_changed", account=user.username, ip=client_ip())
     user.email = str(consumed.data["email"])
     user.email_key = email_key(user.email)
     return user
@@ -217,6 +219,14 @@ def named_by_audit(user: User) -> bool:
 def delete_account(user: User, *, by_helpdesk: bool = False) -> None:
     session = db.session()
     # The administrator role goes to a successor, the certification audit stays (detached).
+    events.after_commit(
+        session,
+        "account_deleted",
+        account=user.username,
+        user_id=user.public_id,
+        ip=client_ip(),
+        by_helpdesk=by_helpdesk,
+    )
     establishments.before_account_deletion(user)
     store.revoke_all(session, user.id, "account_deleted")
     session.execute(

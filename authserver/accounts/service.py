@@ -22,10 +22,11 @@ from authserver.accounts.validation import (
     lookup_username_key,
     username_key,
 )
+from authserver.alerts import events
 from authserver.mail.outbox import enqueue
 from authserver.models import User, utcnow
 from authserver.sessions import store
-from authserver.web import settings
+from authserver.web import client_ip, settings
 from authserver.webauthn import review
 
 HASHING_KEY = "authserver.passwords"
@@ -82,6 +83,13 @@ def register(data: SignupData) -> User:
     except IntegrityError:
         session.rollback()
         raise UsernameTaken() from None
+    events.after_commit(
+        session,
+        "account_created",
+        account=user.username,
+        ip=client_ip(),
+        passwordless=password_hash is None,
+    )
     send_activation(user)
     return user
 
@@ -113,6 +121,7 @@ def activate(token: str) -> User:
         raise tokens.TokenInvalid()
     if user.activated_at is None:
         user.activated_at = utcnow()
+        events.after_commit(session, "account_activated", account=user.username, ip=client_ip())
     return user
 
 
@@ -225,6 +234,9 @@ def set_password_hash(
     """The one way a password changes: sessions revoked (but ``keep_session``, the browser
     that changed it knowing the old one), pending reset links expired, owner told."""
     session = db.session()
+    events.after_commit(
+        session, "password_changed", account=user.username, ip=client_ip(), reason=reason
+    )
     user.password_hash = password_hash
     user.password_changed_at = utcnow()
     user.password_reset_required = False

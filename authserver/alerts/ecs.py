@@ -103,6 +103,9 @@ def document(action: str, fields: Mapping[str, Any], now: datetime) -> dict[str,
             doc["user"]["target"] = {"name": str(subject)}
     elif subject is not None:
         doc["user"] = {"name": str(subject)}
+    user_id = values.pop("user_id", None)
+    if user_id is not None:
+        doc.setdefault("user", {})["id"] = str(user_id)
     outcome = values.pop("outcome", None)
     if outcome is not None:
         event["outcome"] = outcome if outcome in OUTCOMES else "failure"
@@ -204,7 +207,11 @@ def verify(lines: Iterable[str]) -> Report:
             last_sequence, last_hash = last[chain_id]
             if sequence != last_sequence + 1 or previous != last_hash:
                 report.problems.append(
-                    (number, f"ligne(s) supprimée(s) ou déplacée(s) avant la ligne {sequence}")
+                    (
+                        number,
+                        "chaîne rompue : lignes manquantes ou déplacées avant la séquence "
+                        f"{sequence}",
+                    )
                 )
         elif sequence == 1 and previous:
             report.problems.append((number, "début de chaîne incohérent"))

@@ -7,11 +7,13 @@ from where, how, and the outcome.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import insert
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session
 
 from authserver import db
 from authserver.alerts import ecs
@@ -136,3 +138,36 @@ def announce_login(
         outcome=row["outcome"],
         reason=row["reason"] or None,
     )
+
+
+_PENDING = "authserver.security_events"
+
+
+def after_commit(session: Session, event_type: str, **fields: Any) -> None:
+    """Write the event's line once ``session`` commits (never for a change rolled back).
+    For changes made in a transaction: the line must not tell of what did not happen."""
+    session.info.setdefault(_PENDING, []).append((event_type, fields))
+
+
+_CALLS = "authserver.after_commit_calls"
+
+
+def call_after_commit(session: Session, call: Callable[[], None]) -> None:
+    """Run ``call`` once ``session`` commits: for a write elsewhere (the throttle's store)
+    that must neither happen for a change rolled back nor wait, on SQLite, for the write
+    lock this very transaction holds."""
+    session.info.setdefault(_CALLS, []).append(call)
+
+
+@event.listens_for(Session, "after_commit")
+def _emit_committed(session: Session) -> None:
+    for event_type, fields in session.info.pop(_PENDING, ()):
+        emit(event_type, **fields)
+    for call in session.info.pop(_CALLS, ()):
+        call()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_rolled_back(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(_CALLS, None)

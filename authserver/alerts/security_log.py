@@ -36,6 +36,19 @@ class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """« stdout » in a command that prints its own answer there (``client create`` prints
+    JSON a script reads): the security lines go to stderr instead."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 class _PerApp(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -52,6 +65,16 @@ class _PerApp(logging.Handler):
 
 
 _router = _PerApp()
+# Set by the command line for the duration of a command (cli.py), never for ``serve``.
+_command_line = False
+
+
+def command_line(active: bool) -> None:
+    """While a CLI command runs, « stdout » means stderr (its answer owns stdout)."""
+    global _command_line
+    _command_line = active
+
+
 # A line written outside the app's context (the login fast path runs before Flask) names
 # its app's target in this attribute of the record (``extra``).
 TARGET = "authserver_target"
@@ -102,7 +125,7 @@ def open_target(target: str) -> logging.Handler:
     if target == "off":
         handler = logging.NullHandler()
     elif target == "stdout":
-        handler = _Stdout()
+        handler = _Stderr() if _command_line else _Stdout()
     elif (address := syslog.parse(target)) is not None:
         handler = syslog.Rfc5424Handler(*address)
     else:

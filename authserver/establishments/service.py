@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from authserver import db
+from authserver.alerts import events
 from authserver.establishments import directory as directory_module
 from authserver.establishments.identity import OUTCOME_LABELS
 from authserver.mail.outbox import enqueue
@@ -182,10 +183,12 @@ def hand_over(leaving: Membership) -> Membership | None:
     """
     if leaving.role != "admin":
         return None
+    _membership_event(leaving, "admin_role_handed_over", None)
     leaving.role = "member"
     establishment_id = leaving.establishment_id
     successor = _oldest_certified_member(establishment_id, besides=leaving.id)
     if successor is not None:
+        _membership_event(successor, "admin_role_received", None)
         successor.role = "admin"
         db.session().flush()
         _notify_waiting_requests(successor)
@@ -206,6 +209,7 @@ def leave(user: User) -> Membership:
     membership = membership_of(user)
     if membership is None or membership.status not in ("active", "pending"):
         raise LookupError("no establishment to leave")
+    _membership_event(membership, "left", user)
     hand_over(membership)
     membership.status = "removed"
     membership.decided_at = utcnow()
@@ -236,6 +240,7 @@ def before_account_deletion(user: User) -> None:
 
 
 def decide_membership(admin: User, membership: Membership, *, grant: bool) -> None:
+    _membership_event(membership, "granted" if grant else "refused", admin)
     membership.status = "active" if grant else "refused"
     membership.decided_at = utcnow()
     membership.decided_by_id = admin.id
@@ -256,7 +261,19 @@ def decide_membership(admin: User, membership: Membership, *, grant: bool) -> No
     )
 
 
+def _membership_event(membership: Membership, change: str, actor: User | None) -> None:
+    events.after_commit(
+        db.session(),
+        "membership_changed",
+        actor=actor.username if actor else None,
+        account=membership.user.username,
+        change=change,
+        siret=membership.establishment.siret,
+    )
+
+
 def remove_member(admin: User, membership: Membership) -> None:
+    _membership_event(membership, "removed", admin)
     hand_over(membership)
     membership.status = "removed"
     membership.decided_at = utcnow()
@@ -332,6 +349,13 @@ def certify(request: CertificationRequest, actor: User | None, reason: str | Non
     request.decided_by_id = actor.id if actor else None
     request.reason = reason
     user.certified_at = now
+    events.after_commit(
+        db.session(),
+        "certification_granted",
+        actor=actor.username if actor else "verification_en_ligne",
+        account=user.username,
+        method=request.method,
+    )
     close_pending_requests(user, CLOSED_CERTIFIED, besides=request.id)
     membership = active_membership(user)
     if membership is not None and administrator_of(membership.establishment_id) is None:
@@ -349,6 +373,13 @@ def certify(request: CertificationRequest, actor: User | None, reason: str | Non
 
 
 def reject(request: CertificationRequest, actor: User, reason: str) -> None:
+    events.after_commit(
+        db.session(),
+        "certification_refused",
+        actor=actor.username,
+        account=request.user.username,
+        method=request.method,
+    )
     request.status = "rejected"
     request.decided_at = utcnow()
     request.decided_by_id = actor.id

@@ -231,8 +231,11 @@ def on_revoke(hook: RevokeHook) -> RevokeHook:
     return hook
 
 
-def _revoked(session: Session, ids: list[bytes], reason: str) -> None:
+def _revoked(session: Session, ids: list[bytes], reason: str, user_id: int | None = None) -> None:
     if ids:
+        from authserver.alerts.events import after_commit
+
+        after_commit(session, "session_revoked", sessions=len(ids), reason=reason, user_id=user_id)
         for hook in _revoke_hooks:
             hook(session, ids, reason)
 
@@ -262,5 +265,5 @@ def revoke_all(session: Session, user_id: int, reason: str, *, keep: bytes | Non
         .where(AuthSession.id_hash.in_(ids), AuthSession.revoked_at.is_(None))
         .values(revoked_at=utcnow(), revoked_reason=reason)
     )
-    _revoked(session, ids, reason)
+    _revoked(session, ids, reason, user_id)
     return result.rowcount or 0

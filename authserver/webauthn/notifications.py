@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import url_for
 
+from authserver import db
+from authserver.alerts import events
 from authserver.mail.outbox import enqueue
 from authserver.models import User, WebAuthnCredential, utcnow
 from authserver.web import client_ip, settings
@@ -11,6 +13,13 @@ from authserver.web import client_ip, settings
 
 def _notify(user: User, passkey: WebAuthnCredential, *, added: bool) -> None:
     base = settings().base_url
+    events.after_commit(
+        db.session(),
+        "passkey_added" if added else "passkey_removed",
+        account=user.username,
+        ip=client_ip(),
+        passkey=passkey.name,
+    )
     enqueue(
         kind="passkey_added" if added else "passkey_removed",
         to=user.email,

@@ -23,7 +23,7 @@ from authserver.sessions.login import (
     current_auth_session,
     recently_authenticated,
 )
-from authserver.web import settings
+from authserver.web import client_ip, settings
 from authserver.webauthn import credentials
 from authserver.webauthn.notifications import passkey_removed
 from authserver.webauthn.providers import provider_name
@@ -133,6 +133,14 @@ def rename(passkey_id: int) -> Response:
     elif not name:
         flash("Veuillez saisir un nom pour la clé d'accès.", "error")
     else:
+        events.after_commit(
+            db.session(),
+            "passkey_renamed",
+            account=current_user.username,
+            ip=client_ip(),
+            passkey=name,
+            previous_name=row.name,
+        )
         row.name = name
         db.session().commit()
         flash("La clé d'accès a été renommée.", "success")

@@ -313,3 +313,19 @@ def test_counsellor_assisted_recovery_needs_a_certified_identity(
     link = path_of(link_in(mail, "/recovery/"))
     assert recover(app, browser, link, new_authenticator(app)).status_code == 200
     wait_mail(smtp, EMPLOYER_EMAIL, "Nouvelle connexion")
+
+
+def test_unlock_also_lifts_the_failed_password_suspension(
+    app: Flask, smtp: SMTPServer, security: FlaskClient
+) -> None:
+    add_user(app, EMPLOYER)
+    for _ in range(20):
+        response = Actions(app.test_client(), smtp).login(EMPLOYER, "pas le bon mot de passe")
+        if response.status_code == 429:
+            break
+    assert response.status_code == 429
+    assert Actions(app.test_client(), smtp).login(EMPLOYER).status_code == 429
+    done = act(security, app, EMPLOYER, "unlock", "Appel : l'employeur s'est trompé")
+    assert done.status_code == 303
+    assert audit(app, EMPLOYER)[0].detail == "compteur d'échecs de connexion remis à zéro"
+    assert Actions(app.test_client(), smtp).login(EMPLOYER).status_code == 302

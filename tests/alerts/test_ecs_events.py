@@ -100,7 +100,7 @@ def test_the_verify_command(tmp_path: Path) -> None:
     path.write_text("\n".join([lines[0], lines[1], lines[3]]) + "\n", encoding="utf-8")
     bad = CliRunner().invoke(cli, ["events", "verify", str(path)])
     assert bad.exit_code == 1
-    assert "ligne 3 : ligne(s) supprimée(s)" in bad.output
+    assert "ligne 3 : chaîne rompue" in bad.output
 
 
 def test_the_servers_file_verifies(make_app, smtp, tmp_path: Path) -> None:
@@ -222,3 +222,78 @@ def test_bad_syslog_urls_stop_the_server(tmp_path, value) -> None:
             }
         )
     assert caught.value.variable == "AUTHSERVER_SECURITY_LOG"
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def test_every_event_the_code_writes_has_its_ecs_categories() -> None:
+    """A new event type without its category and type would fall back to « iam / info »."""
+    root = Path(__file__).resolve().parents[2] / "authserver"
+    pattern = re.compile(r"(?:\bemit|after_commit)\(\s*(?:[\w.()]+,\s*)?\"([a-z_]+)\"", re.S)
+    written = {
+        name
+        for path in root.rglob("*.py")
+        for name in pattern.findall(path.read_text(encoding="utf-8"))
+    }
+    assert len(written) >= 25, sorted(written)
+    assert written - set(ecs.ACTIONS) == set()
+
+
+def test_account_security_events_reach_the_log(make_app, smtp, tmp_path: Path) -> None:
+    """Sign-up, activation, login, passkey added/renamed/removed, password and e-mail
+    changes, helpdesk lock/unlock, sessions revoked: each leaves its ECS line, once
+    committed, and the file's chain holds."""
+    from authserver.accounts import helpdesk
+    from authserver.db import get_database
+    from authserver.models import User
+    from tests.conftest import Actions, csrf_of
+    from tests.staff_login import enrol_passkey
+
+    target = tmp_path / "security.jsonl"
+    app = make_app(AUTHSERVER_SECURITY_LOG=str(target))
+    actions = Actions(app.test_client(), smtp)
+    actions.create_active_account("nina.events")
+    assert actions.login("nina.events").status_code == 302
+    enrol_passkey(app, actions.client)
+    page = actions.client.get("/account/passkeys").get_data(as_text=True)
+    passkey_id = page.split('data-passkey-id="', 1)[1].split('"', 1)[0]
+    actions.client.post(
+        f"/account/passkeys/{passkey_id}/rename",
+        data={"csrf_token": csrf_of(page), "name": "Mon téléphone"},
+    )
+    actions.client.post(
+        f"/account/passkeys/{passkey_id}/delete", data={"csrf_token": csrf_of(page)}
+    )
+    with app.test_request_context():
+        from authserver import db
+
+        session = db.session()
+        user = session.query(User).filter_by(username="nina.events").one()
+        operator = helpdesk.Actor(id=None, label="cli:test", role=helpdesk.OPERATOR)
+        for action in ("lock", "unlock"):
+            helpdesk.perform(session, target=user, actor=operator, action=action, reason="test")
+        session.commit()
+        # A change rolled back writes nothing.
+        helpdesk.perform(session, target=user, actor=operator, action="lock", reason="non")
+        session.rollback()
+    get_database(app).dispose()
+    docs = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    seen = [d["event"]["action"] for d in docs]
+    for expected in (
+        "account_created",
+        "account_activated",
+        "login",
+        "passkey_added",
+        "passkey_renamed",
+        "passkey_removed",
+        "account_locked",
+        "account_unlocked",
+        "session_revoked",
+        "helpdesk_action",
+    ):
+        assert expected in seen, (expected, seen)
+    assert seen.count("account_locked") == 1
+    (locked,) = [d for d in docs if d["event"]["action"] == "helpdesk_action"][:1]
+    assert locked["user"] == {"name": "cli:test", "target": {"name": "nina.events"}}
+    assert ecs.verify(target.read_text(encoding="utf-8").splitlines()).ok

@@ -42,7 +42,7 @@ from tests.conftest import PASSWORD, csrf_of, link_in
 
 NEW_PASSWORD = "un tout nouveau mot de passe 2026"
 WRONG = "ce n'est pas le bon mot de passe 99"
-CORE_FIELDS = {"@timestamp", "ecs", "event", "user"}  # ECS (issue 15)
+CORE_FIELDS = {"@timestamp", "ecs", "event", "service"}  # ECS (issue 15)
 
 
 def action(e: dict) -> str:
@@ -240,6 +240,7 @@ def test_lines_say_who_when_where_how_and_never_a_secret(make_app, smtp, tmp_pat
         assert event["event"]["kind"] in ("event", "alert") and event["event"]["category"]
     logins = [e for e in events if action(e) == "login"]
     assert {e["event"]["outcome"] for e in logins} == {"success", "failure"}
+    assert all("user" in e for e in logins)
     assert any(e["event"].get("reason", "").startswith("throttled") for e in logins)
     assert {tuple(e["event"]["category"]) for e in logins} == {("authentication",)}
     intruder_login = next(

@@ -53,7 +53,7 @@ def test_client_create_prints_id_and_secret_once(env):
         "--first-party",
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["client_id"] and data["client_secret"]
     assert data["first_party"] is True and data["public"] is False
     (row,) = rows(env)
@@ -72,7 +72,7 @@ def test_public_client_has_no_secret(env):
         "http://localhost:3000/cb",
         "--public",
     )
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["client_secret"] is None and data["token_endpoint_auth_method"] == "none"
     assert rows(env)[0].secret_hash is None
 
@@ -93,7 +93,7 @@ def test_bad_values_are_refused_with_one_line(env, args):
 
 
 def _kids(env) -> list[tuple[str, bool]]:
-    return [(key["kid"], key["signing"]) for key in json.loads(run(env, "oidc", "keys").output)]
+    return [(key["kid"], key["signing"]) for key in json.loads(run(env, "oidc", "keys").stdout)]
 
 
 def _time_passes(env, seconds: int) -> None:
@@ -109,9 +109,9 @@ def _time_passes(env, seconds: int) -> None:
 
 
 def test_rotate_publishes_ahead_list_and_retire_keys(env):
-    first = json.loads(run(env, "oidc", "rotate-key").output)  # the very first: signs at once
+    first = json.loads(run(env, "oidc", "rotate-key").stdout)  # the very first: signs at once
     assert first["still_verifying"] == []
-    second = json.loads(run(env, "oidc", "rotate-key").output)
+    second = json.loads(run(env, "oidc", "rotate-key").stdout)
     assert second["still_verifying"] == [first["kid"]]
     ahead = datetime.fromisoformat(second["signs_from"]) - datetime.fromisoformat(
         first["signs_from"]
@@ -132,13 +132,13 @@ def test_rotate_publishes_ahead_list_and_retire_keys(env):
 
 
 def test_a_rotation_can_be_cancelled_or_made_immediate(env):
-    first = json.loads(run(env, "oidc", "rotate-key").output)
-    pending = json.loads(run(env, "oidc", "rotate-key").output)
+    first = json.loads(run(env, "oidc", "rotate-key").stdout)
+    pending = json.loads(run(env, "oidc", "rotate-key").stdout)
     assert run(env, "oidc", "retire-key", pending["kid"]).exit_code == 0  # cancelled
     assert _kids(env) == [(first["kid"], True)]
 
-    pending = json.loads(run(env, "oidc", "rotate-key").output)
-    now = json.loads(run(env, "oidc", "rotate-key", "--immediately").output)
+    pending = json.loads(run(env, "oidc", "rotate-key").stdout)
+    now = json.loads(run(env, "oidc", "rotate-key", "--immediately").stdout)
     assert now["still_verifying"] == [first["kid"]]  # the pending one was superseded
     assert _kids(env) == [(now["kid"], True), (first["kid"], False)]
     assert pending["kid"] not in {kid for kid, _ in _kids(env)}
@@ -156,7 +156,7 @@ def test_client_create_without_refresh_tokens(env):
         "--no-refresh-token",
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["grant_types"] == ["authorization_code"]
+    assert json.loads(result.stdout)["grant_types"] == ["authorization_code"]
     assert rows(env)[0].grant_types == ["authorization_code"]
     default = run(env, "client", "create", "--name", "Kit", "--redirect-uri", "https://k.fr/cb")
-    assert json.loads(default.output)["grant_types"] == ["authorization_code", "refresh_token"]
+    assert json.loads(default.stdout)["grant_types"] == ["authorization_code", "refresh_token"]

@@ -97,7 +97,8 @@ def perform(
         alert_id=alert.id, actor_id=actor.id, action=action, note=note, created_at=now
     )
     session.add(record)
-    events.emit(
+    events.after_commit(
+        session,
         "security_action",
         alert=alert.id,
         kind=alert.kind,

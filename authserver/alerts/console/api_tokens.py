@@ -37,6 +37,9 @@ def create(session: Session, *, user: User, name: str) -> str:
         raise TokenError("un jeton porte déjà ce nom")
     token = PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=token_hash(token), user_id=user.id))
+    from authserver.alerts.events import after_commit
+
+    after_commit(session, "api_token_created", account=user.username, token_name=name)
     return token
 
 

@@ -18,8 +18,9 @@ from urllib.parse import unquote, urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from authserver.alerts.events import after_commit
 from authserver.models import OAuthClient
 from authserver.sessions.oidc.claims import DEFAULT_CLIENT_SCOPE, SCOPES
 
@@ -102,6 +103,9 @@ def create_client(
     )
     session.add(row)
     session.flush()
+    after_commit(
+        session, "oidc_client_created", client_id=row.client_id, client_name=name, public=public
+    )
     return NewClient(row, secret)
 
 
@@ -208,6 +212,9 @@ def rotate_secret(row: OAuthClient) -> str:
         raise InvalidClientMetadata("client public : il n'a pas de secret")
     secret = secrets.token_urlsafe(32)
     row.secret_hash = hash_secret(secret)
+    session = object_session(row)
+    if session is not None:
+        after_commit(session, "oidc_client_secret_rotated", client_id=row.client_id)
     return secret
 
 
@@ -230,5 +237,6 @@ def delete_client(session: Session, row: OAuthClient) -> dict[str, int]:
             .where(model.client_id == row.client_id)
             .execution_options(synchronize_session=False)
         ).rowcount
+    after_commit(session, "oidc_client_deleted", client_id=row.client_id, **removed)
     session.delete(row)
     return removed

@@ -147,7 +147,17 @@ def rotate(
         row.retired_at = now
     signs_from = now if immediately or not live else now + PUBLISH_AHEAD
     still = [row.kid for row in live if row not in pending]
-    return create_key(session, secret_key, now, signs_from), still
+    created = create_key(session, secret_key, now, signs_from)
+    from authserver.alerts.events import after_commit
+
+    after_commit(
+        session,
+        "oidc_key_rotated",
+        kid=created.kid,
+        immediately=immediately,
+        signs_from=signs_from.isoformat(),
+    )
+    return created, still
 
 
 def retire(session: Session, kid: str, now: datetime | None = None) -> None:
