@@ -35,6 +35,8 @@ def create_app(
     app.request_class = Request  # form bodies: named fields only
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        # Flask's signed session cookie accepts the earlier keys too (issue 15).
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
         AUTHSERVER=settings,
         # Under https the __Host- prefix: a sibling subdomain cannot plant its own copy
         # (cookie tossing onto the CSRF secret, issue 11); the browser requires Path=/.

@@ -56,6 +56,8 @@ class Settings:
     origins: tuple[str, ...] = ("http://localhost:5000",)
     # Authenticator models (AAGUIDs) staff passkeys must be; empty: any (issue 14).
     staff_aaguids: tuple[str, ...] = ()
+    # Earlier secret keys (``authserver secret rotate``), still accepted, never used to sign.
+    secret_key_fallbacks: tuple[str, ...] = ()
     instance_path: Path = DEFAULT_INSTANCE
     # Lifetimes, in seconds.
     activation_ttl: int = 72 * 3600
@@ -258,6 +260,28 @@ def _http_url(name: str, value: str) -> str:
     if not valid:
         raise ConfigError(name, f"URL http(s) attendue, reçu {mask_url(value)!r}")
     return value.rstrip("/")
+
+
+FALLBACKS_FILE = "secret_key_fallbacks"
+
+
+def _secret_key_fallbacks(env: Mapping[str, str], instance_path: Path) -> tuple[str, ...]:
+    """AUTHSERVER_SECRET_KEY_FALLBACKS (comma-separated), or, with the key kept in
+    ``instance/secret_key``, the file beside it that ``authserver secret rotate`` writes."""
+    raw = env.get("AUTHSERVER_SECRET_KEY_FALLBACKS")
+    if raw is None and not env.get("AUTHSERVER_SECRET_KEY"):
+        path = instance_path / FALLBACKS_FILE
+        try:
+            raw = path.read_text() if path.exists() else None
+        except OSError as exc:
+            raise ConfigError(
+                "AUTHSERVER_SECRET_KEY_FALLBACKS", f"{path} illisible ({exc.strerror})"
+            ) from None
+        raw = ",".join(raw.split()) if raw else None
+    keys = tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+    if any(len(key) < 16 for key in keys):
+        raise ConfigError("AUTHSERVER_SECRET_KEY_FALLBACKS", "au moins 16 caractères par clé")
+    return keys
 
 
 def _secret_key(env: Mapping[str, str], instance_path: Path) -> str:
@@ -589,6 +613,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail=mail,
         mail_sender=mail_sender,
         secret_key=_secret_key(env, instance_path),
+        secret_key_fallbacks=_secret_key_fallbacks(env, instance_path),
         rp_id=rp_id,
         origins=origins,
         staff_aaguids=_staff_aaguids(env.get("AUTHSERVER_STAFF_AAGUIDS")),

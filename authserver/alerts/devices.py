@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,17 +53,25 @@ def _checked(key: str, raw: str) -> str:
     return value
 
 
-def browser_token(raw: str | None = None, *, key: str | None = None) -> str | None:
+def browser_token(
+    raw: str | None = None, *, key: str | None = None, fallbacks: Sequence[str] | None = None
+) -> str | None:
     """The random id in this browser's device cookie (``raw``, or this request's), if the
-    cookie is genuine; ``key`` is the app's secret key (the current app's by default)."""
+    cookie is genuine; ``key`` is the app's secret key and ``fallbacks`` its earlier ones
+    (the current app's by default): a rotated secret does not make every browser new."""
     if raw is None:
         raw = request.cookies.get(COOKIE_NAME)
     if not raw or len(raw) > 200:
         return None
-    try:
-        return _checked(key or current_app.config["SECRET_KEY"], raw)
-    except _NotGenuine:
-        return None
+    if key is None:
+        key = current_app.config["SECRET_KEY"]
+        fallbacks = current_app.config.get("SECRET_KEY_FALLBACKS", ())
+    for candidate in (key, *(fallbacks or ())):
+        try:
+            return _checked(candidate, raw)
+        except _NotGenuine:
+            continue
+    return None
 
 
 def token_hash(token: str) -> bytes:

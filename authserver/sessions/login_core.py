@@ -157,8 +157,9 @@ def plan_login(
     and the session need."""
     touch = device_row = alert = None
     if known is not None:
-        assert browser.device_cookie is not None
-        device_cookie = browser.device_cookie
+        assert browser.device_token is not None
+        # Signed again with the current key: a cookie of a rotated-out key is renewed.
+        device_cookie = devices.cookie_value(browser.device_token, secret_key)
         if devices.touch_due(known.last_ip, known.last_seen_at, browser.ip, now):
             touch = {"pk": known.id, "now": now, "ip": browser.ip}
     else:

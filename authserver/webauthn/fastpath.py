@@ -174,6 +174,7 @@ class FastLogin:
             id=self.settings.rp_id, name=service.RP_NAME, origins=self.settings.origins
         )
         self.secret_key = app.config["SECRET_KEY"]
+        self.key_fallbacks = tuple(app.config.get("SECRET_KEY_FALLBACKS", ()))
         # The alert e-mail's links: the app's URL map, bound once (the request's mount point,
         # SCRIPT_NAME, is put in front as url_for would).
         urls = app.url_map.bind("localhost")
@@ -327,7 +328,9 @@ class FastLogin:
         device_cookie = cookies.get(devices.COOKIE_NAME)
         if SESSION_COOKIE in cookies or not binding or len(binding) > 100:
             raise Fallback
-        device_token = devices.browser_token(device_cookie or "", key=self.secret_key)
+        device_token = devices.browser_token(
+            device_cookie or "", key=self.secret_key, fallbacks=self.key_fallbacks
+        )
         try:
             assertion = authentication.read_assertion(credential)
         except Exception:

@@ -47,6 +47,7 @@ def init_app(app: Flask) -> None:
         database,
         issuer=settings.base_url,
         secret_key=settings.secret_key,
+        key_fallbacks=settings.secret_key_fallbacks,
         retry_base=float(app.config.get("OIDC_BACKCHANNEL_RETRY_BASE", 2.0)),
     )
     app.extensions[WORKER_KEY] = worker

@@ -188,11 +188,18 @@ class BackchannelWorker:
     """
 
     def __init__(
-        self, database: Database, *, issuer: str, secret_key: str, retry_base: float = 2.0
+        self,
+        database: Database,
+        *,
+        issuer: str,
+        secret_key: str,
+        key_fallbacks: tuple[str, ...] = (),
+        retry_base: float = 2.0,
     ) -> None:
         self.database = database
         self.issuer = issuer
         self.secret_key = secret_key
+        self.key_fallbacks = key_fallbacks
         self.retry_base = retry_base
         self.wakeup = threading.Event()
         self._stop = threading.Event()
@@ -248,7 +255,7 @@ class BackchannelWorker:
         sent = failed = 0
         try:
             with self.database.session_scope() as session:
-                kid, key = keys.signing_key(session, self.secret_key)
+                kid, key = keys.signing_key(session, self.secret_key, fallbacks=self.key_fallbacks)
             for item in due:
                 if self._stop.is_set():
                     break

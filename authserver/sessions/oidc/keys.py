@@ -15,9 +15,11 @@ Private halves are sealed with AES-GCM under a key derived from AUTHSERVER_SECRE
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,13 +51,47 @@ def _sealing_key(secret_key: str) -> bytes:
     )
 
 
+# Sealed since issue 15: version byte, the sealing key's id, nonce, ciphertext. The id says
+# which of the current and fallback secrets to use (after ``authserver secret rotate``).
+_VERSION = b"\x01"
+
+
+def sealing_key_id(secret_key: str) -> bytes:
+    """8 bytes naming a secret without revealing it (a hash of its derived sealing key)."""
+    return hashlib.sha256(b"authserver.oidc-seal-id" + _sealing_key(secret_key)).digest()[:8]
+
+
 def seal(secret_key: str, data: bytes) -> bytes:
     nonce = os.urandom(12)
-    return nonce + AESGCM(_sealing_key(secret_key)).encrypt(nonce, data, _AAD)
+    body = AESGCM(_sealing_key(secret_key)).encrypt(nonce, data, _AAD)
+    return _VERSION + sealing_key_id(secret_key) + nonce + body
+
+
+def _open(secret_key: str, nonce_and_body: bytes) -> bytes:
+    return AESGCM(_sealing_key(secret_key)).decrypt(nonce_and_body[:12], nonce_and_body[12:], _AAD)
+
+
+def unseal_with(secret_keys: Sequence[str], sealed: bytes) -> tuple[bytes, str]:
+    """The private key and the secret that opened it: the one its id names, or, for a key
+    sealed before ids existed (nonce first), each in turn. InvalidTag if none opens it."""
+    if sealed[:1] == _VERSION:
+        named = sealed[1:9]
+        for secret in secret_keys:
+            if sealing_key_id(secret) == named:
+                try:
+                    return _open(secret, sealed[9:]), secret
+                except InvalidTag:
+                    break
+    for secret in secret_keys:  # sealed without an id (or a nonce starting with 0x01)
+        try:
+            return _open(secret, sealed), secret
+        except InvalidTag:
+            continue
+    raise InvalidTag()
 
 
 def unseal(secret_key: str, sealed: bytes) -> bytes:
-    return AESGCM(_sealing_key(secret_key)).decrypt(sealed[:12], sealed[12:], _AAD)
+    return unseal_with((secret_key,), sealed)[0]
 
 
 def create_key(
@@ -102,20 +138,29 @@ def current_key(session: Session, now: datetime | None = None) -> OIDCSigningKey
 
 
 def signing_key(
-    session: Session, secret_key: str, now: datetime | None = None
+    session: Session,
+    secret_key: str,
+    now: datetime | None = None,
+    *,
+    fallbacks: Sequence[str] = (),
 ) -> tuple[str, ECKey]:
     """The key that signs now: the newest live one already due that we can unseal (one is
-    made, signing at once, if none)."""
+    made, signing at once, if none). ``fallbacks``: earlier secrets (after ``authserver
+    secret rotate``); a key still sealed under one is sealed again under ``secret_key`` (the
+    caller's commit keeps it), so the fallback can be retired later."""
     now = now or utcnow()
     for row in live_keys(session):
         if row.signs_from > now:
             continue  # published ahead, not signing yet
         try:
-            data = json.loads(unseal(secret_key, row.private_jwk_sealed))
+            raw, opened_by = unseal_with((secret_key, *fallbacks), row.private_jwk_sealed)
         except InvalidTag:
             log.error("OIDC key %s cannot be unsealed (AUTHSERVER_SECRET_KEY changed?)", row.kid)
             continue
-        return row.kid, ECKey.import_key(data)
+        if opened_by != secret_key:
+            row.private_jwk_sealed = seal(secret_key, raw)
+            log.info("OIDC key %s sealed again under the current secret key", row.kid)
+        return row.kid, ECKey.import_key(json.loads(raw))
     row = create_key(session, secret_key, now)
     log.warning("no usable OIDC signing key: created %s", row.kid)
     return signing_key(session, secret_key, now)

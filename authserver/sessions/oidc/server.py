@@ -166,8 +166,9 @@ def find_token(token: str, hint: str | None) -> IssuedToken | None:
 def signing_key() -> tuple[str, Any]:
     """The current key, loaded once per request."""
     if "oidc_signing_key" not in g:
+        settings = current_app.config["AUTHSERVER"]
         g.oidc_signing_key = keys.signing_key(
-            _session(), current_app.config["AUTHSERVER"].secret_key
+            _session(), settings.secret_key, fallbacks=settings.secret_key_fallbacks
         )
     return g.oidc_signing_key
 

@@ -81,7 +81,7 @@ def jwks() -> Response:
     session = db.session()
     document = keys.public_jwks(session)
     if not document["keys"]:  # first start: make the first key now, not at the first login
-        keys.signing_key(session, settings().secret_key)
+        keys.signing_key(session, settings().secret_key, fallbacks=settings().secret_key_fallbacks)
         session.commit()
         document = keys.public_jwks(session)
     response = jsonify(document)
