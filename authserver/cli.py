@@ -539,6 +539,7 @@ def _serve(workers: int | None, threads: int) -> None:
 
 from authserver.alerts.console.cli import security  # noqa: E402
 from authserver.alerts.events_cli import events_group  # noqa: E402
+from authserver.retention_cli import retention_group  # noqa: E402
 from authserver.secret_cli import secret_group  # noqa: E402
 from authserver.sessions.cli import session_group  # noqa: E402
 
@@ -546,6 +547,7 @@ cli.add_command(security)
 cli.add_command(session_group)
 cli.add_command(events_group)
 cli.add_command(secret_group)
+cli.add_command(retention_group)
 
 from authserver.accounts.helpdesk_cli import register as register_helpdesk  # noqa: E402
 from authserver.sessions.oidc.clients_cli import register as register_clients  # noqa: E402

@@ -78,6 +78,11 @@ class Settings:
     throttle_ip_failures: int = 50
     cgu_version: str = "2026-11"
     passkey_offer_delay: int = 7 * 24 * 3600
+    # Retention (issue 15, RGPD / CNIL: connection logs 6 to 12 months), in days.
+    retention_login_events: int = 180
+    retention_security_events: int = 365
+    retention_ip: int = 90
+    retention_mail: int = 30
     # Company directory and identity verification (adapters; embedded ones by default).
     directory: str = "embedded"
     directory_url: str | None = None
@@ -625,4 +630,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail_retry_base=_float(env, "AUTHSERVER_MAIL_RETRY_BASE", 2.0),
         mail_retry_max=_float(env, "AUTHSERVER_MAIL_RETRY_MAX", 600.0),
         passkey_offer_delay=_int(env, "AUTHSERVER_PASSKEY_OFFER_DELAY_DAYS", 7) * 24 * 3600,
+        retention_login_events=_int(env, "AUTHSERVER_RETENTION_LOGIN_EVENTS_DAYS", 180, minimum=1),
+        retention_security_events=_int(
+            env, "AUTHSERVER_RETENTION_SECURITY_EVENTS_DAYS", 365, minimum=1
+        ),
+        retention_ip=_int(env, "AUTHSERVER_RETENTION_IP_DAYS", 90, minimum=1),
+        retention_mail=_int(env, "AUTHSERVER_RETENTION_MAIL_DAYS", 30, minimum=1),
     )

@@ -107,6 +107,33 @@ class OutboxCollector:
         yield age
 
 
+class RetentionCollector:
+    """Age of the oldest row kept in each purged table: a purge that stopped shows."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from authserver.db import get_database
+        from authserver.models import utcnow
+        from authserver.retention import oldest
+
+        try:
+            with get_database(self.app).session_scope() as session:
+                moments = oldest(session)
+        except Exception:
+            return
+        gauge = GaugeMetricFamily(
+            "authserver_retention_oldest_row_seconds",
+            "Age of the oldest row kept, per purged table (0 when empty)",
+            labels=["table"],
+        )
+        now = utcnow()
+        for table, moment in moments.items():
+            gauge.add_metric([table], age_seconds(moment, now))
+        yield gauge
+
+
 def outbox_state(session: Any) -> tuple[int, int, Any]:
     """Pending and failed mails, and the oldest pending one's time (one scan; /metrics and
     /readyz)."""
@@ -145,6 +172,7 @@ def registry_for(app: Flask) -> CollectorRegistry:
         for collector in list(REGISTRY._collector_to_names):
             registry.register(collector)
     registry.register(OutboxCollector(app))
+    registry.register(RetentionCollector(app))
     return registry
 
 

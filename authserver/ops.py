@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import text
 
-from authserver import db
+from authserver import db, retention
 from authserver.metrics import age_seconds, outbox_state
 from authserver.models import utcnow
 from authserver.throttle import throttle
@@ -118,6 +118,10 @@ def readyz() -> tuple[Response, int]:
         checks["database"] = "ok"
         outbox = _outbox(session)
         body["outbox"] = outbox
+        body["retention"] = {
+            table: moment.isoformat() if moment else None
+            for table, moment in retention.oldest(session).items()
+        }
         checks["outbox"] = f"ok ({outbox['pending']} en attente, {outbox['failed']} en échec)"
     except Exception as exc:
         session.rollback()

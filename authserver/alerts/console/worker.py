@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Mapping
 
 from flask import Flask
@@ -50,6 +51,9 @@ def configured_interval(config: Mapping[str, object]) -> float:
     return interval_from(os.environ)
 
 
+PURGE_EVERY = 3600.0
+
+
 class DetectorWorker:
     """``app``, when given, is the context of each run: its alerts go to that app's security log."""
 
@@ -59,6 +63,7 @@ class DetectorWorker:
         self.app = app
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_purge = 0.0  # monotonic time of the last retention purge
 
     def start(self) -> None:
         if self._thread is None:
@@ -88,4 +93,22 @@ class DetectorWorker:
                 log.warning(
                     "burst detection failed; next try in %s s", self.interval, exc_info=True
                 )
+            self.purge_if_due()
             wait = self.interval
+
+    def purge_if_due(self, every: float = PURGE_EVERY) -> dict[str, int] | None:
+        """The retention purge (retention.py), at most once per ``every`` seconds."""
+        if self.app is None or time.monotonic() - self._last_purge < every:
+            return None
+        self._last_purge = time.monotonic()
+        from authserver.retention import Policy, purge
+
+        settings = self.app.config["AUTHSERVER"]
+        try:
+            done = purge(self.database, Policy.of(settings), settings.secret_key)
+        except Exception:
+            log.warning("retention purge failed; next try in %s s", every, exc_info=True)
+            return None
+        if any(done.values()):
+            log.info("retention purge: %s", done)
+        return done
