@@ -56,6 +56,7 @@ run: install
 lint: install-test
 	$(VENV)/bin/ruff check authserver tests bench
 	$(VENV)/bin/ruff format --check authserver tests bench
+	$(VENV)/bin/mypy
 
 # tests/conftest.py starts (and stops) PostgreSQL, Redis, SMTP and Chromium itself.
 test: install-test system-deps lint

@@ -141,7 +141,11 @@ def purge(
 ) -> dict[str, int]:
     """Apply the policy; return how many rows each step touched."""
     now = now or utcnow()
-    days = lambda n: now - timedelta(days=n)  # noqa: E731
+    moment = now
+
+    def days(count: int) -> datetime:
+        return moment - timedelta(days=count)
+
     acted_on = exists().where(SecurityAction.alert_id == SecurityEvent.id)
     steps: dict[str, Callable[[Session], int]] = {
         "login_events_deleted": _delete_older(

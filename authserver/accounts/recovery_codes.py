@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from authserver.models import RecoveryCode, utcnow
@@ -71,7 +72,7 @@ def redeem(session: Session, user_id: int, code: str) -> bool:
     normalised = _normalise(code)
     if normalised is None:
         return False
-    won = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user_id,
@@ -80,5 +81,5 @@ def redeem(session: Session, user_id: int, code: str) -> bool:
         )
         .values(used_at=utcnow())
         .execution_options(synchronize_session=False)
-    ).rowcount
-    return won == 1
+    )
+    return result.rowcount == 1
