@@ -53,7 +53,7 @@ def create_app(
     if test_config:
         app.config.update(test_config)
 
-    from authserver import db, errors, metrics, ops, web
+    from authserver import db, errors, metrics, openapi, ops, web
     from authserver.accounts import init_app as init_accounts
     from authserver.alerts import init_app as init_alerts
     from authserver.establishments import init_app as init_establishments
@@ -75,6 +75,7 @@ def create_app(
     init_webauthn(app)
     init_establishments(app)
     ops.init_app(app)
+    openapi.init_app(app)
     metrics.init_app(app)
     if settings.trusted_proxies:
         # Behind N reverse proxies: the client address (throttling, login events) and scheme
