@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -82,6 +83,28 @@ def cli(ctx: click.Context) -> None:
 @cli.group()
 def db() -> None:
     """Schéma de la base de données."""
+
+
+@db.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
+def db_backup(destination: Path) -> None:
+    """Copier la base SQLite intégrée pendant que le serveur tourne (PostgreSQL : pg_dump)."""
+    from authserver.backup import BackupError, backup_sqlite, sqlite_file
+
+    settings = _settings()
+    source = sqlite_file(settings.database_url)
+    if source is None:
+        _fail("la base n'est pas SQLite : sauvegardez PostgreSQL avec pg_dump (docs/operations.md)")
+        return
+    try:
+        size = backup_sqlite(source, destination)
+    except BackupError as exc:
+        _fail(str(exc))
+        return
+    click.echo(
+        f"Sauvegarde écrite : {destination} ({size} octets). Gardez aussi la clé secrète "
+        f"({settings.instance_path / 'secret_key'} et secret_key_fallbacks) à part."
+    )
 
 
 @db.command("upgrade")
