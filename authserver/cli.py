@@ -517,6 +517,20 @@ def serve(workers: int | None, threads: int) -> None:
             shutil.rmtree(created_metrics_dir, ignore_errors=True)
 
 
+def _recover_sqlite_files(settings: Settings) -> None:
+    """The embedded database and its passkey ceremonies' file, recovered once here, before
+    gunicorn forks the workers (rawsql.recover_wal)."""
+    from authserver.backup import sqlite_file
+    from authserver.rawsql import recover_wal
+    from authserver.webauthn.sidecar import sidecar_path
+
+    main = sqlite_file(settings.database_url)
+    if main is None:
+        return
+    for path in (main, sidecar_path(str(main))):
+        recover_wal(path)
+
+
 def _serve(workers: int | None, threads: int) -> None:
     import os
 
@@ -524,6 +538,7 @@ def _serve(workers: int | None, threads: int) -> None:
 
     settings = _settings()
     _check_database(settings)
+    _recover_sqlite_files(settings)
     workers = workers or max(2, (os.cpu_count() or 1) * 2)
     os.environ.setdefault("AUTHSERVER_ACCESS_LOG", "stdout")
 

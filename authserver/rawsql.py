@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -28,7 +29,21 @@ from authserver.db import BUSY_TIMEOUT_MS
 
 Processor = Callable[[Any], Any] | None
 T = TypeVar("T")
-SQLITE_BUSY = 5  # the primary result code, not BUSY_SNAPSHOT (517): that one never clears
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
+# BUSY_SNAPSHOT (517): a read transaction that saw an older snapshot may not write; trying the
+# same statement again in it never succeeds (and retry_busy runs no statement inside one).
+SQLITE_BUSY_SNAPSHOT = 517
+
+
+def is_busy(exc: BaseException) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, or one of their extended codes (issue 16: BUSY_RECOVERY,
+    261, while a new process replays a WAL a killed server left behind; BUSY_TIMEOUT,
+    LOCKED_SHAREDCACHE…): waiting a little and trying again clears them. Not BUSY_SNAPSHOT."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(code, int) or code == SQLITE_BUSY_SNAPSHOT:
+        return False
+    return code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
 
 
 def retry_busy(call: Callable[[], T], patience: float = 30.0) -> T:
@@ -48,7 +63,7 @@ def retry_busy(call: Callable[[], T], patience: float = 30.0) -> T:
         try:
             return call()
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) != SQLITE_BUSY:
+            if not is_busy(exc):
                 raise
             now = time.monotonic()
             if not deadline:
@@ -226,3 +241,20 @@ class RawConnections:
                 self.idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+def recover_wal(path: Path) -> bool:
+    """Once, before the workers start (``authserver serve``'s master): open a SQLite file a
+    killed server left with its WAL, let SQLite replay it, and checkpoint it into the file.
+    Otherwise the workers opening it at the same moment race for the recovery, and the
+    losers get SQLITE_BUSY_RECOVERY on their first statements (issue 16). False when there
+    is no such file."""
+    if not path.exists():
+        return False
+    connection = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        retry_busy(lambda: connection.execute("PRAGMA journal_mode=WAL"))
+        retry_busy(lambda: connection.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+    finally:
+        connection.close()
+    return True
