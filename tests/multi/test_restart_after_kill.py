@@ -132,9 +132,7 @@ def test_killed_under_load_then_restarted_answers_every_login(
     assert sidecar.exists()
     # A busy production server leaves a large WAL: its replay by the first connection takes
     # long enough for the other workers' first statements to meet it (SQLITE_BUSY_RECOVERY).
-    subprocess.run(
-        [sys.executable, "-c", LARGE_WAL, str(sidecar)], check=False, timeout=60
-    )
+    subprocess.run([sys.executable, "-c", LARGE_WAL, str(sidecar)], check=False, timeout=60)
     assert sidecar.with_name(sidecar.name + "-wal").stat().st_size > 20_000_000
 
     restarted = start_server(tmp_path, url, "console", workers=4)
