@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from authserver import db
 from authserver.alerts.console import actions as console_actions
 from authserver.alerts.console import export, labels, queries
+from authserver.alerts.console import stats as console_stats
 from authserver.alerts.console.access import console_page
 from authserver.alerts.console.cursor import MAX_ID, Position
 from authserver.alerts.console.filters import (
@@ -113,6 +114,16 @@ def _page(template: str, listing: Listing, **context: Any) -> tuple[str, int]:
 def alerts() -> tuple[str, int]:
     listing = _listing(ALERT_PARAMS, queries.alert_position, queries.alerts_page)
     return _page("security/alerts.html", listing)
+
+
+@bp.get("/stats")
+@console_page
+def stats() -> str:
+    return render_template(
+        "security/stats.html",
+        stats=console_stats.compute(db.session(), utcnow()),
+        labels=LABELS,
+    )
 
 
 @bp.get("/events")
