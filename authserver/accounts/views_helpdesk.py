@@ -8,6 +8,7 @@ tools. Accounts are addressed by their public id, never by their sequential row 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -61,8 +62,13 @@ def search() -> str:
     return render_template("accounts/helpdesk_search.html", query=query, results=results)
 
 
+PUBLIC_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def _account_or_404(public_id: str) -> User:
-    account = db.session().scalar(select(User).where(User.public_id == public_id[:32]))
+    if not PUBLIC_ID.fullmatch(public_id):  # a NUL would be a 500 on PostgreSQL
+        abort(404)
+    account = db.session().scalar(select(User).where(User.public_id == public_id))
     if account is None:
         abort(404)
     return account

@@ -1,4 +1,5 @@
-// « Créer une nouvelle clé d'accès » from a recovery link: one button, one ceremony.
+// « Créer une nouvelle clé d'accès » from a recovery link (or the first passkey of a
+// passwordless sign-up, on the activation page): one button, one ceremony.
 import * as webauthn from "./webauthn.js";
 
 const button = document.getElementById("recovery-register");
@@ -28,4 +29,6 @@ if (button && !webauthn.supported()) {
       webauthn.showMessage(message, webauthn.frenchMessage(error));
     }
   });
+  // The button comes disabled from the server: usable once this handler is in place.
+  button.disabled = false;
 }
