@@ -135,27 +135,11 @@ def register(user: click.Group) -> None:
         role: str | None, locked: bool, search: str | None, limit: int, as_json: bool
     ) -> None:
         """Lister les comptes."""
-        from sqlalchemy import select
-
         from authserver import db
-        from authserver.accounts.views_helpdesk import find_accounts
-        from authserver.models import User
+        from authserver.accounts.account_search import search as find
 
         with _app():
-            if search is not None:
-                accounts = find_accounts(search)
-            else:
-                query = select(User).order_by(User.id).limit(limit)
-                if role:
-                    query = query.where(User.role == role)
-                if locked:
-                    query = query.where(User.locked_at.is_not(None))
-                accounts = list(db.session().scalars(query))
-            accounts = [
-                a
-                for a in accounts
-                if (not role or a.role == role) and (not locked or a.locked_at is not None)
-            ][:limit]
+            accounts = find(db.session(), search, role=role, locked=locked, limit=limit)
             for account in accounts:
                 if as_json:
                     click.echo(json.dumps(_summary(account), ensure_ascii=False))

@@ -13,12 +13,11 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from werkzeug.wrappers import Response
 
 from authserver import db
-from authserver.accounts import helpdesk
-from authserver.accounts.validation import lookup_email_key, lookup_username_key
+from authserver.accounts import account_search, helpdesk
 from authserver.models import AuthSession, User, WebAuthnCredential, utcnow
 from authserver.sessions import staff
 
@@ -31,34 +30,13 @@ QUERY_MAX = 254
 helpdesk_page = staff.staff_page(staff.STAFF_ROLES)
 
 
-def find_accounts(query: str) -> list[User]:
-    """Accounts whose identifiant or e-mail address is ``query`` (exact, case-folded), or
-    whose SIRET it is: a helpdesk answers a caller who gives one of them."""
-    query = query.strip()
-    conditions = []
-    username = lookup_username_key(query)
-    if username is not None:
-        conditions.append(User.username_key == username)
-    email = lookup_email_key(query)
-    if email is not None:
-        conditions.append(User.email_key == email)
-    digits = query.replace(" ", "")
-    if len(digits) == 14 and digits.isdigit():
-        conditions.append(User.siret == digits)
-    if not conditions:
-        return []
-    return list(
-        db.session().scalars(
-            select(User).where(or_(*conditions)).order_by(User.id).limit(RESULTS_SHOWN)
-        )
-    )
-
-
 @bp.get("")
 @helpdesk_page
 def search() -> str:
     query = request.args.get("q", "")[:QUERY_MAX]
-    results = find_accounts(query) if query.strip() else None
+    results = (
+        account_search.search(db.session(), query, limit=RESULTS_SHOWN) if query.strip() else None
+    )
     return render_template("accounts/helpdesk_search.html", query=query, results=results)
 
 
