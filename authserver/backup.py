@@ -18,13 +18,6 @@ class BackupError(Exception):
     """The backup cannot be made; the message is the French line to show."""
 
 
-def sqlite_file(database_url: str) -> Path | None:
-    """The file of a ``sqlite:///`` URL, None for any other database."""
-    if not database_url.startswith("sqlite:///"):
-        return None
-    return Path(database_url.removeprefix("sqlite:///"))
-
-
 def backup_sqlite(source: Path, destination: Path) -> int:
     """Copy ``source`` to ``destination`` (which must not exist); return its size in bytes."""
     if destination.exists():

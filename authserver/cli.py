@@ -39,13 +39,12 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _check_database(settings: Settings) -> None:
-    from pathlib import Path
+    from authserver.db import make_engine, sqlite_file
 
-    from authserver.db import make_engine
-
-    if settings.database_url.startswith("sqlite:///"):
+    database_file = sqlite_file(settings.database_url)
+    if database_file is not None:
         # The embedded database lives in instance/: create its folder on a fresh clone.
-        folder = Path(settings.database_url.removeprefix("sqlite:///")).parent
+        folder = database_file.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -89,7 +88,8 @@ def db() -> None:
 @click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
 def db_backup(destination: Path) -> None:
     """Copier la base SQLite intégrée pendant que le serveur tourne (PostgreSQL : pg_dump)."""
-    from authserver.backup import BackupError, backup_sqlite, sqlite_file
+    from authserver.backup import BackupError, backup_sqlite
+    from authserver.db import sqlite_file
 
     settings = _settings()
     source = sqlite_file(settings.database_url)
@@ -520,7 +520,7 @@ def serve(workers: int | None, threads: int) -> None:
 def _recover_sqlite_files(settings: Settings) -> None:
     """The embedded database and its passkey ceremonies' file, recovered once here, before
     gunicorn forks the workers (rawsql.recover_wal)."""
-    from authserver.backup import sqlite_file
+    from authserver.db import sqlite_file
     from authserver.rawsql import recover_wal
     from authserver.webauthn.sidecar import sidecar_path
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app
@@ -72,6 +73,13 @@ class Database:
     def dispose(self) -> None:
         self.release()
         self.engine.dispose()
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of an embedded ``sqlite:///`` URL; None for any other database."""
+    if not database_url.startswith("sqlite:///"):
+        return None
+    return Path(database_url.removeprefix("sqlite:///"))
 
 
 def make_engine(url: str, **options: Any) -> Engine:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from authserver.db import Database
@@ -125,13 +125,14 @@ def _pseudonymise(
             )
             .limit(BATCH)
         ).all()
-        for row_id, ip in rows:
-            values = {ip_column: pseudonym(secret_key, ip), **(also or {})}
+        if rows:
+            # One statement for the batch (executemany), not one round trip per row.
+            table = model.__table__
             session.execute(
-                update(model)
-                .where(model.id == row_id)
-                .values(**values)
-                .execution_options(synchronize_session=False)
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({ip_column: bindparam("pseudonym"), **(also or {})}),
+                [{"row_id": row_id, "pseudonym": pseudonym(secret_key, ip)} for row_id, ip in rows],
             )
         return len(rows)
 

@@ -24,25 +24,18 @@ EXTENSION_KEY = "authserver.security_log"
 _logger = logging.getLogger(LOGGER_NAME)
 
 
-class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
-    """The process's stdout at the time of each line (not the one at start-up)."""
+class _Stream(logging.StreamHandler):  # type: ignore[type-arg]
+    """The process's ``sys.stdout`` (or ``sys.stderr``) at the time of each line, not the one
+    at start-up. stderr: « stdout » in a command that prints its own answer there
+    (``client create`` prints JSON a script reads)."""
+
+    def __init__(self, name: str) -> None:
+        self.name_of_stream = name
+        super().__init__()
 
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
-
-
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """« stdout » in a command that prints its own answer there (``client create`` prints
-    JSON a script reads): the security lines go to stderr instead."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
+        return getattr(sys, self.name_of_stream)  # type: ignore[no-any-return]
 
     @stream.setter
     def stream(self, _value: object) -> None:
@@ -125,7 +118,7 @@ def open_target(target: str) -> logging.Handler:
     if target == "off":
         handler = logging.NullHandler()
     elif target == "stdout":
-        handler = _Stderr() if _command_line else _Stdout()
+        handler = _Stream("stderr" if _command_line else "stdout")
     elif (address := syslog.parse(target)) is not None:
         handler = syslog.Rfc5424Handler(*address)
     else:

@@ -90,10 +90,6 @@ def unseal_with(secret_keys: Sequence[str], sealed: bytes) -> tuple[bytes, str]:
     raise InvalidTag()
 
 
-def unseal(secret_key: str, sealed: bytes) -> bytes:
-    return unseal_with((secret_key,), sealed)[0]
-
-
 def create_key(
     session: Session,
     secret_key: str,
