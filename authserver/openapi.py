@@ -35,6 +35,39 @@ CSRF = [{"name": "X-CSRFToken", "in": "header", "required": True, "schema": {"ty
 STRING = {"type": "string"}
 NULLABLE_STRING = {"type": ["string", "null"]}
 
+
+def _page_of(item: str) -> dict[str, Any]:
+    """The security API's keyset page: ``items`` and the cursor of the next page."""
+    return {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": _ref(item)},
+            "next_cursor": NULLABLE_STRING,
+        },
+    }
+
+
+def _security_listing(summary: str, page: str, description: str) -> dict[str, Any]:
+    """A GET of the security API: its paging parameters and its answers."""
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": [
+                {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                {"name": "cursor", "in": "query", "schema": STRING},
+            ],
+            "responses": {
+                "200": _json(page, description),
+                "400": _error("Invalid filter, limit or cursor"),
+                "401": _error("No valid credentials"),
+                "403": _error("Not a console role"),
+            },
+        }
+    }
+
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -123,22 +156,8 @@ SCHEMAS: dict[str, Any] = {
             "device_id": {"type": ["integer", "null"]},
         },
     },
-    "AlertPage": {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("Alert")},
-            "next_cursor": NULLABLE_STRING,
-        },
-    },
-    "EventPage": {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": _ref("LoginEvent")},
-            "next_cursor": NULLABLE_STRING,
-        },
-    },
+    "AlertPage": _page_of("Alert"),
+    "EventPage": _page_of("LoginEvent"),
     "Discovery": {
         "type": "object",
         "required": [
@@ -270,38 +289,14 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json("RelatedOrigins", "Origins allowed to use our RP ID")},
         }
     },
-    "/api/security/alerts": {
-        "get": {
-            "summary": "Alerts, newest first (bearer token or console session)",
-            "security": [{"bearer": []}],
-            "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                {"name": "cursor", "in": "query", "schema": STRING},
-            ],
-            "responses": {
-                "200": _json("AlertPage", "A page of alerts"),
-                "400": _error("Invalid filter, limit or cursor"),
-                "401": _error("No valid credentials"),
-                "403": _error("Not a console role"),
-            },
-        }
-    },
-    "/api/security/events": {
-        "get": {
-            "summary": "Login events, newest first (bearer token or console session)",
-            "security": [{"bearer": []}],
-            "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer"}},
-                {"name": "cursor", "in": "query", "schema": STRING},
-            ],
-            "responses": {
-                "200": _json("EventPage", "A page of login events"),
-                "400": _error("Invalid filter, limit or cursor"),
-                "401": _error("No valid credentials"),
-                "403": _error("Not a console role"),
-            },
-        }
-    },
+    "/api/security/alerts": _security_listing(
+        "Alerts, newest first (bearer token or console session)", "AlertPage", "A page of alerts"
+    ),
+    "/api/security/events": _security_listing(
+        "Login events, newest first (bearer token or console session)",
+        "EventPage",
+        "A page of login events",
+    ),
     "/auth/verify": {
         "get": {
             "summary": "Forward-auth for a reverse proxy",
