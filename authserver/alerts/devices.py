@@ -141,6 +141,16 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def current_cookie(raw: str, token: str, key: str) -> str:
+    """``raw``, a genuine device cookie carrying ``token``, if ``key`` signed it; else the same
+    token signed with ``key`` (after ``authserver secret rotate``)."""
+    try:
+        _checked(key, raw)  # cached for a genuine cookie: no signature computed again
+    except _NotGenuine:
+        return cookie_value(token, key)
+    return raw
+
+
 def cookie_value(token: str, key: str) -> str:
     """The signed device cookie carrying ``token`` (``key``: the app's secret key)."""
     return _serializer(key).dumps(token)

@@ -157,9 +157,12 @@ def plan_login(
     and the session need."""
     touch = device_row = alert = None
     if known is not None:
-        assert browser.device_token is not None
-        # Signed again with the current key: a cookie of a rotated-out key is renewed.
-        device_cookie = devices.cookie_value(browser.device_token, secret_key)
+        assert browser.device_token is not None and browser.device_cookie is not None
+        # Kept as sent when the current key signed it (the usual case: a cached check);
+        # signed anew when a rotated-out key did, so that the fallback can be retired.
+        device_cookie = devices.current_cookie(
+            browser.device_cookie, browser.device_token, secret_key
+        )
         if devices.touch_due(known.last_ip, known.last_seen_at, browser.ip, now):
             touch = {"pk": known.id, "now": now, "ip": browser.ip}
     else:
