@@ -490,7 +490,12 @@ def _child_exited(_server: Any, worker: Any) -> None:
 @cli.command("serve")
 @click.option("--workers", type=int, default=None, help="Processus (défaut : 2 × cœurs).")
 @click.option("--threads", type=int, default=4)
-def serve(workers: int | None, threads: int) -> None:
+@click.option(
+    "--reuse-port/--shared-socket",
+    default=True,
+    help="Un socket d'écoute par processus, le noyau répartit les connexions (défaut).",
+)
+def serve(workers: int | None, threads: int, reuse_port: bool) -> None:
     """Serveur de production (gunicorn, plusieurs processus).
 
     SIGTERM : arrêt propre — les requêtes en cours se terminent, l'e-mail en cours d'envoi
@@ -510,7 +515,7 @@ def serve(workers: int | None, threads: int) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = created_metrics_dir
     master = os.getpid()
     try:
-        _serve(workers, threads)
+        _serve(workers, threads, reuse_port)
     finally:
         # Workers are forked inside gunicorn and leave through here too: only the master cleans.
         if created_metrics_dir and os.getpid() == master:
@@ -531,12 +536,18 @@ def _recover_sqlite_files(settings: Settings) -> None:
         recover_wal(path)
 
 
-def _serve(workers: int | None, threads: int) -> None:
+def _serve(workers: int | None, threads: int, reuse_port: bool) -> None:
     import os
 
     from gunicorn.app.base import BaseApplication
 
+    from authserver.listening import connection_spread, port_is_free
+
     settings = _settings()
+    spread = connection_spread(reuse_port, threads, socket_activated="LISTEN_FDS" in os.environ)
+    # Before anything touches the database: a server already running there keeps its files.
+    if spread.reuse_port and not port_is_free(settings.host, settings.port):
+        _fail(f"{settings.host}:{settings.port} : adresse déjà utilisée (un autre serveur ?)")
     _check_database(settings)
     _recover_sqlite_files(settings)
     workers = workers or max(2, (os.cpu_count() or 1) * 2)
@@ -549,11 +560,8 @@ def _serve(workers: int | None, threads: int) -> None:
                 "workers": workers,
                 "threads": threads,
                 "worker_class": "gthread",
-                # A gthread worker accepts connections until it holds worker_connections
-                # (1,000 by default): a burst of keep-alive connections (a load balancer's
-                # pool, a benchmark) could all land on one worker and leave the others idle.
-                # A few per thread keeps them spread over the workers.
-                "worker_connections": threads * 4,
+                "reuse_port": spread.reuse_port,
+                "worker_connections": spread.worker_connections,
                 "graceful_timeout": GRACEFUL_TIMEOUT,
                 "timeout": 60,
                 "control_socket_disable": True,

@@ -92,6 +92,26 @@ def workers_cpu_seconds(pid: int) -> list[float]:
     return [tree_cpu_seconds(child) for child in sorted(_children(pid))]
 
 
+def workers_requests(metrics_dir: Path, pid: int) -> dict[int, int]:
+    """Requests answered so far by each live worker of the server ``pid``, from the
+    Prometheus multiprocess files the workers write (one ``histogram_<pid>.db`` each): the
+    request-duration histogram counts every request, fast path included. Each bucket is
+    stored there on its own (the collector makes them cumulative): their sum is the count."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts: dict[int, int] = {}
+    for worker in sorted(_children(pid)):
+        path = metrics_dir / f"histogram_{worker}.db"
+        total = 0
+        with contextlib.suppress(OSError):
+            for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+                name, sample, _labels, *_ = json.loads(key)
+                if name == "authserver_request_duration_seconds" and sample.endswith("_bucket"):
+                    total += int(value)
+        counts[worker] = total
+    return counts
+
+
 def self_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -113,8 +133,10 @@ class ServerProcess:
         threads: int = 4,
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 30.0,
+        serve_args: Sequence[str] = (),
     ) -> None:
         self.workers = workers
+        self.serve_args = tuple(serve_args)
         self.threads = threads
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
@@ -125,6 +147,9 @@ class ServerProcess:
         self.instance = self.tmpdir / "instance"
         self.database_url = f"sqlite:///{self.tmpdir / 'authserver.db'}"
         self.log_path = self.tmpdir / "server.log"
+        # The server's per-process metric files: read for each worker's request count.
+        self.metrics_dir = self.tmpdir / "metrics"
+        self.metrics_dir.mkdir()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = None
 
@@ -145,6 +170,7 @@ class ServerProcess:
                 "AUTHSERVER_SECRET_KEY": self.secret_key,
                 "AUTHSERVER_MAIL_URL": "console",
                 "AUTHSERVER_SECURITY_LOG": "off",
+                "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -185,6 +211,7 @@ class ServerProcess:
                 str(self.workers),
                 "--threads",
                 str(self.threads),
+                *self.serve_args,
             ],
             env=self.env,
             cwd=self.tmpdir,
@@ -220,6 +247,9 @@ class ServerProcess:
 
     def workers_cpu_seconds(self) -> list[float]:
         return workers_cpu_seconds(self.proc.pid) if self.proc else []
+
+    def workers_requests(self) -> dict[int, int]:
+        return workers_requests(self.metrics_dir, self.proc.pid) if self.proc else {}
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -418,6 +448,7 @@ class LoadResult:
     client_cpu_cores: float  # CPU of this (client) process / wall time
     server_cpu_cores: float  # CPU of gunicorn master + workers / wall time
     worker_cpu_cores: list[float]  # each gunicorn worker's share (keep-alive balance)
+    worker_requests: list[int]  # requests each worker answered in the window (same order)
     machine_busy_cores: float  # whole machine, every process (others' load shows here)
     steal_cores: float  # CPU taken by the hypervisor
     reconnects: int
@@ -447,6 +478,7 @@ async def _load(
     max_extension: float,
     server_cpu: Callable[[], float],
     workers_cpu: Callable[[], list[float]],
+    workers_requests: Callable[[], dict[int, int]],
     counters: _Counters,
 ) -> LoadResult:
     """Completions are counted inside the window [end of warm-up, window end].
@@ -473,6 +505,7 @@ async def _load(
         marks[prefix + "client"] = self_cpu_seconds()
         marks[prefix + "server"] = server_cpu()
         marks[prefix + "workers"] = workers_cpu()
+        marks[prefix + "worker_requests"] = workers_requests()
         marks[prefix + "busy"], marks[prefix + "steal"] = system_cpu_seconds()
         marks[prefix + "reconnects"] = sum(c.reconnects for c in conns)
         marks[prefix + "requests"] = counters.requests
@@ -552,6 +585,10 @@ async def _load(
             round((after - before) / elapsed, 2)
             for before, after in zip(marks["start_workers"], marks["end_workers"], strict=False)
         ],
+        worker_requests=[
+            count - marks["start_worker_requests"].get(worker, 0)
+            for worker, count in sorted(marks["end_worker_requests"].items())
+        ],
         machine_busy_cores=cores("busy"),
         steal_cores=cores("steal"),
         reconnects=marks["end_reconnects"] - marks["start_reconnects"],
@@ -605,6 +642,7 @@ class Load:
                 max_extension,
                 server.cpu_seconds,
                 server.workers_cpu_seconds,
+                server.workers_requests,
                 self.counters,
             )
         )
@@ -643,6 +681,7 @@ TABLE_HEADER = (
     "errors",
     "client CPU",
     "server CPU (per worker)",
+    "requests per worker",
     "other CPU",
 )
 
@@ -664,6 +703,7 @@ def load_row(label: str, result: Mapping[str, Any]) -> list[Any]:
         result["errors"],
         f"{result['client_cpu_cores']:.2f}",
         f"{result['server_cpu_cores']:.2f} ({workers})",
+        "/".join(str(n) for n in result.get("worker_requests", [])),
         f"{max(0.0, other):.2f}{' !' if other > NOISY_CORES else ''}",
     ]
 
@@ -746,9 +786,11 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    """A plain text table, numbers right-aligned."""
+    """A plain text table, numbers right-aligned; short rows (summaries) end blank."""
     cells = [[str(h) for h in header]] + [
-        [f"{c:,.1f}" if isinstance(c, float) else str(c) for c in row] for row in rows
+        [f"{c:,.1f}" if isinstance(c, float) else str(c) for c in row]
+        + [""] * (len(header) - len(row))
+        for row in rows
     ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
 

@@ -43,6 +43,11 @@ def test_quick_benchmark_writes_positive_figures(tmp_path: Path):
         assert 0 < figures["p50_ms"] <= figures["p99_ms"], figures
         assert figures["errors"] == 0, figures["error_samples"]
         assert not any(code.startswith("5") for code in figures["statuses"]), figures
+        # Each worker's count, read from its metric file: together they answered every
+        # request sent in the window (a login's two, give or take those in flight).
+        per_worker = figures["worker_requests"]
+        assert len(per_worker) == data["config"]["workers"], figures
+        assert abs(sum(per_worker) - figures["requests"]) <= figures["connections"] * 2, figures
     for name in ("argon2id_verify_1_thread", "argon2id_verify_2_threads"):
         assert results[name]["rate_per_s"] > 0, results[name]
     assert data["server_log_problems"] == []

@@ -195,10 +195,10 @@ class Instance:
     def url(self) -> str:
         return f"http://localhost:{self.port}"
 
-    def start(self, workers: int = 2) -> None:
+    def start(self, workers: int = 2, args: tuple[str, ...] = ()) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [str(AUTHSERVER), "serve", "--workers", str(workers)],
+            [str(AUTHSERVER), "serve", "--workers", str(workers), *args],
             env=self.env,
             cwd=self.log_path.parent,
             stdin=subprocess.DEVNULL,

@@ -40,7 +40,12 @@ def server_env(
 
 
 def start_server(
-    workdir: Path, database_url: str, mail_url: str, workers: int = 2, **extra: str
+    workdir: Path,
+    database_url: str,
+    mail_url: str,
+    workers: int = 2,
+    args: tuple[str, ...] = (),
+    **extra: str,
 ) -> Instance:
     port = free_port()
     instance = Instance(
@@ -49,7 +54,7 @@ def start_server(
         server_env(workdir, database_url, mail_url, port, **extra),
         workdir / "serve.log",
     )
-    instance.start(workers=workers)
+    instance.start(workers=workers, args=args)
     instance.wait_healthy()
     return instance
 
