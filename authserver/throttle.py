@@ -27,10 +27,11 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, current_app
 from limits.storage import RedisStorage, Storage, storage_from_string
-from sqlalchemy import Engine, case, delete, or_, select, text, update
+from sqlalchemy import Connection, Engine, case, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -78,11 +79,12 @@ class DatabaseStorage(Storage):
     def base_exceptions(self) -> type[Exception]:
         return SQLAlchemyError
 
-    def _upsert(self, key: str, expiry: float, amount: int, limit: int | None) -> tuple | None:
-        now = time.time()
+    def _upsert_statement(
+        self, key: str, expiry: float, amount: int, limit: int | None, now: float
+    ) -> Any:
         column = self.table.c
         closed = column.expires_at <= now
-        statement = (
+        return (
             self._insert(self.table)
             .values(key=key, count=amount, expires_at=now + expiry)
             .on_conflict_do_update(
@@ -95,11 +97,52 @@ class DatabaseStorage(Storage):
             )
             .returning(column.count, column.expires_at)
         )
+
+    def _upsert(self, key: str, expiry: float, amount: int, limit: int | None) -> tuple | None:
+        now = time.time()
         with self.engine.begin() as connection:
-            row = connection.execute(statement).first()
-            if random.random() < PURGE_PROBABILITY:
-                connection.execute(delete(self.table).where(column.expires_at < now - 60))
+            row = connection.execute(
+                self._upsert_statement(key, expiry, amount, limit, now)
+            ).first()
+            self._maybe_purge(connection, now)
         return None if row is None else (row[0], row[1])
+
+    def _maybe_purge(self, connection: Connection, now: float) -> None:
+        if random.random() < PURGE_PROBABILITY:
+            connection.execute(delete(self.table).where(self.table.c.expires_at < now - 60))
+
+    def acquire_all(self, limits: list[tuple[str, int]], expiry: float) -> tuple[bool, float]:
+        """Count one attempt on every key, in one transaction, or on none when one of them
+        is full: (True, the last key's count) or (False, the full key's window end). One
+        write transaction where a key at a time took one each (and gave back the earlier
+        ones in more when refused) — each queued on SQLite's single write lock."""
+        now = time.time()
+        count = 0.0
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            for key, limit in limits:
+                row = connection.execute(self._upsert_statement(key, expiry, 1, limit, now)).first()
+                if row is None:
+                    transaction.rollback()
+                    return False, self.get_expiry(key)
+                count = row[0]
+            self._maybe_purge(connection, now)
+            transaction.commit()
+        return True, count
+
+    def release_all(self, keys: tuple[str, ...], clear: tuple[str, ...] = ()) -> None:
+        """Give back one attempt on each of ``keys`` and forget ``clear``: one transaction."""
+        column = self.table.c
+        now = time.time()
+        with self.engine.begin() as connection:
+            for key in keys:
+                connection.execute(
+                    update(self.table)
+                    .where(column.key == key, column.expires_at > now, column.count > 0)
+                    .values(count=case((column.count > 1, column.count - 1), else_=0))
+                )
+            if clear:
+                connection.execute(delete(self.table).where(column.key.in_(clear)))
 
     def acquire(self, key: str, limit: int, expiry: float) -> tuple[bool, float]:
         """Count one attempt unless the limit is reached: (counted, count or window end)."""
@@ -233,27 +276,46 @@ class Throttle:
 
     def reserve_login(self, username_key: str, ip: str, device_key: str | None) -> Reservation:
         """Count this password attempt now, or refuse it (with Retry-After) when over a limit."""
-        taken: list[str] = []
-        count = 0
-        for key, limit in self._login_keys(username_key, ip, device_key):
-            counted, value = self._acquire(key, limit, self.window)
+        limits = self._login_keys(username_key, ip, device_key)
+        if isinstance(self.storage, DatabaseStorage):
+            counted, value = self.storage.acquire_all(limits, self.window)
             if not counted:
-                for earlier in taken:
-                    self._release(earlier)
                 return Reservation(False, self._retry_after(value))
-            taken.append(key)
+            taken = [key for key, _ in limits]
             count = int(value)
+        else:
+            taken = []
+            count = 0
+            for key, limit in limits:
+                counted, value = self._acquire(key, limit, self.window)
+                if not counted:
+                    for earlier in taken:
+                        self._release(earlier)
+                    return Reservation(False, self._retry_after(value))
+                taken.append(key)
+                count = int(value)
         return Reservation(True, keys=tuple(taken), reached=count >= self.account_failures)
 
-    def refund(self, reservation: Reservation) -> None:
-        """The password was right: this attempt was not a failure."""
+    def password_right(
+        self,
+        reservation: Reservation,
+        username_key: str,
+        device_key: str | None,
+        *,
+        logged_in: bool,
+    ) -> None:
+        """The password was right: the attempt was no failure (refunded) and, when a known
+        browser logged in, its own counter starts again from zero — one round trip."""
+        clear: tuple[str, ...] = ()
+        if logged_in and device_key:
+            clear = (f"login-dev/{_subject(username_key, device_key)}",)
+        if isinstance(self.storage, DatabaseStorage):
+            self.storage.release_all(reservation.keys, clear)
+            return
         for key in reservation.keys:
             self._release(key)
-
-    def login_succeeded(self, username_key: str, device_key: str | None) -> None:
-        """A known browser logged in: its own counter starts again from zero."""
-        if device_key:
-            self.storage.clear(f"login-dev/{_subject(username_key, device_key)}")
+        for key in clear:
+            self.storage.clear(key)
 
     def account_released(self, username_key: str) -> None:
         """The helpdesk unlocked the account: failures counted against it (from any

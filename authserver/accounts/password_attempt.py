@@ -72,14 +72,14 @@ def attempt(username: str, password: str, *, user: User | None, context: str = "
         refused("failure", "bad_credentials")
         return Attempt(result.outcome, user)
 
-    throttle().refund(reservation)  # the password was right: not a failed attempt
-    if result.outcome is not service.LoginOutcome.OK:
+    # The password was right: not a failed attempt.
+    logged_in = result.outcome is service.LoginOutcome.OK
+    throttle().password_right(reservation, key, device_key, logged_in=logged_in)
+    if not logged_in:
         events.record_login(
             method="password",
             outcome="failure",
             reason=f"{prefix}{result.outcome.value}",
             user=user,
         )
-        return Attempt(result.outcome, user)
-    throttle().login_succeeded(key, device_key)
     return Attempt(result.outcome, user)

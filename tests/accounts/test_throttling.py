@@ -8,7 +8,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from authserver import settings_of
 from authserver.db import get_database
@@ -302,3 +302,49 @@ def test_counters_live_in_the_database_when_redis_is_not_configured(app):
         storage.clear("essai")
         assert storage.get("essai") == 0
         assert storage.check()
+
+
+def count_commits(app) -> list[int]:
+    """Every COMMIT on the app's database (ORM sessions and the throttle's own)."""
+    from sqlalchemy import event
+
+    commits = [0]
+
+    def on_commit(_connection) -> None:
+        commits[0] += 1
+
+    event.listen(get_database(app).engine, "commit", on_commit)
+    return commits
+
+
+def test_a_right_password_costs_two_short_transactions_besides_the_login(app, smtp, owner):
+    """Issue 16: on the embedded database each throttle step was its own write transaction
+    queued on SQLite's one lock (two reservations, two refunds, the known browser's reset:
+    five beside the login). The reservation is one (it must be committed before Argon2
+    runs); the refund and the reset are one."""
+    logout(owner)
+    commits = count_commits(app)
+    assert owner.login().status_code == 302
+    assert commits[0] == 3  # reservation, login, refund + reset
+
+    with get_database(app).engine.connect() as connection:
+        counts = connection.execute(text("SELECT key, count FROM throttle_counters")).all()
+    # Refunded: the right password counted as no failure, the known browser's counter gone.
+    assert [count for key, count in counts if key.startswith("login-ip/")] == [0], counts
+    assert not [key for key, _ in counts if key.startswith("login-dev/")], counts
+
+
+def test_a_refused_reservation_takes_nothing(app):
+    """Both counters in one transaction: when the second is full, the first is not taken
+    (before, it was taken and given back in two more transactions)."""
+    from authserver.throttle import throttle
+
+    with app.app_context():
+        limiter = throttle()
+        storage = limiter.storage
+        for _ in range(limiter.account_failures):
+            assert limiter.reserve_login("x.y", "198.51.100.1", None).allowed
+        refused = limiter.reserve_login("x.y", "198.51.100.2", None)
+        assert not refused.allowed and refused.retry_after > 0
+        assert storage.get("login-ip/198.51.100.2") == 0
+        assert storage.get("login-ip/198.51.100.1") == limiter.account_failures
