@@ -305,13 +305,16 @@ def test_counters_live_in_the_database_when_redis_is_not_configured(app):
 
 
 def count_commits(app) -> list[int]:
-    """Every COMMIT on the app's database (ORM sessions and the throttle's own)."""
+    """Every COMMIT of this thread's requests on the app's database (ORM sessions and the
+    throttle's own); the mail worker's, in its own thread, are not the login's."""
     from sqlalchemy import event
 
     commits = [0]
+    requests = threading.get_ident()
 
     def on_commit(_connection) -> None:
-        commits[0] += 1
+        if threading.get_ident() == requests:
+            commits[0] += 1
 
     event.listen(get_database(app).engine, "commit", on_commit)
     return commits
