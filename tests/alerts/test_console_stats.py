@@ -16,9 +16,9 @@ from tests.alerts.console_helpers import add_alert, add_events, add_user, client
 def test_the_dashboard_counts(backend_app, smtp) -> None:
     app = backend_app
     now = utcnow()
+    # Noon of the dashboard's last day (a UTC date), even when that is still to come: a
+    # "noon or else yesterday's" put the events on the day before from 00:00 to 12:00 UTC.
     today = now.replace(hour=12, minute=0, second=0, microsecond=0)
-    if today > now:
-        today -= timedelta(days=1)
     add_events(
         app,
         [
