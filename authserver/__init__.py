@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from authserver.config import PROJECT_ROOT, Settings, load_settings
+from authserver.config import Settings, asset_dir, load_settings
 
 
 def create_app(
@@ -26,8 +26,8 @@ def create_app(
 
     app = Flask(
         __name__,
-        template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "static"),
+        template_folder=str(asset_dir("templates")),
+        static_folder=str(asset_dir("static")),
         instance_path=str(settings.instance_path),
     )
     from authserver.formdata import Request

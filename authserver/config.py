@@ -16,8 +16,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+# A checkout (``make run``, an editable install) keeps templates/, static/ and instance/ beside
+# the package. An installed wheel carries templates and static inside the package (setup.py)
+# and has no project folder: its instance/ is then the working directory's, as the contract's
+# relative default database URL already implies.
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "templates").is_dir()
+DEFAULT_INSTANCE = PROJECT_ROOT / "instance" if IN_CHECKOUT else Path("instance").resolve()
+
+
+def asset_dir(name: str) -> Path:
+    """``templates`` or ``static``: the checkout's folder, else the copy inside the wheel."""
+    return PROJECT_ROOT / name if IN_CHECKOUT else PACKAGE_DIR / name
 
 
 class ConfigError(Exception):

@@ -87,3 +87,84 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+def _pep517(hook: str, source: Path, out: Path) -> str:
+    """Call setuptools' build hook in ``source`` (no isolation: the test extras pin it)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys; from setuptools import build_meta; print(build_meta.{hook}(sys.argv[1]))",
+            str(out),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_wheel_built_from_the_sdist_serves_pages_outside_the_checkout(tmp_path: Path) -> None:
+    """The sdist carries templates/ and static/, the wheel puts them inside the package, and a
+    server installed from that wheel alone (no checkout) renders the login page and its CSS,
+    with its instance/ in the working directory."""
+    import tarfile
+    import zipfile
+
+    sdist_dir, wheel_dir, site, run = (tmp_path / n for n in ("sdist", "wheel", "site", "run"))
+    for folder in (sdist_dir, wheel_dir, site, run):
+        folder.mkdir()
+    sdist = sdist_dir / _pep517("build_sdist", ROOT, sdist_dir)
+    with tarfile.open(sdist) as archive:
+        archive.extractall(sdist_dir, filter="data")
+    unpacked = next(p for p in sdist_dir.iterdir() if p.is_dir())
+    assert (unpacked / "templates/base.html").is_file()
+    wheel = wheel_dir / _pep517("build_wheel", unpacked, wheel_dir)
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(site)
+    for expected in (
+        "authserver/templates/base.html",
+        "authserver/templates/accounts/login.html",
+        "authserver/static/css/app.css",
+        "authserver/migrations/env.py",
+        "authserver/data/aaguid_names.json",
+    ):
+        assert expected in names, expected
+    assert not any(n.startswith(("tests/", "bench/", "templates/")) for n in names)
+
+    script = """
+import authserver, sys
+from pathlib import Path
+from authserver import create_app
+assert Path(authserver.__file__).is_relative_to(Path(sys.argv[1])), authserver.__file__
+app = create_app()
+client = app.test_client()
+page = client.get("/login")
+css = client.get("/static/css/app.css")
+print(page.status_code, css.status_code, "Se connecter" in page.get_data(as_text=True))
+"""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path)}
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "authserver.cli", "db", "upgrade"],
+        cwd=run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr[-3000:]
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(site)],
+        cwd=run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-3:] == ["200", "200", "True"], result.stdout
+    assert (run / "instance/authserver.db").is_file()
