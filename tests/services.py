@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -513,6 +514,24 @@ class SMTPServer:
                     )
                 self._cond.wait(remaining)
             return list(self.messages)
+
+    def wait_for_match(
+        self, match: Callable[[EmailMessage], bool], *, start: int = 0, timeout: float = 10.0
+    ) -> EmailMessage:
+        """The first message from index ``start`` on that ``match``es, waiting for it: other
+        e-mails still being delivered (a new-device alert of an earlier login) may arrive
+        before or after it."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for message in self.messages[start:]:
+                    if match(message):
+                        return message
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    subjects = [m.get("Subject") for m in self.messages[start:]]
+                    raise AssertionError(f"no matching e-mail within {timeout} s: {subjects!r}")
+                self._cond.wait(remaining)
 
     def __enter__(self) -> SMTPServer:
         return self.start()
