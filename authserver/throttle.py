@@ -31,11 +31,10 @@ from typing import Any
 
 from flask import Flask, current_app
 from limits.storage import RedisStorage, Storage, storage_from_string
-from sqlalchemy import Connection, Engine, case, delete, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, delete, text
 
 from authserver.models import ThrottleCounter
+from authserver.rawsql import RawConnections
 
 EXTENSION_KEY = "authserver.throttle"
 PURGE_PROBABILITY = 0.01  # of an acquisition also deleting the windows that closed
@@ -58,6 +57,33 @@ class Reservation:
     reached: bool = False
 
 
+# One statement opens, counts or reopens a key's window and says the count (no row: the limit
+# was reached). Same text on SQLite and PostgreSQL; ``LIMITED`` adds the refusal.
+_UPSERT = """
+INSERT INTO throttle_counters (key, count, expires_at) VALUES (:key, :amount, :fresh)
+ON CONFLICT (key) DO UPDATE SET
+  count = CASE WHEN throttle_counters.expires_at <= :now THEN :amount
+               ELSE throttle_counters.count + :amount END,
+  expires_at = CASE WHEN throttle_counters.expires_at <= :now THEN :fresh
+                    ELSE throttle_counters.expires_at END
+{where}
+RETURNING count, expires_at
+"""
+_LIMITED = (
+    "WHERE throttle_counters.expires_at <= :now OR throttle_counters.count + :amount <= :limit"
+)
+# A refund: one attempt given back, never below zero nor on a window that closed.
+_REFUND = """
+UPDATE throttle_counters
+SET count = CASE WHEN count > :amount THEN count - :amount ELSE 0 END
+WHERE key = :key AND expires_at > :now AND count > 0
+"""
+_CLEAR = "DELETE FROM throttle_counters WHERE key = :key"
+_PURGE = "DELETE FROM throttle_counters WHERE expires_at < :before"
+_COUNT = "SELECT count FROM throttle_counters WHERE key = :key AND expires_at > :now"
+_EXPIRY = "SELECT expires_at FROM throttle_counters WHERE key = :key"
+
+
 class DatabaseStorage(Storage):
     """``limits`` storage in the main database (SQLite or PostgreSQL), for fixed windows.
 
@@ -65,6 +91,10 @@ class DatabaseStorage(Storage):
     ``INSERT … ON CONFLICT DO UPDATE`` that opens, counts or reopens the window, atomic on
     both databases (SQLite's write lock, PostgreSQL's row lock), so concurrent workers
     never both take the last attempt.
+
+    A password login runs these twice (issue 16): the statements are compiled once and run
+    on driver connections (``rawsql``), where building them through SQLAlchemy at each call
+    cost more CPU than SQLite spent running them.
     """
 
     STORAGE_SCHEME = None  # built from the app's engine, not from a URI
@@ -73,76 +103,72 @@ class DatabaseStorage(Storage):
         super().__init__(None)
         self.engine = engine
         self.table = ThrottleCounter.__table__
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self.raw = RawConnections(engine, keep=4, short_waits=True)
+        prepare = self.raw.prepare
+        self._upsert_any = prepare(text(_UPSERT.format(where="")))
+        self._upsert_limited = prepare(text(_UPSERT.format(where=_LIMITED)))
+        self._refund = prepare(text(_REFUND))
+        self._clear = prepare(text(_CLEAR))
+        self._purge = prepare(text(_PURGE))
+        self._count = prepare(text(_COUNT))
+        self._expiry = prepare(text(_EXPIRY))
 
     @property
     def base_exceptions(self) -> type[Exception]:
-        return SQLAlchemyError
+        return self.raw.errors  # type: ignore[return-value]
 
-    def _upsert_statement(
-        self, key: str, expiry: float, amount: int, limit: int | None, now: float
-    ) -> Any:
-        column = self.table.c
-        closed = column.expires_at <= now
-        return (
-            self._insert(self.table)
-            .values(key=key, count=amount, expires_at=now + expiry)
-            .on_conflict_do_update(
-                index_elements=[column.key],
-                set_={
-                    "count": case((closed, amount), else_=column.count + amount),
-                    "expires_at": case((closed, now + expiry), else_=column.expires_at),
-                },
-                where=None if limit is None else or_(closed, column.count + amount <= limit),
-            )
-            .returning(column.count, column.expires_at)
-        )
+    def _count_one(
+        self, cursor: Any, key: str, expiry: float, amount: int, limit: int | None, now: float
+    ) -> tuple[Any, ...] | None:
+        values: dict[str, Any] = {"key": key, "amount": amount, "fresh": now + expiry, "now": now}
+        if limit is None:
+            return self._upsert_any.first(cursor, values)
+        return self._upsert_limited.first(cursor, {**values, "limit": limit})
+
+    def _maybe_purge(self, cursor: Any, now: float) -> None:
+        if random.random() < PURGE_PROBABILITY:
+            self._purge.execute(cursor, {"before": now - 60})
 
     def _upsert(self, key: str, expiry: float, amount: int, limit: int | None) -> tuple | None:
-        now = time.time()
-        with self.engine.begin() as connection:
-            row = connection.execute(
-                self._upsert_statement(key, expiry, amount, limit, now)
-            ).first()
-            self._maybe_purge(connection, now)
-        return None if row is None else (row[0], row[1])
+        return self._count_all([(key, limit)], expiry, amount)[0]
 
-    def _maybe_purge(self, connection: Connection, now: float) -> None:
-        if random.random() < PURGE_PROBABILITY:
-            connection.execute(delete(self.table).where(self.table.c.expires_at < now - 60))
+    def _count_all(
+        self, limits: list[tuple[str, int | None]], expiry: float, amount: int = 1
+    ) -> tuple[tuple | None, str]:
+        """Count on every key in one write transaction, or on none: (the last key's row, its
+        key), or (None, the full key) — rolled back — when one of them was full."""
+        now = time.time()
+        row: tuple | None = None
+        key = ""
+        with self.raw.transaction() as cursor:
+            self.raw.begin_write(cursor)
+            for key, limit in limits:
+                row = self._count_one(cursor, key, expiry, amount, limit, now)
+                if row is None:
+                    cursor.connection.rollback()
+                    return None, key
+            self._maybe_purge(cursor, now)
+        return row, key
 
     def acquire_all(self, limits: list[tuple[str, int]], expiry: float) -> tuple[bool, float]:
         """Count one attempt on every key, in one transaction, or on none when one of them
         is full: (True, the last key's count) or (False, the full key's window end). One
         write transaction where a key at a time took one each (and gave back the earlier
         ones in more when refused) — each queued on SQLite's single write lock."""
-        now = time.time()
-        count = 0.0
-        with self.engine.connect() as connection:
-            transaction = connection.begin()
-            for key, limit in limits:
-                row = connection.execute(self._upsert_statement(key, expiry, 1, limit, now)).first()
-                if row is None:
-                    transaction.rollback()
-                    return False, self.get_expiry(key)
-                count = row[0]
-            self._maybe_purge(connection, now)
-            transaction.commit()
-        return True, count
+        row, key = self._count_all(list(limits), expiry)
+        if row is None:
+            return False, self.get_expiry(key)
+        return True, row[0]
 
     def release_all(self, keys: tuple[str, ...], clear: tuple[str, ...] = ()) -> None:
         """Give back one attempt on each of ``keys`` and forget ``clear``: one transaction."""
-        column = self.table.c
         now = time.time()
-        with self.engine.begin() as connection:
+        with self.raw.transaction() as cursor:
+            self.raw.begin_write(cursor)
             for key in keys:
-                connection.execute(
-                    update(self.table)
-                    .where(column.key == key, column.expires_at > now, column.count > 0)
-                    .values(count=case((column.count > 1, column.count - 1), else_=0))
-                )
-            if clear:
-                connection.execute(delete(self.table).where(column.key.in_(clear)))
+                self._refund.execute(cursor, {"key": key, "amount": 1, "now": now})
+            for key in clear:
+                self._clear.execute(cursor, {"key": key})
 
     def acquire(self, key: str, limit: int, expiry: float) -> tuple[bool, float]:
         """Count one attempt unless the limit is reached: (counted, count or window end)."""
@@ -157,28 +183,21 @@ class DatabaseStorage(Storage):
         return int(row[0])
 
     def decr(self, key: str, amount: int = 1) -> int:
-        column = self.table.c
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(self.table)
-                .where(column.key == key, column.expires_at > time.time(), column.count > 0)
-                .values(count=case((column.count > amount, column.count - amount), else_=0))
-            )
+        with self.raw.transaction() as cursor:
+            self.raw.begin_write(cursor)
+            self._refund.execute(cursor, {"key": key, "amount": amount, "now": time.time()})
         return self.get(key)
 
+    def _read(self, statement: Any, values: dict[str, Any]) -> Any:
+        with self.raw.transaction() as cursor:
+            row = statement.first(cursor, values)
+        return None if row is None else row[0]
+
     def get(self, key: str) -> int:
-        column = self.table.c
-        with self.engine.connect() as connection:
-            count = connection.scalar(
-                select(column.count).where(column.key == key, column.expires_at > time.time())
-            )
-        return int(count or 0)
+        return int(self._read(self._count, {"key": key, "now": time.time()}) or 0)
 
     def get_expiry(self, key: str) -> float:
-        with self.engine.connect() as connection:
-            expiry = connection.scalar(
-                select(self.table.c.expires_at).where(self.table.c.key == key)
-            )
+        expiry = self._read(self._expiry, {"key": key})
         return max(float(expiry or 0), time.time())
 
     def check(self) -> bool:
@@ -191,8 +210,9 @@ class DatabaseStorage(Storage):
             return connection.execute(delete(self.table)).rowcount
 
     def clear(self, key: str) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(delete(self.table).where(self.table.c.key == key))
+        with self.raw.transaction() as cursor:
+            self.raw.begin_write(cursor)
+            self._clear.execute(cursor, {"key": key})
 
 
 # DECR that never goes below zero nor recreates a key whose window closed.

@@ -305,18 +305,28 @@ def test_counters_live_in_the_database_when_redis_is_not_configured(app):
 
 
 def count_commits(app) -> list[int]:
-    """Every COMMIT of this thread's requests on the app's database (ORM sessions and the
-    throttle's own); the mail worker's, in its own thread, are not the login's."""
+    """Every COMMIT SQLite runs for this thread's requests (ORM sessions and the throttle's
+    driver connections alike, seen by SQLite's own statement trace); the mail worker's, in its
+    own thread, are not the login's."""
     from sqlalchemy import event
+
+    from authserver.throttle import throttle
 
     commits = [0]
     requests = threading.get_ident()
 
-    def on_commit(_connection) -> None:
-        if threading.get_ident() == requests:
+    def trace(sql: str) -> None:
+        if threading.get_ident() == requests and sql.strip().upper().startswith("COMMIT"):
             commits[0] += 1
 
-    event.listen(get_database(app).engine, "commit", on_commit)
+    def on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.set_trace_callback(trace)
+
+    engine = get_database(app).engine
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # every connection from now on is a traced one
+    with app.app_context():
+        throttle().storage.raw.dispose()
     return commits
 
 
