@@ -9,9 +9,10 @@ or given up), ``attempts``, ``next_attempt_at``, ``claimed_until``, ``claim_toke
   lease: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on PostgreSQL (workers
   never wait for each other's rows), the same conditional UPDATE without the lock clause on
   SQLite (one writer at a time anyway);
-- before each send the holder renews that row's lease *if it still holds the token*: a batch
-  may take as long as it needs while each send only has to fit in one lease, and a row whose
-  lease ran out and was taken by another worker is skipped, never sent twice;
+- the holder renews the lease of the rows it has yet to send *where it still holds the token*
+  (the e-mails: once a quarter of the lease has gone by; the back-channel: before each send):
+  a batch may take as long as it needs, and a row whose lease ran out and was taken by
+  another worker is skipped, never sent twice;
 - marking sent, recording a failure and releasing the unsent rows all match the token: a
   worker only ever touches its own claims.
 
@@ -76,34 +77,60 @@ class Outbox:
 
     def renew(self, database: Database, row_id: int, token: str, lease: timedelta) -> bool:
         """Extend the lease on one row we still hold; False if it is no longer ours."""
+        return row_id in self.renew_all(database, [row_id], token, lease)
+
+    def renew_all(
+        self, database: Database, ids: Sequence[int], token: str, lease: timedelta
+    ) -> set[int]:
+        """Extend the lease on these rows where we still hold them, in one statement; the
+        ids still ours."""
+        if not ids:
+            return set()
         model = self.model
         with database.session_scope() as session:
-            won = session.execute(
-                update(model)
-                .where(model.id == row_id, model.claim_token == token, model.status == "pending")
-                .values(claimed_until=utcnow() + lease)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        return won == 1
+            return set(
+                session.scalars(
+                    update(model)
+                    .where(model.id.in_(ids), model.claim_token == token, model.status == "pending")
+                    .values(claimed_until=utcnow() + lease)
+                    .returning(model.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
 
     def mark_sent(self, database: Database, row_id: int, token: str) -> bool:
         """Record the send of a row we hold; False if the claim was lost meanwhile."""
+        return row_id in self.finish(database, token, sent=[row_id])
+
+    def finish(
+        self, database: Database, token: str, *, sent: Sequence[int], release: Sequence[int] = ()
+    ) -> set[int]:
+        """Record the sends of rows we hold and give back the ``release`` rows not sent: one
+        write transaction for a whole batch. The ids marked sent (not a row whose claim was
+        lost meanwhile)."""
         model = self.model
+        won: set[int] = set()
         with database.session_scope() as session:
-            won = session.execute(
-                update(model)
-                .where(model.id == row_id, model.claim_token == token)
-                .values(
-                    status="sent",
-                    sent_at=utcnow(),
-                    attempts=model.attempts + 1,
-                    claimed_until=None,
-                    claim_token=None,
-                    last_error=None,
+            if sent:
+                won = set(
+                    session.scalars(
+                        update(model)
+                        .where(model.id.in_(sent), model.claim_token == token)
+                        .values(
+                            status="sent",
+                            sent_at=utcnow(),
+                            attempts=model.attempts + 1,
+                            claimed_until=None,
+                            claim_token=None,
+                            last_error=None,
+                        )
+                        .returning(model.id)
+                        .execution_options(synchronize_session=False)
+                    )
                 )
-                .execution_options(synchronize_session=False)
-            ).rowcount
-        return won == 1
+            if release:
+                self._release(session, token, release)
+        return won
 
     def record_failure(
         self,
@@ -155,18 +182,21 @@ class Outbox:
         """Give back the rows of this claim that were not sent (and only those)."""
         if not ids:
             return
-        model = self.model
         with database.session_scope() as session:
-            session.execute(
-                update(model)
-                .where(
-                    model.id.in_(ids),  # by primary key: no scan of the whole outbox
-                    model.claim_token == token,
-                    model.status == "pending",
-                )
-                .values(claimed_until=None, claim_token=None)
-                .execution_options(synchronize_session=False)
+            self._release(session, token, ids)
+
+    def _release(self, session: Any, token: str, ids: Sequence[int]) -> None:
+        model = self.model
+        session.execute(
+            update(model)
+            .where(
+                model.id.in_(ids),  # by primary key: no scan of the whole outbox
+                model.claim_token == token,
+                model.status == "pending",
             )
+            .values(claimed_until=None, claim_token=None)
+            .execution_options(synchronize_session=False)
+        )
 
     def next_due_in(self, database: Database) -> float | None:
         """Seconds until some pending row can be claimed (rows claimed elsewhere: their lease);

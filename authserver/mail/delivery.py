@@ -7,14 +7,16 @@ with the statements of ``authserver/leases.py`` (shared with the back-channel lo
 - claiming is one statement: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on
   PostgreSQL (workers never wait for each other's rows), the same conditional UPDATE without
   the lock clause on SQLite (which runs one writer at a time anyway);
-- before each send the holder renews the lease of that row *if it still holds the token*,
-  so a batch may take as long as it needs while each send only has to fit in one lease; a row
-  whose lease ran out and was taken by another worker is skipped, never sent twice;
-- marking sent, recording a failure and releasing unsent rows all match the token: a worker
-  only ever touches its own claims.
+- once a quarter of the lease has gone by, the holder renews the rows it has yet to send *if
+  it still holds the token*, so a batch may take as long as it needs; a row whose lease ran
+  out and was taken by another worker is skipped, never sent twice;
+- the sends are recorded, and the unsent rows released, in one transaction at the end of the
+  batch; marking sent, recording a failure and releasing all match the token: a worker only
+  ever touches its own claims.
 
-A worker that dies mid-send leaves its row claimed; another worker takes it after the lease
-(the receiving side may then see that one mail twice, with the same Message-ID).
+A worker that dies mid-batch leaves its rows claimed; another worker takes them after the
+lease (the receiving side may then see the mails already sent twice, with the same
+Message-ID).
 
 Failures: a recipient refused for good (5xx to RCPT TO) marks the row ``failed`` (``authserver
 mail requeue`` puts it back); everything else is retried for ever at the capped backoff, so
@@ -30,6 +32,7 @@ import secrets
 import smtplib
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,8 +50,12 @@ from authserver.models import OutboxMail, utcnow
 
 log = logging.getLogger(__name__)
 
-# A lease covers one send (renewed before each), not a batch: well above the SMTP timeouts.
+# A lease covers a few sends, not a whole batch: well above the SMTP timeouts. The batch's
+# rows are renewed together once a quarter of it has gone by, so a send starts with three
+# quarters of a lease ahead (issue 16: renewing before each send was one more write
+# transaction per e-mail on SQLite's single lock).
 LEASE = timedelta(seconds=120)
+_monotonic = time.monotonic
 BATCH = 10
 SMTP_TIMEOUT = 15
 
@@ -246,14 +253,14 @@ def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Ou
     return [Outgoing(*row) for row in rows]
 
 
-def _renew(database: Database, mail_id: int, token: str) -> bool:
-    """Extend the lease on one row we still hold; False if it is no longer ours."""
-    return OUTBOX.renew(database, mail_id, token, LEASE)
-
-
 def _mark_sent(database: Database, mail_id: int, token: str) -> bool:
-    won = OUTBOX.mark_sent(database, mail_id, token)
-    if not won:
+    return bool(_finish(database, token, [mail_id], []))
+
+
+def _finish(database: Database, token: str, sent: list[int], batch: list[int]) -> set[int]:
+    """The sends recorded and the rest of the batch given back, in one transaction."""
+    won = OUTBOX.finish(database, token, sent=sent, release=batch)
+    for mail_id in sorted(set(sent) - won):
         log.warning("mail %s sent but its claim was lost: it may be sent twice", mail_id)
     return won
 
@@ -300,13 +307,20 @@ def deliver_due(
     batch = _claim(database, token, utcnow(), limit)
     if not batch:
         return 0, 0
-    sent = failed = 0
+    sent: list[int] = []
+    failed = 0
+    held = {mail.id for mail in batch}
+    renewed_at = _monotonic()
     sender = transport.open()
     try:
         for mail in batch:
             if should_stop is not None and should_stop():
                 break
-            if not _renew(database, mail.id, token):
+            if _monotonic() - renewed_at > LEASE.total_seconds() / 4:
+                # Sent rows too: they stay ours until the batch records them.
+                held = OUTBOX.renew_all(database, sorted(held), token, LEASE)
+                renewed_at = _monotonic()
+            if mail.id not in held:
                 continue  # the lease ran out and another worker has it now
             try:
                 sender.send(mail)
@@ -317,13 +331,14 @@ def deliver_due(
                 if _concerns_one_mail(exc):
                     continue
                 break  # the server is probably down: leave the rest for the next round
-            sent += 1
+            sent.append(mail.id)
             MAIL_SENT.inc()
-            _mark_sent(database, mail.id, token)
     finally:
         sender.close()
-        _release(database, token, [mail.id for mail in batch])
-    return sent, failed
+        # A worker killed before this line leaves its sent rows claimed: another sends them
+        # again after the lease (the same Message-ID each time, see leases.py).
+        _finish(database, token, sent, [mail.id for mail in batch])
+    return len(sent), failed
 
 
 def next_due_in(database: Database) -> float | None:

@@ -14,6 +14,7 @@ from authserver import settings_of
 from authserver.db import get_database
 from authserver.models import LoginEvent, OutboxMail
 from tests.conftest import PASSWORD, Actions, csrf_of
+from tests.sqlite_commits import count_commits
 
 WRONG = "ce n'est pas le bon mot de passe"
 
@@ -302,32 +303,6 @@ def test_counters_live_in_the_database_when_redis_is_not_configured(app):
         storage.clear("essai")
         assert storage.get("essai") == 0
         assert storage.check()
-
-
-def count_commits(app) -> list[int]:
-    """Every COMMIT SQLite runs for this thread's requests (ORM sessions and the throttle's
-    driver connections alike, seen by SQLite's own statement trace); the mail worker's, in its
-    own thread, are not the login's."""
-    from sqlalchemy import event
-
-    from authserver.throttle import throttle
-
-    commits = [0]
-    requests = threading.get_ident()
-
-    def trace(sql: str) -> None:
-        if threading.get_ident() == requests and sql.strip().upper().startswith("COMMIT"):
-            commits[0] += 1
-
-    def on_connect(dbapi_connection, _record) -> None:
-        dbapi_connection.set_trace_callback(trace)
-
-    engine = get_database(app).engine
-    event.listen(engine, "connect", on_connect)
-    engine.dispose()  # every connection from now on is a traced one
-    with app.app_context():
-        throttle().storage.raw.dispose()
-    return commits
 
 
 def test_a_right_password_costs_two_short_transactions_besides_the_login(app, smtp, owner):

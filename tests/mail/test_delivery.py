@@ -20,6 +20,7 @@ from authserver.mail import delivery, worker_of
 from authserver.mail.delivery import DeliveryWorker, SMTPTransport, deliver_due
 from authserver.models import OutboxMail, utcnow
 from tests.mail.faulty_smtp import FaultySMTPServer
+from tests.sqlite_commits import count_commits
 
 MESSAGE_ID = re.compile(r"outbox-(\d+)")
 
@@ -144,6 +145,63 @@ def test_one_smtp_connection_per_batch(app: Flask, relay: FaultySMTPServer):
     assert (sent, failed) == (6, 0)
     assert relay.connections == 1
     assert len(relay.messages) == 6
+
+
+def test_a_batch_is_two_write_transactions(app: Flask, smtp):
+    """Issue 16: each mail cost two write transactions (its lease renewed, then marked sent)
+    besides the batch's claim and release, all queued on SQLite's single write lock with the
+    logins: 22 for 10 new-device alerts. Now the claim, and the sends recorded with the
+    release; the lease is renewed only when a batch runs long."""
+    worker_of(app).stop()
+    settings = settings_of(app)
+    database = get_database(app)
+    ids = queue(database, [f"client{i}@entreprise.fr" for i in range(10)])
+    commits = count_commits(app)
+    assert deliver_due(database, SMTPTransport(app, settings), settings) == (10, 0)
+    assert commits[0] == 2
+    final = rows(database)
+    assert all(final[i].status == "sent" and final[i].attempts == 1 for i in ids)
+    assert all(final[i].claim_token is None and final[i].sent_at for i in ids)
+    assert len(smtp.wait_for(10)) == 10
+
+
+def test_a_long_batch_renews_its_lease_before_it_runs_out(app: Flask, smtp, monkeypatch):
+    """A batch whose sends take longer than a quarter of the lease renews its rows, the sent
+    ones too (recorded at the end): another worker can never claim a row this one is about
+    to send or has sent."""
+    worker_of(app).stop()
+    settings = settings_of(app)
+    database = get_database(app)
+    ids = queue(database, ["a@entreprise.fr", "b@entreprise.fr", "c@entreprise.fr"])
+    clock = [1000.0]
+    monkeypatch.setattr(delivery, "_monotonic", lambda: clock[0])
+    transport = SMTPTransport(app, settings)
+    opened = transport.open
+
+    def slow_open():  # each send "takes" 40 s of the 120 s lease
+        session = opened()
+        send = session.send
+
+        def slow_send(mail):
+            clock[0] += 40
+            send(mail)
+            # The lease is what another worker sees: never past while this batch runs.
+            held = rows(database)
+            assert all(held[i].claim_token for i in ids if held[i].status == "pending")
+
+        session.send = slow_send
+        return session
+
+    monkeypatch.setattr(transport, "open", slow_open)
+    renewals = []
+    renew_all = delivery.OUTBOX.renew_all
+    monkeypatch.setattr(
+        delivery.OUTBOX,
+        "renew_all",
+        lambda *a, **k: renewals.append(a[1]) or renew_all(*a, **k),
+    )
+    assert deliver_due(database, transport, settings) == (3, 0)
+    assert renewals == [ids, ids]  # before the 2nd and 3rd sends (the sent ones too), not the 1st
 
 
 def test_a_worker_never_releases_or_marks_a_row_another_worker_holds(app: Flask, smtp):
