@@ -329,10 +329,11 @@ class Throttle:
         clear: tuple[str, ...] = ()
         if logged_in and device_key:
             clear = (f"login-dev/{_subject(username_key, device_key)}",)
+        refund = tuple(key for key in reservation.keys if key not in clear)  # cleared anyway
         if isinstance(self.storage, DatabaseStorage):
-            self.storage.release_all(reservation.keys, clear)
+            self.storage.release_all(refund, clear)
             return
-        for key in reservation.keys:
+        for key in refund:
             self._release(key)
         for key in clear:
             self.storage.clear(key)
