@@ -103,7 +103,8 @@ class DatabaseStorage(Storage):
         super().__init__(None)
         self.engine = engine
         self.table = ThrottleCounter.__table__
-        self.raw = RawConnections(engine, keep=4, short_waits=True)
+        # Two kept aside at most: each stays checked out of the worker's pool (ops.py budget).
+        self.raw = RawConnections(engine, keep=2, short_waits=True)
         prepare = self.raw.prepare
         self._upsert_any = prepare(text(_UPSERT.format(where="")))
         self._upsert_limited = prepare(text(_UPSERT.format(where=_LIMITED)))

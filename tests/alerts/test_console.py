@@ -614,9 +614,13 @@ def test_csv_exports_give_their_database_connection_back(world, security):
     deadline = time.monotonic() + 5
     while pool.checkedout() and time.monotonic() < deadline:
         time.sleep(0.05)
+    # The hot paths' driver connections kept aside (rawsql.RawConnections: the password
+    # throttle's, the passkey fast path's) stay checked out by design; none is the export's.
+    kept = pool.checkedout()
+    assert kept <= 2
     for path in ("/security/export.csv", "/security/events/export.csv") * 3:
         response = security.get(path)
         assert response.status_code == 200
         response.get_data()
         response.close()
-        assert pool.checkedout() == 0
+        assert pool.checkedout() == kept
