@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, insert, select
 
@@ -157,3 +158,13 @@ def test_the_command_the_detector_thread_readyz_and_metrics(app) -> None:
     assert json.loads(result.stdout)["login_events_deleted"] == 3  # all but today's: none
     ready = client.get("/readyz").get_json()
     assert ready["retention"]["login_events"] is None
+
+
+def test_the_purge_rests_longer_on_postgresql_and_never_less_than_its_pause():
+    """Issue 15: PostgreSQL works on after each batch's commit (WAL, autovacuum): 16 times the
+    batch's duration there, 8 on SQLite, the pause at least."""
+    from authserver.retention import PAUSE, rest_after
+
+    assert rest_after(0.05, sqlite=True) == pytest.approx(0.4)
+    assert rest_after(0.05, sqlite=False) == pytest.approx(0.8)
+    assert rest_after(0.0001, sqlite=True) == PAUSE
