@@ -208,3 +208,32 @@ def test_client_list_rotate_and_delete(env):
     assert query(env, select(OAuthConsent)) == []
     unknown = run(env, "client", "delete", "inconnu", "--yes")
     assert unknown.exit_code == 1
+
+
+def test_client_ids_never_start_with_a_dash(monkeypatch):
+    """CI failed once: ``client rotate-secret -Ud9n…`` read the random id as an option (1 id
+    in 64 began with ``-``). New ids never do, and an older one is given after ``--``."""
+    from authserver.sessions.oidc import clients
+
+    drawn = iter(["-Ud9nYey9GxitEe5Nq2HIu4X", "Ud9nYey9GxitEe5Nq2HIu4X-"])
+    monkeypatch.setattr(clients.secrets, "token_urlsafe", lambda _n: next(drawn))
+    assert clients.new_client_id() == "Ud9nYey9GxitEe5Nq2HIu4X-"
+    monkeypatch.undo()
+    assert not any(clients.new_client_id().startswith("-") for _ in range(2000))
+
+
+def test_an_older_client_id_with_a_leading_dash_is_given_after_double_dash(env):
+    confidential = _client(env)
+    db = database(env)
+    try:
+        with db.session_scope() as session:
+            row = session.scalars(
+                select(OAuthClient).where(OAuthClient.client_id == confidential["client_id"])
+            ).one()
+            row.client_id = "-" + confidential["client_id"][1:]
+        dashed = "-" + confidential["client_id"][1:]
+    finally:
+        db.dispose()
+    rotated = run(env, "client", "rotate-secret", "--", dashed)
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.stdout)["client_id"] == dashed

@@ -57,6 +57,16 @@ class NewClient:
     secret: str | None
 
 
+def new_client_id() -> str:
+    """A random client_id (144 bits) that never starts with ``-``: operators pass it to
+    ``authserver client …`` as an argument, where a leading dash reads as an option (1 id in
+    64 could not be given without ``--``)."""
+    while True:
+        client_id = secrets.token_urlsafe(18)
+        if not client_id.startswith("-"):
+            return client_id
+
+
 def create_client(
     session: Session,
     *,
@@ -90,7 +100,7 @@ def create_client(
         raise InvalidClientMetadata(f"--scope : portées inconnues {unknown}, possibles {SCOPES}")
     secret = None if public else secrets.token_urlsafe(32)
     row = OAuthClient(
-        client_id=secrets.token_urlsafe(18),
+        client_id=new_client_id(),
         secret_hash=hash_secret(secret) if secret else None,
         name=name,
         redirect_uris=redirect_uris,
