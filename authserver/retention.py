@@ -85,10 +85,10 @@ def pseudonym(secret_key: str, ip: str) -> str:
 def _in_batches(database: Database, step: Callable[[Session], int], pause: float) -> int:
     """Run ``step`` (one batch, returns rows touched) until a batch touches fewer than BATCH.
 
-    Between two batches it rests ``YIELD`` times as long as the batch took (``pause`` at
-    least, twice as long on PostgreSQL): the purge holds the write lock and a core at most a
-    ninth of the time, so
-    logins keep their pace even while a large backlog goes (bench/retention_purge.py).
+    Between two batches it rests (``rest_after``) 8 times as long as the batch took, 16 on
+    PostgreSQL, ``pause`` at least: the purge holds the write lock and a core at most a ninth
+    of the time, so logins keep their pace even while a large backlog goes
+    (bench/retention_purge.py).
     """
     total = 0
     while True:

@@ -248,6 +248,11 @@ def _subject(*parts: str) -> str:
     return hashlib.sha256(joined).hexdigest()
 
 
+def _device_counter(username_key: str, device_key: str) -> str:
+    """The counter of one account's failures from one of its known browsers."""
+    return f"login-dev/{_subject(username_key, device_key)}"
+
+
 class Throttle:
     def __init__(
         self,
@@ -290,7 +295,7 @@ class Throttle:
         self, username_key: str, ip: str, device_key: str | None
     ) -> list[tuple[str, int]]:
         if device_key:
-            account = (f"login-dev/{_subject(username_key, device_key)}", self.account_failures)
+            account = (_device_counter(username_key, device_key), self.account_failures)
         else:
             account = (f"login-acct/{_subject(username_key)}", self.account_failures)
         return [(f"login-ip/{ip_key(ip)}", self.ip_failures), account]
@@ -329,7 +334,7 @@ class Throttle:
         browser logged in, its own counter starts again from zero — one round trip."""
         clear: tuple[str, ...] = ()
         if logged_in and device_key:
-            clear = (f"login-dev/{_subject(username_key, device_key)}",)
+            clear = (_device_counter(username_key, device_key),)
         refund = tuple(key for key in reservation.keys if key not in clear)  # cleared anyway
         if isinstance(self.storage, DatabaseStorage):
             self.storage.release_all(refund, clear)

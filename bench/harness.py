@@ -687,6 +687,19 @@ TABLE_HEADER = (
 
 
 NOISY_CORES = 0.25
+
+
+def summary_row(label: str, value: Any, note: str) -> list[Any]:
+    """A table row under the measured ones: a figure and its verdict (or a note) in the
+    « requests per worker » column, the rest blank."""
+    return [label, value, "", "", "", "", "", "", note]
+
+
+def libpq_url(database_url: str) -> str:
+    """A SQLAlchemy ``postgresql+psycopg://`` URL as psycopg.connect() takes it."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 """Other processes using more than this (in cores) during a measurement make it noisy."""
 
 

@@ -41,6 +41,7 @@ from bench.harness import (
     load_row,
     log,
     machine,
+    summary_row,
     table,
     write_json,
 )
@@ -295,22 +296,16 @@ def run(options: Options, backends: tuple[str, ...] = ("sqlite", "pg")) -> Repor
     goals = goals_of(data["backends"])
     data["goals"] = goals
     for label, value, met in goals:
-        rows.append([label, value, "", "", "", "", "", "", "met" if met else "NOT MET"])
+        rows.append(summary_row(label, value, "met" if met else "NOT MET"))
     for backend, out in data["backends"].items():
         f = out["figures"]
         share = f["new_browser_with_delivery_per_s"] / f["returning_per_s"]
         rows.append(
-            [
+            summary_row(
                 f"{backend}: new browser, alerts delivered too (/s, ÷ returning)",
                 f["new_browser_with_delivery_per_s"],
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
                 f"{share:.2f} (info)",
-            ]
+            )
         )
     return Report(name=NAME, data=data, rows=rows)
 

@@ -29,9 +29,11 @@ from bench.harness import (
     Options,
     Report,
     ServerProcess,
+    libpq_url,
     load_row,
     log,
     machine,
+    summary_row,
     table,
     write_json,
 )
@@ -71,10 +73,6 @@ def fill(database: Path, count: int) -> float:
     return time.monotonic() - started
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def fill_pg(url: str, count: int) -> float:
     """The same rows on PostgreSQL, made by the server itself (generate_series), then
     vacuumed and analysed as a table that grew over months would be."""
@@ -84,7 +82,7 @@ def fill_pg(url: str, count: int) -> float:
 
     started = time.monotonic()
     old = utcnow() - timedelta(days=400)
-    with psycopg.connect(_libpq(url), autocommit=True) as connection:
+    with psycopg.connect(libpq_url(url), autocommit=True) as connection:
         done = 0
         while done < count:
             size = min(1_000_000, count - done)
@@ -108,7 +106,7 @@ def left(url: str) -> int:
             return int(connection.execute(sql).fetchone()[0])
     import psycopg
 
-    with psycopg.connect(_libpq(url)) as connection:
+    with psycopg.connect(libpq_url(url)) as connection:
         row = connection.execute(sql).fetchone()
         return int(row[0]) if row else 0
 
@@ -203,30 +201,18 @@ def _run(options: Options, events: int, backend: str, env: dict[str, str]) -> Re
         data["p99_ratio"] = round(ratio, 2)
         met = ratio <= GOAL_P99_RATIO and still_running
         rows.append(
-            [
+            summary_row(
                 f"p99 during / without purge (goal ≤ {GOAL_P99_RATIO})",
                 round(ratio, 2),
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
                 "met" if met else "NOT MET",
-            ]
+            )
         )
         rows.append(
-            [
+            summary_row(
                 f"purge of {events:,} rows",
                 f"{data['purge']['seconds']} s",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
                 f"{data['purge']['left']} left",
-            ]
+            )
         )
     finally:
         server.stop()

@@ -42,6 +42,7 @@ from bench.harness import (
     Load,
     Options,
     ServerProcess,
+    libpq_url,
     log,
     machine,
     table,
@@ -230,7 +231,7 @@ def seed_sqlite(database_url: str, counts: dict[str, int], password_hash: str) -
 def seed_pg(database_url: str, counts: dict[str, int], password_hash: str) -> dict[str, Any]:
     import psycopg
 
-    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    dsn = libpq_url(database_url)
     timings: dict[str, float] = {}
     with psycopg.connect(dsn, autocommit=True) as connection:
         base = connection.execute("SELECT coalesce(max(id), 0) FROM users").fetchone()[0]  # type: ignore[index]

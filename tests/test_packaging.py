@@ -89,22 +89,19 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     assert result.stderr.strip() == "", result.stderr
 
 
+def _python(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """This interpreter run with ``args`` in ``cwd``; its stdout (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def _pep517(hook: str, source: Path, out: Path) -> str:
     """Call setuptools' build hook in ``source`` (no isolation: the test extras pin it)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            f"import sys; from setuptools import build_meta; print(build_meta.{hook}(sys.argv[1]))",
-            str(out),
-        ],
-        cwd=source,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout.strip().splitlines()[-1]
+    code = f"import sys; from setuptools import build_meta; print(build_meta.{hook}(sys.argv[1]))"
+    return _python("-c", code, str(out), cwd=source).strip().splitlines()[-1]
 
 
 def test_the_wheel_built_from_the_sdist_serves_pages_outside_the_checkout(tmp_path: Path) -> None:
@@ -148,23 +145,7 @@ css = client.get("/static/css/app.css")
 print(page.status_code, css.status_code, "Se connecter" in page.get_data(as_text=True))
 """
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "HOME": str(tmp_path)}
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "authserver.cli", "db", "upgrade"],
-        cwd=run,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert upgrade.returncode == 0, upgrade.stderr[-3000:]
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(site)],
-        cwd=run,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-3:] == ["200", "200", "True"], result.stdout
+    _python("-m", "authserver.cli", "db", "upgrade", cwd=run, env=env)
+    output = _python("-c", script, str(site), cwd=run, env=env)
+    assert output.split()[-3:] == ["200", "200", "True"], output
     assert (run / "instance/authserver.db").is_file()
