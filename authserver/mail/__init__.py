@@ -23,7 +23,7 @@ def init_app(app: Flask) -> None:
     from authserver.mail.views import bp
 
     settings = app.config["AUTHSERVER"]
-    transport = make_transport(app, settings)
+    transport = make_transport(settings)
     worker = DeliveryWorker(app, get_database(app), transport, settings)
     app.extensions[EXTENSION_KEY] = worker
     install_wakeup(get_database(app), worker.wakeup)

@@ -45,6 +45,7 @@ from sqlalchemy import update
 from authserver.config import Settings
 from authserver.db import Database
 from authserver.leases import Outbox
+from authserver.mail.message import address, render
 from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
 
@@ -133,17 +134,18 @@ class _SMTPSession:
         self.connection: _TimeoutConnection | None = None
 
     def send(self, mail: Outgoing) -> None:
-        message = self.transport.message(mail)
-        with self.transport.app.app_context():
-            if self.connection is None:
-                self.connection = _TimeoutConnection(self.transport.state).__enter__()
-            try:
-                self.connection.send(message)
-            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError):
-                raise  # the server answered (and smtplib reset the transaction): still usable
-            except Exception:
-                self._drop()
-                raise
+        data = self.transport.render(mail)
+        if self.connection is None:
+            self.connection = _TimeoutConnection(self.transport.state).__enter__()
+        host = self.connection.host
+        assert host is not None  # sending is never suppressed here
+        try:
+            host.sendmail(self.transport.envelope_from, [address(mail.recipient)], data)
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError):
+            raise  # the server answered (and smtplib reset the transaction): still usable
+        except Exception:
+            self._drop()
+            raise
 
     def _drop(self) -> None:
         if self.connection is not None and self.connection.host is not None:
@@ -161,8 +163,10 @@ class _SMTPSession:
 
 
 class SMTPTransport:
-    def __init__(self, app: Flask, settings: Settings) -> None:
-        self.app = app
+    """SMTP through Flask-Mail's connection settings (TLS, login); the message's bytes are
+    made by ``mail/message.py``."""
+
+    def __init__(self, settings: Settings) -> None:
         self.sender = settings.mail_sender
         self.domain = settings.mail_sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
         self.mail = flask_mail.Mail()
@@ -178,20 +182,17 @@ class SMTPTransport:
                 "MAIL_SUPPRESS_SEND": False,
             }
         )
-        # Flask-Mail reads its state from the app while building the message.
-        app.extensions["mail"] = self.state
+        self.envelope_from = address(settings.mail_sender)
 
-    def message(self, mail: Outgoing) -> flask_mail.Message:
-        message = flask_mail.Message(
-            subject=mail.subject,
-            recipients=[mail.recipient],
-            body=mail.body_text,
-            html=mail.body_html,
+    def render(self, mail: Outgoing) -> bytes:
+        return render(
             sender=self.sender,
-            extra_headers={"Auto-Submitted": "auto-generated"},
+            recipient=mail.recipient,
+            subject=mail.subject,
+            body_text=mail.body_text,
+            body_html=mail.body_html,
+            message_id=message_id(mail, self.domain),
         )
-        message.msgId = message_id(mail, self.domain)
-        return message
 
     def open(self) -> _SMTPSession:
         return _SMTPSession(self)
@@ -204,10 +205,10 @@ class SMTPTransport:
             session.close()
 
 
-def make_transport(app: Flask, settings: Settings) -> Transport:
+def make_transport(settings: Settings) -> Transport:
     if settings.console_mail:
         return ConsoleTransport()
-    return SMTPTransport(app, settings)
+    return SMTPTransport(settings)
 
 
 def backoff(attempts: int, settings: Settings) -> float:

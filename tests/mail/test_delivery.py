@@ -108,7 +108,7 @@ def test_two_workers_on_a_failing_and_slow_relay_deliver_each_mail_exactly_once(
     ids = queue(first, recipients)
     second = Database(first.url)
     workers = [
-        DeliveryWorker(app, database, SMTPTransport(app, settings), settings)
+        DeliveryWorker(app, database, SMTPTransport(settings), settings)
         for database in (first, second)
     ]
     try:
@@ -141,7 +141,7 @@ def test_one_smtp_connection_per_batch(app: Flask, relay: FaultySMTPServer):
     settings = relay_settings(app, relay)
     database = get_database(app)
     queue(database, [f"client{i}@entreprise.fr" for i in range(6)])
-    sent, failed = deliver_due(database, SMTPTransport(app, settings), settings)
+    sent, failed = deliver_due(database, SMTPTransport(settings), settings)
     assert (sent, failed) == (6, 0)
     assert relay.connections == 1
     assert len(relay.messages) == 6
@@ -157,7 +157,7 @@ def test_a_batch_is_two_write_transactions(app: Flask, smtp):
     database = get_database(app)
     ids = queue(database, [f"client{i}@entreprise.fr" for i in range(10)])
     commits = count_commits(app)
-    assert deliver_due(database, SMTPTransport(app, settings), settings) == (10, 0)
+    assert deliver_due(database, SMTPTransport(settings), settings) == (10, 0)
     assert commits[0] == 2
     final = rows(database)
     assert all(final[i].status == "sent" and final[i].attempts == 1 for i in ids)
@@ -175,7 +175,7 @@ def test_a_long_batch_renews_its_lease_before_it_runs_out(app: Flask, smtp, monk
     ids = queue(database, ["a@entreprise.fr", "b@entreprise.fr", "c@entreprise.fr"])
     clock = [1000.0]
     monkeypatch.setattr(delivery, "_monotonic", lambda: clock[0])
-    transport = SMTPTransport(app, settings)
+    transport = SMTPTransport(settings)
     opened = transport.open
 
     def slow_open():  # each send "takes" 40 s of the 120 s lease
@@ -256,13 +256,13 @@ def test_a_recipient_rejected_for_good_fails_and_the_batch_goes_on(
     database = get_database(app)
     settings = relay_settings(app, relay)
     ids = queue(database, ["avant@entreprise.fr", "refused@entreprise.fr", "apres@entreprise.fr"])
-    assert deliver_due(database, SMTPTransport(app, settings), settings) == (2, 1)
+    assert deliver_due(database, SMTPTransport(settings), settings) == (2, 1)
     final = rows(database)
     assert [final[i].status for i in ids] == ["sent", "failed", "sent"]
     assert "550" in (final[ids[1]].last_error or "")
     assert final[ids[1]].attempts == 1 and final[ids[1]].claim_token is None
     # Failed rows are never picked up again by themselves.
-    assert deliver_due(database, SMTPTransport(app, settings), settings) == (0, 0)
+    assert deliver_due(database, SMTPTransport(settings), settings) == (0, 0)
 
 
 def test_stop_finishes_the_current_mail_and_releases_the_rest(app: Flask, relay: FaultySMTPServer):
@@ -270,7 +270,7 @@ def test_stop_finishes_the_current_mail_and_releases_the_rest(app: Flask, relay:
     database = get_database(app)
     settings = relay_settings(app, relay)
     ids = queue(database, [f"slow{i}@entreprise.fr" for i in range(5)])
-    worker = DeliveryWorker(app, database, SMTPTransport(app, settings), settings)
+    worker = DeliveryWorker(app, database, SMTPTransport(settings), settings)
     worker.start()
     wait_until(lambda: relay.connections >= 1, timeout=5, what="the first send")
     time.sleep(0.1)  # in the middle of the first (slow) mail

@@ -1,0 +1,71 @@
+"""The bytes of one queued e-mail: text and HTML alternatives in UTF-8, ready for SMTP.
+
+Built with the standard library's ``email.mime`` classes and its ``compat32`` generator.
+Flask-Mail builds the same MIME tree but generates it through the modern ``policy.SMTP``,
+whose header registry parses every header again while writing it: about half of an e-mail's
+delivery CPU (1.5 of 3 ms measured, issue 13), on the worker threads that also answer
+logins. The headers are the ones Flask-Mail wrote (Subject, From, To, Date, Message-ID, the
+extra ``Auto-Submitted``), and tests/mail/test_message.py checks that a mail reader decodes
+both messages to the same headers and bodies.
+"""
+
+from __future__ import annotations
+
+import time
+from email import policy
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+from email.utils import formatdate
+
+from flask_mail import sanitize_address
+
+# RFC 5322 lines end in CRLF; smtplib sends bytes as they are.
+SMTP_LINES = policy.compat32.clone(linesep="\r\n")
+AUTO_SUBMITTED = "auto-generated"  # RFC 3834: no out-of-office replies to these
+
+
+class BadHeaderError(ValueError):
+    """A line break in a header value: it would let the value write headers of its own."""
+
+
+def address(value: str) -> str:
+    """An address as it goes in a header and the envelope (an IDN domain in its ASCII form,
+    a non-ASCII display name encoded): ASCII addresses, nearly all of them, as they are."""
+    if value.isascii() and "<" not in value and '"' not in value:
+        return value
+    return sanitize_address(value)
+
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def render(
+    *,
+    sender: str,
+    recipient: str,
+    subject: str,
+    body_text: str,
+    body_html: str | None,
+    message_id: str,
+    date: float | None = None,
+) -> bytes:
+    for value in (sender, recipient, subject, message_id):
+        if "\r" in value or "\n" in value:
+            raise BadHeaderError("saut de ligne dans un en-tête")
+    text = MIMEText(body_text, "plain", "utf-8")
+    message: MIMENonMultipart | MIMEMultipart
+    if body_html is None:
+        message = text
+    else:
+        message = MIMEMultipart("alternative", _subparts=[text])
+        message.attach(MIMEText(body_html, "html", "utf-8"))
+    message["Subject"] = _header(subject)
+    message["From"] = address(sender)
+    message["To"] = address(recipient)
+    message["Date"] = formatdate(time.time() if date is None else date, localtime=True)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = AUTO_SUBMITTED
+    return message.as_bytes(policy=SMTP_LINES)

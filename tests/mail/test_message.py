@@ -1,0 +1,113 @@
+"""The e-mail's bytes (mail/message.py): what a mail reader decodes is what Flask-Mail sent."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+from email.message import EmailMessage
+
+import flask_mail
+import pytest
+from flask import Flask
+
+from authserver.mail.message import BadHeaderError, render
+
+SENDER = "Espace Entreprise <ne-pas-repondre@entreprise.example.fr>"
+MESSAGE_ID = "<outbox-7.1796530016000000@entreprise.example.fr>"
+DATE = 1796530016.0
+TEXT = "Bonjour Élodie,\n\nUne connexion à votre compte…\n.\nUne ligne qui commence par un point.\n"
+HTML = "<p>Bonjour Élodie,</p>\n<p>Une connexion à votre compte…</p>\n"
+
+
+def flask_mail_bytes(subject: str, recipient: str, html: str | None) -> bytes:
+    app = Flask(__name__)
+    app.extensions["mail"] = flask_mail.Mail().init_mail(
+        {"MAIL_DEFAULT_SENDER": SENDER, "MAIL_SUPPRESS_SEND": True}
+    )
+    with app.app_context():
+        message = flask_mail.Message(
+            subject=subject,
+            recipients=[recipient],
+            body=TEXT,
+            html=html,
+            sender=SENDER,
+            extra_headers={"Auto-Submitted": "auto-generated"},
+        )
+        message.msgId = MESSAGE_ID
+        message.date = DATE
+        return message.as_bytes()
+
+
+def read(data: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    parsed = email.message_from_bytes(data, policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    headers = {
+        name: str(parsed[name])
+        for name in ("Subject", "From", "To", "Date", "Message-ID", "Auto-Submitted")
+    }
+    bodies = {
+        part.get_content_type(): part.get_content()
+        for part in parsed.walk()
+        if not part.is_multipart()
+    }
+    return headers, bodies
+
+
+@pytest.mark.parametrize(
+    ("subject", "recipient", "html"),
+    [
+        ("Nouvelle connexion à votre compte", "elodie.martin@entreprise.fr", HTML),
+        ("Activate", "contact@entreprise.fr", HTML),
+        (
+            "Une connexion à votre compte Espace Entreprise depuis un nouvel appareil — "
+            "vérifiez qu'il s'agit bien de vous",  # folded over several lines
+            "rh@boulangerie-élodie.fr",  # an IDN domain: sent in its ASCII form
+            HTML,
+        ),
+        ("Texte seul", "contact@entreprise.fr", None),
+    ],
+)
+def test_a_reader_decodes_what_flask_mail_sent(
+    subject: str, recipient: str, html: str | None
+) -> None:
+    ours = render(
+        sender=SENDER,
+        recipient=recipient,
+        subject=subject,
+        body_text=TEXT,
+        body_html=html,
+        message_id=MESSAGE_ID,
+        date=DATE,
+    )
+    assert read(ours) == read(flask_mail_bytes(subject, recipient, html))
+    headers, bodies = read(ours)
+    assert headers["Subject"] == subject
+    assert bodies["text/plain"].replace("\r\n", "\n") == TEXT  # CRLF on the wire
+    assert ("text/html" in bodies) == (html is not None)
+
+
+def test_every_line_ends_in_crlf() -> None:
+    data = render(
+        sender=SENDER,
+        recipient="contact@entreprise.fr",
+        subject="Nouvelle connexion à votre compte",
+        body_text=TEXT,
+        body_html=HTML,
+        message_id=MESSAGE_ID,
+    )
+    assert data.count(b"\n") == data.count(b"\r\n") > 10
+    assert data.isascii() is False  # UTF-8 bodies go as 8bit, as Flask-Mail sent them
+
+
+@pytest.mark.parametrize("field", ["subject", "recipient"])
+def test_a_line_break_in_a_header_is_refused(field: str) -> None:
+    values = {"subject": "Bonjour", "recipient": "contact@entreprise.fr"}
+    values[field] += "\r\nBcc: victime@example.org"
+    with pytest.raises(BadHeaderError):
+        render(
+            sender=SENDER,
+            body_text=TEXT,
+            body_html=None,
+            message_id=MESSAGE_ID,
+            **values,
+        )
