@@ -62,9 +62,8 @@ def create_app(
     from authserver.throttle import init_app as init_throttle
     from authserver.webauthn import init_app as init_webauthn
 
-    db.init_app(
-        app, db.Database(settings.database_url, **ops.engine_options(settings.database_url))
-    )
+    options = ops.engine_options(settings.database_url, settings.threads)
+    db.init_app(app, db.Database(settings.database_url, **options))
     web.init_app(app)
     errors.init_app(app)
     init_throttle(app)

@@ -538,6 +538,7 @@ def _recover_sqlite_files(settings: Settings) -> None:
 
 def _serve(workers: int | None, threads: int, reuse_port: bool) -> None:
     import os
+    from dataclasses import replace
 
     from gunicorn.app.base import BaseApplication
 
@@ -551,6 +552,7 @@ def _serve(workers: int | None, threads: int, reuse_port: bool) -> None:
     _check_database(settings)
     _recover_sqlite_files(settings)
     workers = workers or max(2, (os.cpu_count() or 1) * 2)
+    settings = replace(settings, threads=threads)  # sizes each worker's database pool
     os.environ.setdefault("AUTHSERVER_ACCESS_LOG", "stdout")
 
     class Server(BaseApplication):  # type: ignore[misc]

@@ -79,6 +79,9 @@ class Settings:
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
+    # Request threads of each server worker (``authserver serve --threads``, set there): the
+    # database pool of a worker is sized for them (ops.pool_capacity).
+    threads: int = 4
     # Mail delivery.
     mail_worker: bool = True
     mail_retry_base: float = 2.0

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from authserver import db, retention
 from authserver.metrics import age_seconds, outbox_state
 from authserver.models import utcnow
-from authserver.throttle import throttle
+from authserver.throttle import KEPT_CONNECTIONS, throttle
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +31,36 @@ POOL_TIMEOUT = 5
 REDIS_TIMEOUT = 2.0
 
 
-def engine_options(database_url: str) -> dict[str, Any]:
-    """SQLAlchemy engine options for ``db.Database``: bounded waits on PostgreSQL.
+# Threads of a worker besides its request threads that use the database: mail delivery, the
+# burst detector, back-channel logouts.
+BACKGROUND_THREADS = 3
+POOL_SIZE = 5  # connections kept open when idle; the rest of the capacity is overflow
 
-    SQLite (a local file) needs none: its waits are its 30 s busy timeout, set in db.py.
+
+def pool_capacity(threads: int) -> int:
+    """Connections one worker may hold at once with ``threads`` request threads: each
+    thread's ORM session, the driver connections the hot paths keep aside (forward-auth and
+    the passkey login fast path each keep as many as ran at once: up to one per thread; the
+    throttle's counters ``KEPT_CONNECTIONS``) and the background threads.
+
+    Kept connections stay checked out of the pool while idle: with SQLAlchemy's default of
+    15, four threads (3 × 4 + 2 + 3 = 17) could leave a request waiting ``pool_timeout`` for
+    a connection and answered 503 after a burst of mixed traffic.
     """
+    return 3 * threads + KEPT_CONNECTIONS + BACKGROUND_THREADS
+
+
+def engine_options(database_url: str, threads: int = 4) -> dict[str, Any]:
+    """SQLAlchemy engine options for ``db.Database``: a pool as large as ``threads`` request
+    threads can use (``pool_capacity``), bounded waits on PostgreSQL.
+
+    SQLite (a local file) needs no more: its waits are its 30 s busy timeout, set in db.py.
+    """
+    pool = {"pool_size": POOL_SIZE, "max_overflow": pool_capacity(threads) - POOL_SIZE}
     if not database_url.startswith("postgresql"):
-        return {}
+        return pool
     return {
+        **pool,
         "pool_timeout": POOL_TIMEOUT,
         "connect_args": {
             "connect_timeout": DATABASE_CONNECT_TIMEOUT,

@@ -37,6 +37,8 @@ from authserver.models import ThrottleCounter
 from authserver.rawsql import RawConnections
 
 EXTENSION_KEY = "authserver.throttle"
+# Driver connections the database counters keep aside (ops.pool_capacity counts them).
+KEPT_CONNECTIONS = 2
 PURGE_PROBABILITY = 0.01  # of an acquisition also deleting the windows that closed
 
 
@@ -104,7 +106,7 @@ class DatabaseStorage(Storage):
         self.engine = engine
         self.table = ThrottleCounter.__table__
         # Two kept aside at most: each stays checked out of the worker's pool (ops.py budget).
-        self.raw = RawConnections(engine, keep=2, short_waits=True)
+        self.raw = RawConnections(engine, keep=KEPT_CONNECTIONS, short_waits=True)
         prepare = self.raw.prepare
         self._upsert_any = prepare(text(_UPSERT.format(where="")))
         self._upsert_limited = prepare(text(_UPSERT.format(where=_LIMITED)))

@@ -18,6 +18,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.mime.text import MIMEText
 from email.utils import formatdate
+from typing import cast
 
 from flask_mail import sanitize_address
 
@@ -38,8 +39,10 @@ def address(value: str) -> str:
     return sanitize_address(value)
 
 
-def _header(value: str) -> str | Header:
-    return value if value.isascii() else Header(value, "utf-8")
+def _header(value: str) -> str:
+    """Non-ASCII text as a ``Header``, which the ``compat32`` generator encodes and folds
+    (the stubs only know ``str`` values; a pre-encoded string would be folded again)."""
+    return value if value.isascii() else cast(str, Header(value, "utf-8"))
 
 
 def render(
