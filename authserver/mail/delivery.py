@@ -45,7 +45,7 @@ from sqlalchemy import update
 from authserver.config import Settings
 from authserver.db import Database
 from authserver.leases import Outbox
-from authserver.mail.message import address, render
+from authserver.mail.message import SMTPUTF8_OPTION, address, needs_smtputf8, render
 from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
 
@@ -59,6 +59,10 @@ LEASE = timedelta(seconds=120)
 _monotonic = time.monotonic
 BATCH = 10
 SMTP_TIMEOUT = 15
+
+# Answers about one mail: the next mails of the batch may go on the same connection.
+# SMTPNotSupportedError: an address that needs SMTPUTF8, to a relay that does not announce it.
+_ONE_MAIL = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPNotSupportedError)
 
 
 @dataclass(frozen=True)
@@ -139,10 +143,14 @@ class _SMTPSession:
             self.connection = _TimeoutConnection(self.transport.state).__enter__()
         host = self.connection.host
         assert host is not None  # sending is never suppressed here
+        if needs_smtputf8(mail.recipient):
+            recipient, options = mail.recipient, [SMTPUTF8_OPTION]
+        else:
+            recipient, options = address(mail.recipient), []
         try:
-            host.sendmail(self.transport.envelope_from, [address(mail.recipient)], data)
-        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError):
-            raise  # the server answered (and smtplib reset the transaction): still usable
+            host.sendmail(self.transport.envelope_from, [recipient], data, mail_options=options)
+        except _ONE_MAIL:
+            raise  # the server answered about this mail only: the connection is still usable
         except Exception:
             self._drop()
             raise
@@ -219,7 +227,10 @@ def backoff(attempts: int, settings: Settings) -> float:
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Only a 5xx refusal of the recipient is final; anything else may work later."""
+    """A 5xx refusal of the recipient is final, and so is an address the relay cannot carry
+    (no SMTPUTF8: ``authserver mail requeue`` once it does); anything else may work later."""
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return True
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         return bool(codes) and all(500 <= code < 600 for code in codes)
@@ -228,7 +239,7 @@ def is_permanent(exc: BaseException) -> bool:
 
 def _concerns_one_mail(exc: BaseException) -> bool:
     """The server answered about this mail only: the next mails of the batch may go."""
-    return isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError)
+    return isinstance(exc, _ONE_MAIL)
 
 
 OUTBOX = Outbox(OutboxMail)

@@ -24,11 +24,19 @@ from flask_mail import sanitize_address
 
 # RFC 5322 lines end in CRLF; smtplib sends bytes as they are.
 SMTP_LINES = policy.compat32.clone(linesep="\r\n")
+# RFC 6531: UTF-8 headers as they are, for a relay that announces SMTPUTF8.
+SMTPUTF8_OPTION = "SMTPUTF8"
 AUTO_SUBMITTED = "auto-generated"  # RFC 3834: no out-of-office replies to these
 
 
 class BadHeaderError(ValueError):
     """A line break in a header value: it would let the value write headers of its own."""
+
+
+def needs_smtputf8(recipient: str) -> bool:
+    """An address whose local part is not ASCII (``élise@entreprise.fr``, accepted at sign-up)
+    has no ASCII form: it goes only through a relay that announces SMTPUTF8 (RFC 6531)."""
+    return not recipient.rpartition("@")[0].isascii()
 
 
 def address(value: str) -> str:
@@ -65,10 +73,13 @@ def render(
     else:
         message = MIMEMultipart("alternative", _subparts=[text])
         message.attach(MIMEText(body_html, "html", "utf-8"))
-    message["Subject"] = _header(subject)
-    message["From"] = address(sender)
-    message["To"] = address(recipient)
+    international = needs_smtputf8(recipient)
+    # Under SMTPUTF8 every header is written in UTF-8 by the modern policy, which is slower
+    # but only for these few addresses.
+    message["Subject"] = subject if international else _header(subject)
+    message["From"] = sender if international else address(sender)
+    message["To"] = recipient if international else address(recipient)
     message["Date"] = formatdate(time.time() if date is None else date, localtime=True)
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = AUTO_SUBMITTED
-    return message.as_bytes(policy=SMTP_LINES)
+    return message.as_bytes(policy=policy.SMTPUTF8 if international else SMTP_LINES)

@@ -156,6 +156,17 @@ def test_signup_email_activation_login_logout(app, client, actions, smtp):
     assert urlsplit(after.location).path == "/login"
 
 
+def test_an_accented_address_receives_its_activation_link(client, actions, smtp):
+    """Sign-up accepts « élise@entreprise.fr » (an internationalised address): the activation
+    e-mail reaches it (SMTPUTF8), instead of failing at every attempt for ever."""
+    assert actions.signup("elise.martin", email="élise@entreprise.fr").status_code == 302
+    [mail] = smtp.wait_for(1)
+    assert mail["To"] == "élise@entreprise.fr"
+    assert smtp.envelopes[0][1] == ["élise@entreprise.fr"]
+    assert client.get(path_of(link_in(mail, "/activate/"))).status_code == 200
+    assert actions.login("elise.martin").status_code == 302
+
+
 def test_signup_page_has_the_contract_labels(client):
     page = client.get("/signup").get_data(as_text=True)
     parsed = parse(page)

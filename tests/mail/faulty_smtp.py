@@ -49,8 +49,11 @@ class _FaultyHandler:
 
 
 class FaultySMTPServer(SMTPServer):
-    def __init__(self, slow_seconds: float = 0.3, flaky_times: int = 2) -> None:
+    def __init__(
+        self, slow_seconds: float = 0.3, flaky_times: int = 2, smtputf8: bool = True
+    ) -> None:
         super().__init__()
+        self.smtputf8 = smtputf8  # False: a relay that does not announce SMTPUTF8
         self.slow_seconds = slow_seconds
         self.flaky_times = flaky_times
         self.faults: Counter[tuple[str, str]] = Counter()
@@ -81,7 +84,7 @@ class FaultySMTPServer(SMTPServer):
             _Counting(self),
             hostname=self.host,
             port=self.port,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=self.smtputf8,
             ready_timeout=10,
         )
         controller.start()

@@ -287,3 +287,44 @@ def test_stop_finishes_the_current_mail_and_releases_the_rest(app: Flask, relay:
         for i in ids
         if i not in sent
     )
+
+
+def test_an_accented_local_part_goes_through_a_relay_that_announces_smtputf8(
+    app: Flask, relay: FaultySMTPServer
+):
+    """Sign-up accepts « élise@entreprise.fr »; there is no ASCII form of it, and Flask-Mail
+    failed on it at every attempt, for ever. It goes under SMTPUTF8 (RFC 6531) now."""
+    worker_of(app).stop()
+    settings = relay_settings(app, relay)
+    database = get_database(app)
+    ids = queue(database, ["élise@entreprise.fr", "client@entreprise.fr"])
+    assert deliver_due(database, SMTPTransport(settings), settings) == (2, 0)
+    assert sorted(str(m["To"]) for m in relay.messages) == [
+        "client@entreprise.fr",
+        "élise@entreprise.fr",
+    ]
+    assert sorted(to for _, (to,) in relay.envelopes) == [
+        "client@entreprise.fr",
+        "élise@entreprise.fr",
+    ]
+    assert all(rows(database)[i].status == "sent" for i in ids)
+
+
+def test_an_accented_local_part_a_relay_cannot_carry_fails_for_good_alone(app: Flask):
+    """A relay without SMTPUTF8 never will: the row is marked failed (``mail requeue`` once
+    it does), not retried for ever, and the rest of the batch goes on the same connection."""
+    worker_of(app).stop()
+    relay = FaultySMTPServer(smtputf8=False).start()
+    try:
+        settings = relay_settings(app, relay)
+        database = get_database(app)
+        accented, plain = queue(database, ["élise@entreprise.fr", "client@entreprise.fr"])
+        assert deliver_due(database, SMTPTransport(settings), settings) == (1, 1)
+        final = rows(database)
+        assert final[accented].status == "failed"
+        assert "SMTPNotSupportedError" in (final[accented].last_error or "")
+        assert final[plain].status == "sent"
+        assert [str(m["To"]) for m in relay.messages] == ["client@entreprise.fr"]
+        assert relay.connections == 1
+    finally:
+        relay.stop()

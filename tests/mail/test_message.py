@@ -111,3 +111,22 @@ def test_a_line_break_in_a_header_is_refused(field: str) -> None:
             message_id=MESSAGE_ID,
             **values,
         )
+
+
+def test_an_accented_local_part_is_written_in_utf8() -> None:
+    """No ASCII form exists (RFC 6531): the headers go in UTF-8, for a SMTPUTF8 relay."""
+    data = render(
+        sender=SENDER,
+        recipient="élise@entreprise.fr",
+        subject="Nouvelle connexion à votre compte",
+        body_text=TEXT,
+        body_html=HTML,
+        message_id=MESSAGE_ID,
+        date=DATE,
+    )
+    assert "To: élise@entreprise.fr\r\n".encode() in data
+    headers, bodies = read(data)
+    assert headers["To"] == "élise@entreprise.fr"
+    assert headers["Subject"] == "Nouvelle connexion à votre compte"
+    assert headers["Auto-Submitted"] == "auto-generated"
+    assert bodies["text/html"].replace("\r\n", "\n") == HTML
