@@ -166,6 +166,12 @@ class RawConnections:
     A checkout from SQLAlchemy's pool (events, reset on return) costs about as much as a
     short query; the hot paths keep up to ``keep`` connections in a LIFO queue instead and
     only give them back to the pool when the queue is full.
+
+    On PostgreSQL, as on SQLite, the reads before ``begin_write`` run in autocommit: psycopg
+    wrapped them in a BEGIN and a COMMIT of its own, two more round trips (a forward-auth
+    check was three round trips for one SELECT). Sending the write part as one pipeline
+    with its own BEGIN and COMMIT saved two more, but psycopg's pipeline machinery cost
+    more CPU than they did (passkey login 2.2 -> 3.0 ms in-process): not done.
     """
 
     def __init__(self, engine: Engine, keep: int = 8, *, short_waits: bool = False) -> None:
@@ -176,6 +182,7 @@ class RawConnections:
         # SQLite only: the connections kept here wait for locks in retry_busy's short steps
         # (their busy_timeout is 0 while they are here), see begin_write.
         self.short_waits = short_waits and engine.dialect.name == "sqlite"
+        self.autocommit_reads = engine.dialect.name == "postgresql"
 
     def prepare(self, statement: ClauseElement) -> Prepared:
         return Prepared(statement, self.dialect)
@@ -194,6 +201,8 @@ class RawConnections:
                 connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
         driver = connection.dbapi_connection
         try:
+            if self.autocommit_reads:
+                driver.autocommit = True  # until begin_write
             cursor = driver.cursor()
             try:
                 yield cursor
@@ -226,6 +235,8 @@ class RawConnections:
         in short steps; then no later statement of the transaction waits for a lock."""
         if self.short_waits:
             retry_busy(lambda: cursor.execute("BEGIN IMMEDIATE"))
+        elif self.autocommit_reads:
+            cursor.connection.autocommit = False  # psycopg begins with the next statement
 
     def _give_back(self, connection: Any) -> None:
         try:
@@ -233,6 +244,8 @@ class RawConnections:
         except queue.Full:
             if self.short_waits:
                 connection.dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if self.autocommit_reads:
+                connection.dbapi_connection.autocommit = False  # as SQLAlchemy expects it
             connection.close()  # back to SQLAlchemy's pool
 
     def dispose(self) -> None:

@@ -239,3 +239,41 @@ def test_on_both_databases(backend_app, smtp):
     actions.client.post("/logout", data={"csrf_token": csrf_of(page)})
     assert actions.client.get("/auth/verify").status_code == 401
     assert introspect(actions.client, kit, issued["access_token"])["active"] is False
+
+
+@pytest.mark.pg
+def test_on_postgresql_a_check_is_one_round_trip(make_app, postgres, pg_template, smtp, tmp_path):
+    """psycopg wrapped the lookup in a BEGIN and a COMMIT of its own: three round trips for
+    one SELECT. It runs in autocommit now (rawsql.RawConnections), as on SQLite."""
+    from psycopg.pq import Trace
+
+    from authserver.sessions.forward_auth import READER_KEY
+    from tests.conftest import Actions, fresh_pg_url
+
+    app = make_app(fresh_pg_url(postgres, pg_template))
+    actions = Actions(app.test_client(), smtp)
+    actions.create_active_account()
+    assert actions.login().status_code == 302
+    assert actions.client.get("/auth/verify").status_code == 200  # its connection is kept
+    kept = app.extensions[READER_KEY].raw.idle
+    connection = kept.get_nowait()
+    kept.put_nowait(connection)
+    pgconn = connection.dbapi_connection.pgconn
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as out:
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            for _ in range(5):
+                assert actions.client.get("/auth/verify").status_code == 200
+        finally:
+            pgconn.untrace()
+    lines = trace.read_text().splitlines()
+    sent = [line.split("\t") for line in lines if line.startswith("F\t")]  # to the server
+    assert sent, "nothing traced: the check did not use the kept connection"
+    messages = [fields[2].split(" ")[0] for fields in sent]
+    # One round trip per statement (the lookup, and the touch when due), and nothing else
+    # but psycopg preparing the lookup once it ran five times (a Parse and its Sync).
+    assert messages.count("Bind") >= 5
+    assert messages.count("Sync") <= messages.count("Bind") + 1
+    assert "Query" not in messages, [f for f in sent if f[2].startswith("Query")]  # BEGIN…
