@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "suite": "bench.suite",  # issue 7: every login path on SQLite and PostgreSQL + Redis
     "new_browser": "bench.new_browser",  # issue 13: new browsers, returning ones, mail backlog
     "retention_purge": "bench.retention_purge",  # issue 15: logins while 10 M rows are purged
+    "mail_delivery": "bench.mail_delivery",  # issue 13: the CPU of one alert e-mail delivered
 }
 
 

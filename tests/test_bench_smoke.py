@@ -85,3 +85,28 @@ def test_quick_scale_benchmark_seeds_and_measures(tmp_path: Path):
         for name in ("healthz", "password_login", "passkey_login", "auth_verify"):
             figures = backend[phase][name]
             assert figures["rate_per_s"] > 0 and figures["errors"] == 0, (phase, name, figures)
+
+
+def test_quick_mail_delivery_benchmark(tmp_path: Path):
+    """The e-mail delivery benchmark drains a real outbox to a real SMTP server."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--only",
+            "mail_delivery",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,  # ~3 s
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads((tmp_path / "mail_delivery.json").read_text())
+    assert data["emails"] == 60
+    assert data["delivery_cpu_ms_per_email"] > 0 and data["delivery_per_s_one_thread"] > 0
+    assert 0 < data["message_bytes_cpu_ms"] < data["flask_mail_message_bytes_cpu_ms"]

@@ -1,0 +1,148 @@
+"""The CPU of delivering one alert e-mail (issue 13), in this process, to a real SMTP server.
+
+New-device alerts are delivered by a thread of the same worker processes that answer the
+logins, so each e-mail's CPU is taken from them. Measured here, on a fresh migrated SQLite
+database and a real aiosmtpd:
+
+- **delivery**: the outbox filled with new-device alerts rendered from the real templates,
+  then drained by ``deliver_due`` batch after batch, as the mail worker does (claim, build
+  the message, SMTP, record): the delivering thread's CPU per e-mail and the rate;
+- **the message's bytes alone**, built by ``mail/message.py`` and, for comparison, by
+  Flask-Mail (what delivery used before: its ``policy.SMTP`` generation was half of an
+  e-mail's CPU).
+
+``python -m bench --only mail_delivery``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.harness import PROJECT_ROOT, Options, Report, log, summary_row
+
+NAME = "mail_delivery"
+
+
+def _alerts(app: Any, count: int) -> list[dict[str, Any]]:
+    """``count`` outbox rows of the new-device alert, rendered as a login renders them."""
+    from authserver.mail.outbox import mail_row
+    from authserver.models import utcnow
+
+    now = utcnow()
+    return [
+        mail_row(
+            app.jinja_env,
+            now,
+            kind="new_device",
+            to=f"employeur{i}@entreprise.fr",
+            subject="Nouvelle connexion à votre espace France Travail",
+            template="new_device",
+            user={"username": f"employeur{i}"},
+            when=now,
+            browser="Firefox 133",
+            system="Windows 11",
+            ip="192.0.2.10",
+            method="clé d'accès (sans mot de passe)",
+            recovery=False,
+            not_me_link="https://entreprise.example.fr/alerts/not-me/abc",
+            security_link="https://entreprise.example.fr/securite",
+            forgot_link="https://entreprise.example.fr/password/forgot",
+        )
+        for i in range(count)
+    ]
+
+
+def _per_message_ms(build: Any, rounds: int) -> float:
+    started = time.thread_time()
+    for _ in range(rounds):
+        build()
+    return 1000 * (time.thread_time() - started) / rounds
+
+
+def run(options: Options) -> Report:
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    import flask_mail
+    from sqlalchemy import insert
+
+    from authserver import create_app, settings_of
+    from authserver.db import get_database
+    from authserver.mail.delivery import Outgoing, SMTPTransport, deliver_due, message_id
+    from authserver.migrate import upgrade
+    from authserver.models import OutboxMail
+    from tests.services import SMTPServer
+
+    count = 60 if options.quick else 1000
+    smtp = SMTPServer().start()
+    folder = Path(tempfile.mkdtemp(prefix="authserver-bench-mail-"))
+    url = f"sqlite:///{folder}/bench.db"
+    os.environ.update(
+        AUTHSERVER_INSTANCE_PATH=str(folder),
+        AUTHSERVER_DATABASE_URL=url,
+        AUTHSERVER_MAIL_URL=smtp.url,
+    )
+    try:
+        upgrade(url)
+        app = create_app(test_config={"MAIL_WORKER_DISABLED": True, "DETECTOR_INTERVAL": 0})
+        database = get_database(app)
+        settings = settings_of(app)
+        rows = _alerts(app, count)
+        with database.session_scope() as session:
+            session.execute(insert(OutboxMail), rows)
+        transport = SMTPTransport(settings)
+        log(f"[{NAME}] delivering {count} new-device alerts to aiosmtpd ...")
+        cpu, wall, sent = time.thread_time(), time.perf_counter(), 0
+        while sent < count:
+            done, failed = deliver_due(database, transport, settings)
+            if failed or not done:
+                raise RuntimeError(f"delivery stopped after {sent} e-mails ({failed} failed)")
+            sent += done
+        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        smtp.wait_for(count, timeout=30)
+
+        first = rows[0]
+        mail = Outgoing(1, first["recipient"], first["subject"], first["body_text"],
+                        first["body_html"], first["created_at"])  # fmt: skip
+        ours = _per_message_ms(lambda: transport.render(mail), 50 if options.quick else 500)
+        app.extensions["mail"] = transport.state
+
+        def flask_mail_bytes() -> bytes:
+            message = flask_mail.Message(
+                subject=mail.subject,
+                recipients=[mail.recipient],
+                body=mail.body_text,
+                html=mail.body_html,
+                sender=settings.mail_sender,
+                extra_headers={"Auto-Submitted": "auto-generated"},
+            )
+            message.msgId = message_id(mail, "entreprise.example.fr")
+            return message.as_bytes()
+
+        with app.app_context():
+            theirs = _per_message_ms(flask_mail_bytes, 50 if options.quick else 500)
+        get_database(app).dispose()
+    finally:
+        smtp.stop()
+    data = {
+        "quick": options.quick,
+        "emails": count,
+        "delivery_cpu_ms_per_email": round(1000 * cpu / count, 3),
+        "delivery_per_s_one_thread": round(count / wall, 1),
+        "message_bytes_cpu_ms": round(ours, 3),
+        "flask_mail_message_bytes_cpu_ms": round(theirs, 3),
+    }
+    table_rows = [
+        summary_row(
+            "delivery, CPU ms per e-mail (one thread)",
+            data["delivery_cpu_ms_per_email"],
+            f"{data['delivery_per_s_one_thread']} e-mails/s",
+        ),
+        summary_row("message bytes, CPU ms (mail/message.py)", round(ours, 3), ""),
+        summary_row("message bytes, CPU ms (Flask-Mail)", round(theirs, 3), "before"),
+    ]
+    return Report(name=NAME, data=data, rows=table_rows)
