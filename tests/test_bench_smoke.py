@@ -65,6 +65,8 @@ def test_quick_scale_benchmark_seeds_and_measures(tmp_path: Path):
             "--quick",
             "--scale",
             "0.0005",
+            "--duration",
+            "0.3",  # the SQL is what is checked here, not the figures
             "--backend",
             "sqlite",
             "--out",
@@ -73,7 +75,7 @@ def test_quick_scale_benchmark_seeds_and_measures(tmp_path: Path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,  # ~30 s on an idle 2-core machine
+        timeout=300,  # ~20 s on an idle 2-core machine
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
