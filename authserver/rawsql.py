@@ -201,8 +201,8 @@ class RawConnections:
                 connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
         driver = connection.dbapi_connection
         try:
-            if self.autocommit_reads:
-                driver.autocommit = True  # until begin_write
+            if self.autocommit_reads and not driver.autocommit:
+                driver.autocommit = True  # until begin_write (a read-only check leaves it on)
             cursor = driver.cursor()
             try:
                 yield cursor

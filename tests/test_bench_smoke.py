@@ -13,24 +13,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_benchmark_writes_positive_figures(tmp_path: Path):
+def bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m <args>`` in the clone; it must exit 0."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--only",
-            "password_login",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,  # ~15 s on an idle 2-core machine; generous for a loaded CI
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_quick_benchmark_writes_positive_figures(tmp_path: Path):
+    proc = bench(
+        *("bench", "--quick", "--only", "password_login", "--results-dir", str(tmp_path)),
+        timeout=180,  # ~15 s on an idle 2-core machine; generous for a loaded CI
+    )
     assert "password login" in proc.stdout  # the table
 
     data = json.loads((tmp_path / "password_login.json").read_text())
@@ -57,27 +53,12 @@ def test_quick_scale_benchmark_seeds_and_measures(tmp_path: Path):
     """The scale run's bulk SQL keeps up with the schema (a column added by a migration and
     missing from its INSERTs fails here, not after an hour of `make bench`)."""
     out = tmp_path / "scale.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.scale",
-            "--quick",
-            "--scale",
-            "0.0005",
-            "--duration",
-            "0.3",  # the SQL is what is checked here, not the figures
-            "--backend",
-            "sqlite",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    bench(
+        *("bench.scale", "--quick", "--scale", "0.0005", "--backend", "sqlite"),
+        *("--duration", "0.3"),  # the SQL is what is checked here, not the figures
+        *("--out", str(out)),
         timeout=300,  # ~20 s on an idle 2-core machine
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(out.read_text())
     backend = data["backends"]["sqlite"]
     counts = backend["counts"]
@@ -91,23 +72,10 @@ def test_quick_scale_benchmark_seeds_and_measures(tmp_path: Path):
 
 def test_quick_mail_delivery_benchmark(tmp_path: Path):
     """The e-mail delivery benchmark drains a real outbox to a real SMTP server."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--quick",
-            "--only",
-            "mail_delivery",
-            "--results-dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    bench(
+        *("bench", "--quick", "--only", "mail_delivery", "--results-dir", str(tmp_path)),
         timeout=120,  # ~3 s
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((tmp_path / "mail_delivery.json").read_text())
     assert data["emails"] == 60
     assert data["delivery_cpu_ms_per_email"] > 0 and data["delivery_per_s_one_thread"] > 0

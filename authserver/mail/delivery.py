@@ -265,16 +265,11 @@ def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Ou
     return [Outgoing(*row) for row in rows]
 
 
-def _mark_sent(database: Database, mail_id: int, token: str) -> bool:
-    return bool(_finish(database, token, [mail_id], []))
-
-
-def _finish(database: Database, token: str, sent: list[int], batch: list[int]) -> set[int]:
+def _finish(database: Database, token: str, sent: list[int], batch: list[int]) -> None:
     """The sends recorded and the rest of the batch given back, in one transaction."""
     won = OUTBOX.finish(database, token, sent=sent, release=batch)
     for mail_id in sorted(set(sent) - won):
         log.warning("mail %s sent but its claim was lost: it may be sent twice", mail_id)
-    return won
 
 
 def _record_failure(
@@ -296,11 +291,6 @@ def _record_failure(
         log.warning("mail %s refused for good by the relay: marked failed", mail_id)
     else:
         log.warning("mail %s not delivered (attempt failed): %s", mail_id, type(exc).__name__)
-
-
-def _release(database: Database, token: str, ids: list[int]) -> None:
-    """Give back the rows of this claim that were not sent (and only those)."""
-    OUTBOX.release(database, token, ids)
 
 
 def deliver_due(

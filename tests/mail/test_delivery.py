@@ -212,11 +212,11 @@ def test_a_worker_never_releases_or_marks_a_row_another_worker_holds(app: Flask,
     mine = delivery._claim(database, "token-a", utcnow(), 10)
     assert [m.id for m in mine] == [mail_id]
     assert delivery._claim(database, "token-b", utcnow(), 10) == []
-    delivery._release(database, "token-b", [mail_id])
-    assert delivery._mark_sent(database, mail_id, "token-b") is False
+    delivery.OUTBOX.release(database, "token-b", [mail_id])
+    assert delivery.OUTBOX.mark_sent(database, mail_id, "token-b") is False
     row = rows(database)[mail_id]
     assert row.status == "pending" and row.claim_token == "token-a"
-    assert delivery._mark_sent(database, mail_id, "token-a") is True
+    assert delivery.OUTBOX.mark_sent(database, mail_id, "token-a") is True
     assert rows(database)[mail_id].status == "sent"
 
 

@@ -53,6 +53,21 @@ def read(data: bytes) -> tuple[dict[str, str], dict[str, str]]:
     return headers, bodies
 
 
+def ours(**overrides: object) -> bytes:
+    """``render`` of an alert-like message; ``overrides``: the fields a test is about."""
+    values: dict[str, object] = {
+        "sender": SENDER,
+        "recipient": "contact@entreprise.fr",
+        "subject": "Nouvelle connexion à votre compte",
+        "body_text": TEXT,
+        "body_html": HTML,
+        "message_id": MESSAGE_ID,
+        "date": DATE,
+        **overrides,
+    }
+    return render(**values)
+
+
 @pytest.mark.parametrize(
     ("subject", "recipient", "html"),
     [
@@ -70,31 +85,16 @@ def read(data: bytes) -> tuple[dict[str, str], dict[str, str]]:
 def test_a_reader_decodes_what_flask_mail_sent(
     subject: str, recipient: str, html: str | None
 ) -> None:
-    ours = render(
-        sender=SENDER,
-        recipient=recipient,
-        subject=subject,
-        body_text=TEXT,
-        body_html=html,
-        message_id=MESSAGE_ID,
-        date=DATE,
-    )
-    assert read(ours) == read(flask_mail_bytes(subject, recipient, html))
-    headers, bodies = read(ours)
+    data = ours(recipient=recipient, subject=subject, body_html=html)
+    assert read(data) == read(flask_mail_bytes(subject, recipient, html))
+    headers, bodies = read(data)
     assert headers["Subject"] == subject
     assert bodies["text/plain"].replace("\r\n", "\n") == TEXT  # CRLF on the wire
     assert ("text/html" in bodies) == (html is not None)
 
 
 def test_every_line_ends_in_crlf() -> None:
-    data = render(
-        sender=SENDER,
-        recipient="contact@entreprise.fr",
-        subject="Nouvelle connexion à votre compte",
-        body_text=TEXT,
-        body_html=HTML,
-        message_id=MESSAGE_ID,
-    )
+    data = ours()
     assert data.count(b"\n") == data.count(b"\r\n") > 10
     assert data.isascii() is False  # UTF-8 bodies go as 8bit, as Flask-Mail sent them
 
@@ -104,26 +104,12 @@ def test_a_line_break_in_a_header_is_refused(field: str) -> None:
     values = {"subject": "Bonjour", "recipient": "contact@entreprise.fr"}
     values[field] += "\r\nBcc: victime@example.org"
     with pytest.raises(BadHeaderError):
-        render(
-            sender=SENDER,
-            body_text=TEXT,
-            body_html=None,
-            message_id=MESSAGE_ID,
-            **values,
-        )
+        ours(body_html=None, **values)
 
 
 def test_an_accented_local_part_is_written_in_utf8() -> None:
     """No ASCII form exists (RFC 6531): the headers go in UTF-8, for a SMTPUTF8 relay."""
-    data = render(
-        sender=SENDER,
-        recipient="élise@entreprise.fr",
-        subject="Nouvelle connexion à votre compte",
-        body_text=TEXT,
-        body_html=HTML,
-        message_id=MESSAGE_ID,
-        date=DATE,
-    )
+    data = ours(recipient="élise@entreprise.fr")
     assert "To: élise@entreprise.fr\r\n".encode() in data
     headers, bodies = read(data)
     assert headers["To"] == "élise@entreprise.fr"
