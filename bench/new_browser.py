@@ -1,8 +1,8 @@
 """Passkey logins from a new browser beside returning ones, and under a mail backlog (issue 13).
 
 One ``authserver serve`` per backend (SQLite, then PostgreSQL + Redis), mail going to a real
-SMTP server (aiosmtpd, in this process). In one run, alternating (A, B, A, B) so that drift
-hits both:
+SMTP server (aiosmtpd, in a process of its own: ``bench/smtp_sink.py``). In one run,
+alternating (A, B, A, B) so that drift hits both:
 
 - **returning**: a passkey login from a browser that keeps its cookies (ceremony and device
   cookie): a known device, no alert;
@@ -218,7 +218,7 @@ def run_backend(
             "queued": BACKLOG,
             "left_after_measures": pending_mail(url),
             "delivered_in_s": round(time.monotonic() - queued_at, 1),
-            "smtp_received": len(smtp.messages),
+            "smtp_received": smtp.received(),
             "p99_ms": max(backlog_returning["p99_ms"], backlog_new["p99_ms"]),
         }
     finally:
@@ -251,8 +251,8 @@ def figures(out: dict[str, Any], rounds: int) -> dict[str, Any]:
 def run(options: Options, backends: tuple[str, ...] = ("sqlite", "pg")) -> Report:
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
+    from bench.smtp_sink import SinkProcess
     from bench.suite import start_services
-    from tests.services import SMTPServer
 
     options = Options(
         quick=options.quick,
@@ -275,7 +275,7 @@ def run(options: Options, backends: tuple[str, ...] = ("sqlite", "pg")) -> Repor
         "backends": {},
     }
     rows: list[list[Any]] = []
-    smtp = SMTPServer().start()
+    smtp = SinkProcess().start()
     try:
         for backend in backends:
             services: list[Any] = []

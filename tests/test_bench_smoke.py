@@ -80,3 +80,25 @@ def test_quick_mail_delivery_benchmark(tmp_path: Path):
     assert data["emails"] == 60
     assert data["delivery_cpu_ms_per_email"] > 0 and data["delivery_per_s_one_thread"] > 0
     assert 0 < data["message_bytes_cpu_ms"] < data["flask_mail_message_bytes_cpu_ms"]
+
+
+def test_smtp_sink_counts_messages_in_its_own_process():
+    """The benchmarks' relay runs outside the load generator and counts what it accepted."""
+    import os
+    import smtplib
+
+    from bench.smtp_sink import SinkProcess
+
+    sink = SinkProcess().start()
+    try:
+        assert sink.process is not None and sink.process.pid != os.getpid()
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as client:
+            for n in range(3):
+                client.sendmail("a@example.fr", [f"b{n}@example.fr"], f"Subject: {n}\r\n\r\nx")
+        assert sink.received() == 3
+        sink.clear()
+        assert sink.received() == 0
+        assert sink.cpu_seconds() > 0
+    finally:
+        sink.stop()
+    assert sink.process is None
