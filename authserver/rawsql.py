@@ -26,6 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 from authserver.db import BUSY_TIMEOUT_MS
+from authserver.walcheckpoint import Checkpointer, checkpointer_for
 
 Processor = Callable[[Any], Any] | None
 T = TypeVar("T")
@@ -183,6 +184,12 @@ class RawConnections:
         # (their busy_timeout is 0 while they are here), see begin_write.
         self.short_waits = short_waits and engine.dialect.name == "sqlite"
         self.autocommit_reads = engine.dialect.name == "postgresql"
+        # SQLite file: this pool's commits leave the WAL checkpoints to a thread of their own.
+        self.checkpoints: Checkpointer | None = None
+        database = engine.url.database
+        in_memory = database == ":memory:" or engine.url.query.get("mode") == "memory"
+        if self.short_waits and database and not in_memory:
+            self.checkpoints = checkpointer_for(database)
 
     def prepare(self, statement: ClauseElement) -> Prepared:
         return Prepared(statement, self.dialect)
@@ -199,7 +206,10 @@ class RawConnections:
             connection = self.engine.raw_connection()
             if self.short_waits:
                 connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
+            if self.checkpoints is not None:
+                connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
         driver = connection.dbapi_connection
+        checkpoints = self.checkpoints
         try:
             if self.autocommit_reads and not driver.autocommit:
                 driver.autocommit = True  # until begin_write (a read-only check leaves it on)
@@ -208,6 +218,7 @@ class RawConnections:
                 yield cursor
             finally:
                 cursor.close()
+            wrote = checkpoints is not None and driver.in_transaction
             driver.commit()
         except self.errors:
             connection.invalidate()
@@ -216,6 +227,8 @@ class RawConnections:
             driver.rollback()
             self._give_back(connection)
             raise
+        if wrote and checkpoints is not None:
+            checkpoints.committed()
         self._give_back(connection)
 
     @contextmanager
@@ -244,6 +257,8 @@ class RawConnections:
         except queue.Full:
             if self.short_waits:
                 connection.dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if self.checkpoints is not None:  # SQLite's default, as the pool's others
+                connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint=1000")
             if self.autocommit_reads:
                 connection.dbapi_connection.autocommit = False  # as SQLAlchemy expects it
             connection.close()  # back to SQLAlchemy's pool

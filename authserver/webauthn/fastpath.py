@@ -23,7 +23,10 @@ Writes happen in one short transaction on a driver connection (rawsql.py): the c
 compare-and-set first (a lost race goes to Flask with nothing spent), then the ceremony
 is spent (single use: of two concurrent verifies only one spends it; the other is handed
 to Flask, which refuses it), then the login core's rows (device, alert, session, login
-event). The security log lines, metrics and the mail worker's wake-up follow the commit.
+event). On SQLite the writes of the logins a worker is answering at the same moment share
+one transaction, each in a savepoint of its own (groupcommit.py): one turn of the database's
+write lock and one commit for them all. The security log lines, metrics and the mail
+worker's wake-up follow the commit.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from webauthn.helpers import bytes_to_base64url
 from authserver.alerts import devices, security_log
 from authserver.alerts.notify import Site
 from authserver.db import get_database
+from authserver.groupcommit import GroupCommit
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.logthrottle import FailureLog
 from authserver.mail import EXTENSION_KEY as MAIL_EXTENSION
@@ -165,6 +169,9 @@ class FastLogin:
         self.raw = RawConnections(database.engine, short_waits=True)
         self.read_login = self.raw.prepare(LOGIN_ROW)
         self.record_use = self.raw.prepare(service.RECORD_USE)
+        # SQLite: the writes of concurrent logins share one transaction (groupcommit.py).
+        # PostgreSQL has no single write lock: one transaction per login.
+        self.group = GroupCommit(self.raw) if self.raw.short_waits else None
         self._prepared: dict[int, Prepared] = {}
         self.observe_options = FastObserver("webauthn.login_options", "POST", OPTIONS_PATH)
         self.observe_verify = FastObserver("webauthn.login_verify", "POST", VERIFY_PATH)
@@ -382,10 +389,14 @@ class FastLogin:
     ) -> tuple[login_core.Written, _Checked]:
         with self.raw.transaction() as cursor:
             checked = self._check(cursor, assertion, browser, mount)
-            self.raw.begin_write(cursor)
-            writer = _CursorWriter(self, cursor)
-            written = self._write(writer, assertion, checked, binding)
-        if writer.queued:
+            if self.group is None:
+                self.raw.begin_write(cursor)
+                written, queued = self._write(cursor, assertion, checked, binding)
+        if self.group is not None:
+            written, queued = self.group.run(
+                lambda cursor: self._write(cursor, assertion, checked, binding)
+            )
+        if queued:
             self._wake_mail()
         return written, checked
 
@@ -501,14 +512,15 @@ class FastLogin:
 
     def _write(
         self,
-        writer: _CursorWriter,
+        cursor: Any,
         assertion: authentication.Assertion,
         checked: _Checked,
         binding: str,
-    ) -> login_core.Written:
+    ) -> tuple[login_core.Written, bool]:
         """The counter's compare-and-set, the ceremony spent, then the login core's rows;
-        Fallback (the caller rolls back) on a lost race."""
-        cursor = writer.cursor
+        Fallback (the caller rolls back) on a lost race. The rows, and whether mail was
+        queued."""
+        writer = _CursorWriter(self, cursor)
         if checked.use is not None and self.record_use.rowcount(cursor, checked.use) != 1:
             raise Fallback  # a concurrent login moved the counter: the view judges it
         # The ceremony is checked and spent in one step: it must be a discoverable login
@@ -532,7 +544,7 @@ class FastLogin:
             writer.execute(session_store.OPEN, session_row)
             return token
 
-        return login_core.write_login(writer, plan, open_session)
+        return login_core.write_login(writer, plan, open_session), writer.queued
 
     def _wake_mail(self) -> None:
         worker = self.app.extensions.get(MAIL_EXTENSION)
