@@ -458,6 +458,17 @@ def _worker_started(worker: Any) -> None:
     # that showed as dips of a third in the passkey login benchmark's per-second rate.
     gc.collect()
     gc.freeze()
+    _limit_hashing(app, worker.cfg.workers)
+
+
+def _limit_hashing(app: Any, workers: int) -> None:
+    """Each worker computes at most its share of the cores' Argon2id hashes at a time."""
+    from authserver.accounts.passwords import PasswordHashing, hashes_at_once, usable_cores
+    from authserver.accounts.service import HASHING_KEY
+
+    hashing = app.extensions.get(HASHING_KEY)
+    if isinstance(hashing, PasswordHashing):
+        hashing.limit(hashes_at_once(usable_cores(), workers))
 
 
 def _worker_exiting(_server: Any, worker: Any) -> None:

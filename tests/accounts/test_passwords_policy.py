@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import unicodedata
 
 import pytest
@@ -337,3 +339,77 @@ def test_clean_name(raw, clean):
         assert "nom" in str(info.value)
     else:
         assert validation.clean_name(raw, "nom") == clean
+
+
+class _Overlap:
+    """The real hasher, counting how many of its computations run at the same moment."""
+
+    def __init__(self, hasher: PasswordHasher) -> None:
+        self.hasher = hasher
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def _count(self, call, *args):  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            time.sleep(0.01)  # long enough for the other threads to arrive
+            return call(*args)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+    def hash(self, password: str) -> str:
+        return self._count(self.hasher.hash, password)
+
+    def verify(self, stored: str, password: str) -> bool:
+        return self._count(self.hasher.verify, stored, password)
+
+    def check_needs_rehash(self, stored: str) -> bool:
+        return self.hasher.check_needs_rehash(stored)
+
+
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_a_worker_computes_at_most_its_share_of_hashes_at_once(at_once):
+    hashing = PasswordHashing(memory_kib=8 * 1024, time_cost=1, parallelism=1)
+    stored = hashing.hash("correct horse battery staple")
+    hashing.limit(at_once)
+    overlap = _Overlap(hashing.hasher)
+    hashing.hasher = overlap  # type: ignore[assignment]
+    results: list[bool] = []
+
+    def login(n: int) -> None:
+        if n % 3 == 0:
+            results.append(hashing.verify(None, "inconnu").ok)  # the unknown account's
+        elif n % 3 == 1:
+            results.append(bool(hashing.hash("un nouveau mot de passe")))
+        else:
+            results.append(hashing.verify(stored, "correct horse battery staple").ok)
+
+    threads = [threading.Thread(target=login, args=(n,)) for n in range(9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == [False] * 3 + [True] * 6  # every one done, and right
+    assert overlap.most == at_once
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "at_once"), [(2, 2, 1), (2, 4, 1), (4, 2, 2), (8, 3, 3), (1, 1, 1)]
+)
+def test_hashes_at_once_is_a_workers_share_of_the_cores(cores, workers, at_once):
+    assert passwords.hashes_at_once(cores, workers) == at_once
+
+
+def test_serve_limits_each_workers_hashing(app):
+    from authserver.accounts.service import HASHING_KEY
+    from authserver.cli import _limit_hashing
+
+    hashing = app.extensions[HASHING_KEY]
+    _limit_hashing(app, workers=10_000)
+    assert hashing._turns.acquire(blocking=False)
+    assert not hashing._turns.acquire(blocking=False)  # one turn: the worker's share
+    hashing._turns.release()

@@ -97,8 +97,8 @@ def _post(port: int, path: str, body: dict) -> int:
         response = connection.getresponse()
         response.read()
         return response.status
-    except OSError:
-        return 0  # the server being killed: not counted as an answer
+    except (OSError, http.client.HTTPException):
+        return 0  # the server being killed (mid-answer too): not counted as an answer
     finally:
         connection.close()
 
