@@ -131,3 +131,10 @@ def test_virtual_authenticator_attaches(page):
     assert authenticator_id
     creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
     assert creds["credentials"] == []
+
+
+def test_free_port_never_gives_the_same_port_twice():
+    from tests.services import free_port
+
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
