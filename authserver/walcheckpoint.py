@@ -24,10 +24,10 @@ import sqlite3
 import threading
 import time
 
+from authserver.sqlitecodes import is_busy
+
 log = logging.getLogger(__name__)
 
-SQLITE_BUSY = 5
-SQLITE_LOCKED = 6
 INTERVAL = 0.1
 IDLE_EXIT = 30.0
 
@@ -85,8 +85,7 @@ class Checkpointer:
         try:
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if not isinstance(code, int) or code & 0xFF not in (SQLITE_BUSY, SQLITE_LOCKED):
+            if not is_busy(exc):
                 raise
             return  # another process's checkpoint is running: it does the same work
         self.checkpoints += 1

@@ -254,13 +254,11 @@ class PasswordHashing:
     for their turn without using the CPU.
     """
 
-    def __init__(
-        self, *, memory_kib: int, time_cost: int, parallelism: int, at_once: int | None = None
-    ) -> None:
+    def __init__(self, *, memory_kib: int, time_cost: int, parallelism: int) -> None:
         self.hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
         )
-        self._turns = threading.BoundedSemaphore(at_once or usable_cores())
+        self._turns = threading.BoundedSemaphore(usable_cores())
         self._dummy = self.hasher.hash("dummy password for timing equality")
 
     def limit(self, at_once: int) -> None:

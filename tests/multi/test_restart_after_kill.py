@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from authserver.rawsql import is_busy, recover_wal, retry_busy
+from authserver.rawsql import recover_wal, retry_busy
+from authserver.sqlitecodes import is_busy
 from tests.multi.single import start_server
 
 
