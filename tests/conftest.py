@@ -20,6 +20,7 @@ from authserver.config import is_loopback_host, load_settings
 from authserver.db import get_database
 from authserver.mail import worker_of
 from authserver.migrate import upgrade
+from authserver.sessions.oidc import backchannel_worker_of
 from tests.fixtures_services import *  # noqa: F403
 from tests.services import PostgresServer, SMTPServer, text_of
 
@@ -91,6 +92,9 @@ def make_app(tmp_path: Path, sqlite_template: Path, smtp: SMTPServer) -> Iterato
     yield factory
     for app in apps:
         worker_of(app).stop()
+        # Its database may be dropped next (PostgreSQL): a thread left running logged its
+        # failed rounds into whichever test ran next in this process.
+        backchannel_worker_of(app).stop()
         get_database(app).dispose()
         store = app.extensions.get("authserver.webauthn.challenges")
         if hasattr(store, "dispose"):
