@@ -96,22 +96,38 @@ class SignupForm(PasswordPairMixin, BaseForm):
         return self.check_password_pair(username=username or "", email=email or "") and valid
 
 
+def login_username_problem(typed: str) -> str | None:
+    """What is wrong with an identifiant typed on the login page (already stripped), if
+    anything: the form and the password login fast path (password_fastpath.py) ask here."""
+    if not typed:
+        return "Veuillez saisir votre identifiant."
+    if len(typed) > 254:
+        return "Identifiant invalide."
+    return None
+
+
+def login_password_problem(typed: str) -> str | None:
+    if not typed:
+        return "Veuillez saisir votre mot de passe."
+    if len(typed) > MAX_LENGTH * 4:
+        return "Mot de passe invalide."
+    return None
+
+
 class LoginForm(BaseForm):
     username = StringField()
     password = PasswordField()
 
     def validate_username(self, field: StringField) -> None:
         field.data = (field.data or "").strip()
-        if not field.data:
-            raise ValidationError("Veuillez saisir votre identifiant.")
-        if len(field.data) > 254:
-            raise ValidationError("Identifiant invalide.")
+        problem = login_username_problem(field.data)
+        if problem:
+            raise ValidationError(problem)
 
     def validate_password(self, field: PasswordField) -> None:
-        if not field.data:
-            raise ValidationError("Veuillez saisir votre mot de passe.")
-        if len(field.data) > MAX_LENGTH * 4:
-            raise ValidationError("Mot de passe invalide.")
+        problem = login_password_problem(field.data or "")
+        if problem:
+            raise ValidationError(problem)
 
 
 class AccountLookupForm(BaseForm):

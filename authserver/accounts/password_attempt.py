@@ -12,17 +12,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import has_request_context, request
+
 from authserver.accounts import service
+from authserver.accounts.passwords import Verification
 from authserver.accounts.validation import attempt_label, username_key
 from authserver.alerts import devices, events, notify
 from authserver.metrics import THROTTLED
 from authserver.models import User
-from authserver.throttle import throttle
+from authserver.throttle import Reservation, throttle
 from authserver.web import client_ip
 
 # Login event reasons of a re-authentication (method ``password``): the security console and
 # the detector see them with the logins; « last trusted login » rules leave them out.
 REAUTH = "reauth"
+
+
+# The environ key of an attempt the password login fast path began and handed over
+# (password_fastpath.py): its throttle reservation and its hash check, already spent.
+PRECHECKED = "authserver.password.prechecked"
+
+
+@dataclass(frozen=True)
+class Prechecked:
+    """What the fast path spent on this request's attempt before handing it to the view:
+    the throttle's reservation and, when it was allowed, the password checked against
+    ``password_hash`` (the view checks again if the account's changed meanwhile)."""
+
+    username_key: str
+    user_id: int
+    reservation: Reservation
+    password_hash: str | None = None
+    verification: Verification | None = None
+
+
+def _prechecked(key: str, user: User | None, context: str) -> Prechecked | None:
+    if context != "login" or user is None or not has_request_context():
+        return None
+    found = request.environ.get(PRECHECKED)
+    if not isinstance(found, Prechecked) or found.username_key != key or found.user_id != user.id:
+        return None
+    return found
 
 
 @dataclass(frozen=True)
@@ -58,14 +88,21 @@ def attempt(username: str, password: str, *, user: User | None, context: str = "
     device = devices.known_device(user.id) if user else None
     device_key = device.cookie_hash.hex() if device else None
 
+    pre = _prechecked(key, user, context)
     # Counted before the (slow) password check: parallel guesses cannot all pass.
-    reservation = throttle().reserve_login(key, client_ip(), device_key)
+    if pre is not None:
+        reservation = pre.reservation
+    else:
+        reservation = throttle().reserve_login(key, client_ip(), device_key)
     if not reservation.allowed:
         THROTTLED.labels(context).inc()
         refused("throttled", "throttled")
         return Attempt(None, user, reservation.retry_after)
 
-    result = service.check_password(user, password)
+    verification = None
+    if pre is not None and user is not None and pre.password_hash == user.password_hash:
+        verification = pre.verification
+    result = service.check_password(user, password, verification)
     if result.outcome is service.LoginOutcome.BAD_CREDENTIALS:
         if reservation.reached and user is not None:
             notify.account_throttled(user)

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from authserver import db
 from authserver.accounts import tokens
-from authserver.accounts.passwords import PasswordHashing
+from authserver.accounts.passwords import PasswordHashing, Verification
 from authserver.accounts.validation import (
     email_key,
     lookup_username_key,
@@ -155,9 +155,14 @@ class LoginResult:
     user: User | None
 
 
-def check_password(user: User | None, password: str) -> LoginResult:
-    """Verify a password login; an unknown identifiant (None) costs one dummy hash too."""
-    verification = hashing().verify(user.password_hash if user else None, password)
+def check_password(
+    user: User | None, password: str, verification: Verification | None = None
+) -> LoginResult:
+    """Verify a password login; an unknown identifiant (None) costs one dummy hash too.
+    ``verification``: the hash already checked against ``user``'s stored one (the password
+    login fast path's, handed over with its attempt)."""
+    if verification is None:
+        verification = hashing().verify(user.password_hash if user else None, password)
     if user is None or not verification.ok:
         return LoginResult(LoginOutcome.BAD_CREDENTIALS, user)
     if verification.needs_rehash:

@@ -44,6 +44,7 @@ from flask import Flask
 from sqlalchemy import and_, bindparam, exists, select
 from webauthn.helpers import bytes_to_base64url
 
+from authserver.accounts.password_fastpath import LOGIN_PATH, PasswordFastPath
 from authserver.alerts import devices, security_log
 from authserver.alerts.notify import Site
 from authserver.db import get_database
@@ -213,6 +214,9 @@ class FastLogin:
         # How many calls this path answered and handed to Flask (tests, benchmark).
         self.answered = 0
         self.handed = 0
+        self.committed_key = COMMITTED
+        # The password login page and its usual answer (issue 16), on the same connections.
+        self.password = PasswordFastPath(self)
 
     # ------------------------------------------------------------------ WSGI
 
@@ -224,6 +228,8 @@ class FastLogin:
             or not self.enabled
             or not self.warm
         ):
+            if path == LOGIN_PATH and self.enabled and self.warm:
+                return self.password(environ, start_response)
             self.warm = True
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
@@ -362,7 +368,7 @@ class FastLogin:
         PASSKEY_CEREMONIES.labels("authentication", "success").inc()
         # url_for's paths carry the mount point (SCRIPT_NAME) of the request; ours are built
         # once without it.
-        target = mount + self._path(checked.plan.decision.endpoint)
+        target = mount + self.endpoint_path(checked.plan.decision.endpoint)
         return self._response(
             {"redirect": safe_next(next_url) or target},
             [
@@ -399,6 +405,28 @@ class FastLogin:
         if queued:
             self._wake_mail()
         return written, checked
+
+    def write_plan(self, plan: login_core.LoginPlan) -> login_core.Written:
+        """The login core's rows of ``plan`` in one short write transaction (shared with the
+        logins answered at the same moment on SQLite); the password login fast path's."""
+        if self.group is None:
+            with self.raw.transaction() as cursor:
+                self.raw.begin_write(cursor)
+                written, queued = self._write_login(cursor, plan)
+        else:
+            written, queued = self.group.run(lambda cursor: self._write_login(cursor, plan))
+        if queued:
+            self._wake_mail()
+        return written
+
+    def site_under(self, mount: str) -> Site:
+        """The alert e-mail's view of the app, its links under the request's mount point."""
+        if not mount:
+            return self.site
+        build = self.site.build
+        return replace(
+            self.site, build=lambda endpoint, **values: mount + build(endpoint, **values)
+        )
 
     def _check(
         self,
@@ -494,12 +522,8 @@ class FastLogin:
                 "now": now,
                 "ip": browser.ip,
             }
-        site = self.site
-        if mount:
-            build = site.build
-            site = replace(site, build=lambda endpoint, **values: mount + build(endpoint, **values))
         plan = login_core.plan_login(
-            site,
+            self.site_under(mount),
             method="passkey",
             account=account,
             browser=browser,
@@ -520,7 +544,6 @@ class FastLogin:
         """The counter's compare-and-set, the ceremony spent, then the login core's rows;
         Fallback (the caller rolls back) on a lost race. The rows, and whether mail was
         queued."""
-        writer = _CursorWriter(self, cursor)
         if checked.use is not None and self.record_use.rowcount(cursor, checked.use) != 1:
             raise Fallback  # a concurrent login moved the counter: the view judges it
         # The ceremony is checked and spent in one step: it must be a discoverable login
@@ -529,12 +552,18 @@ class FastLogin:
         expected = Pending("login", None, service.binding_hash(binding))
         if not self.store.spend_pending(assertion.challenge, expected):
             raise Fallback
-        plan = checked.plan
+        return self._write_login(cursor, checked.plan)
+
+    def _write_login(
+        self, cursor: Any, plan: login_core.LoginPlan
+    ) -> tuple[login_core.Written, bool]:
+        """The login core's rows on ``cursor``; and whether mail was queued."""
+        writer = _CursorWriter(self, cursor)
 
         def open_session(device_id: int) -> str:
             token, session_row = session_store.new_session_row(
                 plan.account.user_id,
-                method="passkey",
+                method=plan.method,
                 amr=plan.decision.amr,
                 ip=plan.browser.ip,
                 user_agent=plan.browser.agent,
@@ -551,7 +580,7 @@ class FastLogin:
         if worker is not None:
             worker.wakeup.set()
 
-    def _path(self, endpoint: str) -> str:
+    def endpoint_path(self, endpoint: str) -> str:
         path = self.paths.get(endpoint)
         if path is None:
             with self.app.test_request_context("/"):

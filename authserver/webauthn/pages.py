@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as flask_session
@@ -37,13 +38,24 @@ REMOVED_KEY = "passkeys_removed"
 MAX_REMOVED = 10
 
 
+def offer_due(
+    *, refused: bool, after: datetime | None, passkeys: Callable[[], int], now: datetime
+) -> bool:
+    """Offer a passkey after a password login: none yet, not refused, not postponed (the
+    view and the password login fast path ask here). ``passkeys`` counts the account's,
+    only asked when the rest allows the offer."""
+    if refused or (after is not None and after > now):
+        return False
+    return passkeys() == 0
+
+
 def should_offer(user: User) -> bool:
-    """Offer a passkey after a password login: none yet, not refused, not postponed."""
-    if user.passkey_offer_refused:
-        return False
-    if user.passkey_offer_after is not None and user.passkey_offer_after > utcnow():
-        return False
-    return credentials.count_for(db.session(), user.id) == 0
+    return offer_due(
+        refused=user.passkey_offer_refused,
+        after=user.passkey_offer_after,
+        passkeys=lambda: credentials.count_for(db.session(), user.id),
+        now=utcnow(),
+    )
 
 
 def _next() -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import JSON, select, update
 from authserver.db import get_database
 from authserver.models import Base, OutboxMail, User, WebAuthnCredential, utcnow
 from authserver.ops import redis_client
+from tests.conftest import PASSWORD
 from tests.softauthn import SoftAuthenticator
 from tests.webauthn.test_api import (
     Browser,
@@ -64,6 +65,16 @@ class Script:
         credential = self.keys[username].assert_(options.get_json(), **assertion)
         return self.record(browser.login_verify(credential))
 
+    def password(
+        self, browser: Browser, username: str, password: str = PASSWORD, **extra: str
+    ) -> Any:
+        """The login page, then the password form (the password login fast path's two)."""
+        page = self.record(browser.client.get("/login"))
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page.get_data(as_text=True))
+        assert token is not None
+        form = {"csrf_token": token.group(1), "username": username, "password": password}
+        return self.record(browser.client.post("/login", data={**form, **extra}))
+
     def set_user(self, username: str, **values: Any) -> None:
         with get_database(self.app).session_scope() as session:
             session.execute(update(User).where(User.username_key == username).values(**values))
@@ -99,8 +110,15 @@ class Script:
         assert self.passkey(laptop, martin).status_code == 200
         laptop.logout()
         # Another account in that browser (its cookie keeps its id), by password, then passkey.
-        laptop.password_login(claire)
+        self.password(laptop, claire)
         laptop.logout()
+        # A password login from a new browser (its alert), a wrong password, a returning one.
+        train = self.browser("Mozilla/5.0 (X11; Ubuntu; Linux x86_64) Firefox/128.0")
+        assert self.password(train, martin, "pas le bon mot de passe").status_code == 401
+        assert self.password(train, martin).status_code == 302
+        train.logout()
+        assert self.password(train, martin, next="/espace").status_code == 302
+        train.logout()
         assert self.passkey(laptop, claire).status_code == 200
         laptop.logout()
         shared = self.browser("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/133.0")
@@ -114,6 +132,7 @@ class Script:
         # A locked account.
         self.set_user(paul, locked_at=utcnow())
         assert self.passkey(office, paul).status_code == 403
+        assert self.password(office, paul).status_code == 403
         # A cloned passkey: the counter went back.
         with get_database(self.app).session_scope() as session:
             user_id = user_row(self.app, martin).id
@@ -225,7 +244,12 @@ def test_the_fast_path_and_the_views_leave_the_same_database(app_factory, smtp):
         path.enabled = enabled
         script = Script(app, smtp)
         script.run()
-        results[enabled] = (script.answers, dump(app), path.answered, path.handed)
+        results[enabled] = (
+            script.answers,
+            dump(app),
+            path.answered + path.password.logins,
+            path.handed,
+        )
         assert not path.failures.failing  # no fast-path bug quietly handed to the views
 
     (fast_answers, fast_rows, answered, handed), (view_answers, view_rows, _, _) = (
@@ -233,8 +257,9 @@ def test_the_fast_path_and_the_views_leave_the_same_database(app_factory, smtp):
         results[False],
     )
     # The fast path did answer: options, and every successful passkey login, new browsers
-    # included (7 successes; the refusals and the views' own pages are handed over).
-    assert answered >= 7 + 7
+    # included (7 successes; the refusals and the views' own pages are handed over), and
+    # the successful password logins (4).
+    assert answered >= 7 + 7 + 4
     assert handed >= 5
     for table in view_rows:
         assert fast_rows[table] == view_rows[table], table
