@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from itsdangerous import BadData, URLSafeTimedSerializer
-from sqlalchemy import and_, bindparam, exists, func, select
+from sqlalchemy import bindparam, func, select
 from werkzeug.utils import redirect
 
 from authserver.accounts.forms import login_password_problem, login_username_problem
@@ -45,17 +45,11 @@ from authserver.accounts.service import HASHING_KEY
 from authserver.accounts.validation import has_control_characters, lookup_username_key
 from authserver.alerts import devices
 from authserver.metrics import FastObserver
-from authserver.models import (
-    CertificationRequest,
-    Device,
-    Membership,
-    User,
-    WebAuthnCredential,
-    utcnow,
-)
-from authserver.sessions import login_core
+from authserver.models import User, WebAuthnCredential, utcnow
+from authserver.sessions import login_core, login_row
 from authserver.sessions.completion import safe_next
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
+from authserver.sessions.login_row import with_facts
 from authserver.throttle import EXTENSION_KEY as THROTTLE_KEY
 from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
 from authserver.webauthn.pages import offer_due
@@ -74,19 +68,13 @@ CSRF_FIELD = "csrf_token"  # Flask-WTF's session key and form field (WTF_CSRF_FI
 _CSRF_SALT = "wtf-csrf-token"  # Flask-WTF's
 
 _USERS = User.__table__
-_DEVICES = Device.__table__
-_ANY_DEVICE = _DEVICES.alias("any_device")
-_MEMBERSHIPS = Membership.__table__
-_CERTIFICATIONS = CertificationRequest.__table__
 _CREDENTIALS = WebAuthnCredential.__table__
-# Every read of a password login in one statement (the view makes five): the account, this
-# browser's device row for it (NULL: a new device), whether the account has any device,
-# what the landing needs and how many passkeys the account has (the offer after a login).
-LOGIN_ROW = (
+# Every read of a password login in one statement (the view makes five): the account and
+# how many passkeys it has (the offer after a login), then the login's facts (login_row.py).
+LOGIN_ROW = with_facts(
     select(
         _USERS.c.id,
         _USERS.c.username,
-        _USERS.c.email,
         _USERS.c.role,
         _USERS.c.password_hash,
         _USERS.c.activated_at,
@@ -95,25 +83,12 @@ LOGIN_ROW = (
         _USERS.c.certified_at,
         _USERS.c.passkey_offer_refused,
         _USERS.c.passkey_offer_after,
-        _DEVICES.c.id,
-        _DEVICES.c.last_seen_at,
-        _DEVICES.c.last_ip,
-        exists().where(_ANY_DEVICE.c.user_id == _USERS.c.id),
-        select(_MEMBERSHIPS.c.status)
-        .where(_MEMBERSHIPS.c.user_id == _USERS.c.id)
-        .scalar_subquery(),
-        exists().where(_CERTIFICATIONS.c.user_id == _USERS.c.id),
         select(func.count())
         .select_from(_CREDENTIALS)
         .where(_CREDENTIALS.c.user_id == _USERS.c.id)
         .scalar_subquery(),
     )
-    .select_from(
-        _USERS.outerjoin(
-            _DEVICES,
-            and_(_DEVICES.c.user_id == _USERS.c.id, _DEVICES.c.cookie_hash == bindparam("cookie")),
-        )
-    )
+    .select_from(_USERS)
     .where(_USERS.c.username_key == bindparam("key"))
 )
 
@@ -375,7 +350,6 @@ class PasswordFastPath:
         (
             user_id,
             account_name,
-            email,
             role,
             password_hash,
             activated_at,
@@ -384,14 +358,9 @@ class PasswordFastPath:
             certified_at,
             offer_refused,
             offer_after,
-            device_id,
-            last_seen_at,
-            last_device_ip,
-            has_devices,
-            membership_status,
-            certification_asked,
             passkeys,
-        ) = row
+        ) = row[: -login_row.FACTS]
+        device_id = row[-login_row.FACTS]
         if reset_required or not login_core.may_log_in(
             activated=activated_at is not None, locked=locked_at is not None
         ):
@@ -410,20 +379,13 @@ class PasswordFastPath:
             environ[PRECHECKED] = spent
             raise Handover
 
-        account = login_core.Account(
+        account, known, decision = login_row.decide_row(
+            "password",
             user_id=user_id,
             username=account_name,
-            email=email,
             role=role,
-            membership_status=membership_status,
-            certified=certified_at is not None,
-            certification_asked=lambda: True if certification_asked else None,
-        )
-        known = None
-        if device_id is not None:
-            known = devices.KnownDevice(device_id, last_seen_at, last_device_ip)
-        decision = login_core.decide(
-            "password", account, known=known, account_has_devices=bool(has_devices)
+            certified_at=certified_at,
+            facts=row[-login_row.FACTS :],
         )
         now = utcnow()
         mount = environ.get("SCRIPT_NAME", "").rstrip("/")

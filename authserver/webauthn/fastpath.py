@@ -41,7 +41,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import and_, bindparam, exists, select
 from webauthn.helpers import bytes_to_base64url
 
 from authserver.accounts.password_fastpath import LOGIN_PATH, PasswordFastPath
@@ -53,12 +52,13 @@ from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.logthrottle import FailureLog
 from authserver.mail import EXTENSION_KEY as MAIL_EXTENSION
 from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
-from authserver.models import CertificationRequest, Device, Membership, User, utcnow
+from authserver.models import utcnow
 from authserver.rawsql import Prepared, RawConnections
-from authserver.sessions import login_core
+from authserver.sessions import login_core, login_row
 from authserver.sessions import store as session_store
 from authserver.sessions.completion import safe_next
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
+from authserver.sessions.login_row import with_facts
 from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
 from authserver.webauthn import authentication, service
 from authserver.webauthn.challenges import DatabaseChallengeStore, Pending
@@ -81,28 +81,10 @@ MAX_BODY = 64 * 1024
 COMMITTED = "authserver.fastpath.committed"
 
 
-_USERS = User.__table__
-_DEVICES = Device.__table__
-_MEMBERSHIPS = Membership.__table__
-_CERTIFICATIONS = CertificationRequest.__table__
-_ANY_DEVICE = _DEVICES.alias("any_device")
 # Every read of a login in one statement: each statement costs more than the rows it reads
-# (its read transaction, the GIL handed over and back). The passkey and its owner, this
-# browser's device row (NULL: a new device), whether the account has any device (its first
-# browser does not alert), and what the landing needs (login_core.Account): the e-mail,
-# the membership's status (one per user) and whether a certification was ever asked.
-LOGIN_ROW = LOGIN_CANDIDATE.outerjoin(
-    _DEVICES,
-    and_(_DEVICES.c.user_id == _USERS.c.id, _DEVICES.c.cookie_hash == bindparam("cookie")),
-).add_columns(
-    _DEVICES.c.id,
-    _DEVICES.c.last_seen_at,
-    _DEVICES.c.last_ip,
-    exists().where(_ANY_DEVICE.c.user_id == _USERS.c.id),
-    _USERS.c.email,
-    select(_MEMBERSHIPS.c.status).where(_MEMBERSHIPS.c.user_id == _USERS.c.id).scalar_subquery(),
-    exists().where(_CERTIFICATIONS.c.user_id == _USERS.c.id),
-)
+# (its read transaction, the GIL handed over and back). The passkey and its owner, then the
+# login's facts (login_row.py).
+LOGIN_ROW = with_facts(LOGIN_CANDIDATE)
 
 
 # A fast answer: its headers and body (the status is always 200: refusals are the views').
@@ -463,14 +445,7 @@ class FastLogin:
             activated_at,
             locked_at,
             certified_at,
-            device_id,
-            last_seen_at,
-            last_device_ip,
-            has_devices,
-            email,
-            membership_status,
-            certification_asked,
-        ) = row
+        ) = row[: -login_row.FACTS]
         if cloned_at is not None or review_required:
             raise Fallback  # refused by the views, which mark and record it
         if not login_core.may_log_in(
@@ -494,20 +469,13 @@ class FastLogin:
             )
         except Exception:
             raise Fallback from None
-        account = login_core.Account(
+        account, known, decision = login_row.decide_row(
+            "passkey",
             user_id=user_id,
             username=username,
-            email=email,
             role=role,
-            membership_status=membership_status,
-            certified=certified_at is not None,
-            certification_asked=lambda: True if certification_asked else None,
-        )
-        known = None
-        if device_id is not None:
-            known = devices.KnownDevice(device_id, last_seen_at, last_device_ip)
-        decision = login_core.decide(
-            "passkey", account, known=known, account_has_devices=bool(has_devices)
+            certified_at=certified_at,
+            facts=row[-login_row.FACTS :],
         )
         now = utcnow()
         use = None
