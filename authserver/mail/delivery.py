@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=120)
 _monotonic = time.monotonic
 BATCH = 10
+# A wake-up less than GATHER_AFTER seconds after the last round waits GATHER seconds for
+# the rest of its burst: an e-mail alone goes at once, a burst's go together a tenth of a
+# second later.
+GATHER_AFTER = 1.0
+GATHER = 0.1
 SMTP_TIMEOUT = 15
 
 # Answers about one mail: the next mails of the batch may go on the same connection.
@@ -299,11 +304,13 @@ def deliver_due(
     settings: Settings,
     limit: int = BATCH,
     should_stop: Callable[[], bool] | None = None,
+    sender: Sender | None = None,
 ) -> tuple[int, int]:
     """Claim one batch of due mail and send it on one connection; return (sent, failed).
 
     ``should_stop`` is asked between two mails: the mail being sent is finished, the rest of
-    the batch released for another worker.
+    the batch released for another worker. ``sender``: a connection the caller keeps open
+    for its next batches (and closes); by default one is opened for this batch.
     """
     token = secrets.token_hex(16)
     batch = _claim(database, token, utcnow(), limit)
@@ -313,7 +320,9 @@ def deliver_due(
     failed = 0
     held = {mail.id for mail in batch}
     renewed_at = _monotonic()
-    sender = transport.open()
+    own = sender is None
+    if sender is None:
+        sender = transport.open()
     try:
         for mail in batch:
             if should_stop is not None and should_stop():
@@ -336,7 +345,8 @@ def deliver_due(
             sent.append(mail.id)
             MAIL_SENT.inc()
     finally:
-        sender.close()
+        if own:
+            sender.close()
         # A worker killed before this line leaves its sent rows claimed: another sends them
         # again after the lease (the same Message-ID each time, see leases.py).
         _finish(database, token, sent, [mail.id for mail in batch])
@@ -422,22 +432,37 @@ class DeliveryWorker:
         return True
 
     def run_once(self) -> tuple[int, int]:
-        """Produce pending mail, then deliver everything due now, batch after batch; return
-        the totals."""
+        """Produce pending mail, then deliver everything due now, batch after batch, on one
+        SMTP connection (opened at the first mail); return the totals."""
         self._produce()
         sent = failed = 0
-        while not self._stop.is_set():
-            done, errors = deliver_due(
-                self.database, self.transport, self.settings, should_stop=self._stop.is_set
-            )
-            sent, failed = sent + done, failed + errors
-            if done + errors == 0 or errors:
-                break
+        sender = self.transport.open()
+        try:
+            while not self._stop.is_set():
+                done, errors = deliver_due(
+                    self.database,
+                    self.transport,
+                    self.settings,
+                    should_stop=self._stop.is_set,
+                    sender=sender,
+                )
+                sent, failed = sent + done, failed + errors
+                if done + errors == 0 or errors:
+                    break
+        finally:
+            sender.close()
         return sent, failed
 
     def _run(self) -> None:
+        ended = -GATHER_AFTER
         while not self._stop.is_set():
             self.wakeup.clear()
+            if _monotonic() - ended < GATHER_AFTER:
+                # Woken again right after a round: a burst of logins (new browsers, each its
+                # alert). Its next mails join this round instead of one round each — one
+                # connection, one claim and one record for them all (a round per mail took
+                # more of SQLite's write lock and of the CPU than the logins themselves).
+                self._stop.wait(GATHER)
             try:
                 self.run_once()
                 wait = next_due_in(self.database)
@@ -445,4 +470,5 @@ class DeliveryWorker:
                 # Database unreachable: try again shortly; nothing is lost.
                 log.warning("mail delivery round failed; retrying", exc_info=False)
                 wait = 2.0
+            ended = _monotonic()
             self.wakeup.wait(timeout=min(wait if wait is not None else 30.0, 30.0) or 0.05)

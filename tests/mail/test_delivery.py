@@ -147,6 +147,54 @@ def test_one_smtp_connection_per_batch(app: Flask, relay: FaultySMTPServer):
     assert len(relay.messages) == 6
 
 
+def test_a_round_sends_all_its_batches_on_one_connection(app: Flask, relay: FaultySMTPServer):
+    """Issue 13: a connection (TCP, banner, EHLO, QUIT) per batch of ten cost the worker and
+    the relay more than the mails themselves during a burst of new-browser logins."""
+    worker_of(app).stop()
+    database = get_database(app)
+    queue(database, [f"client{i}@entreprise.fr" for i in range(delivery.BATCH * 2 + 5)])
+    worker = DeliveryWorker(
+        app, database, SMTPTransport(relay_settings(app, relay)), relay_settings(app, relay)
+    )
+    assert worker.run_once() == (delivery.BATCH * 2 + 5, 0)
+    assert relay.connections == 1
+    assert sorted(delivered_ids(relay).values()) == [1] * (delivery.BATCH * 2 + 5)
+
+
+def test_a_burst_of_mail_goes_in_a_few_rounds_a_lone_mail_at_once(
+    app: Flask, smtp, monkeypatch: pytest.MonkeyPatch
+):
+    """One mail after a quiet spell goes at once; the mails of a burst that follows it (a
+    new-browser login each) wait for each other and go together (here a whole second, so
+    that the test tells both apart on a busy machine; a tenth in service)."""
+    monkeypatch.setattr(delivery, "GATHER", 1.0)
+    worker = worker_of(app)
+    database = get_database(app)
+    rounds: list[int] = []
+    real = worker.run_once
+
+    def counted() -> tuple[int, int]:
+        done = real()
+        if done[0]:
+            rounds.append(done[0])
+        return done
+
+    worker.run_once = counted  # type: ignore[method-assign]
+    time.sleep(delivery.GATHER_AFTER)  # a quiet spell
+    started = time.monotonic()
+    queue(database, ["seul@entreprise.fr"])
+    worker.wakeup.set()
+    smtp.wait_for(1)
+    assert time.monotonic() - started < 0.9  # not held back
+    for i in range(20):
+        queue(database, [f"rafale{i}@entreprise.fr"])
+        worker.wakeup.set()
+        time.sleep(0.01)
+    assert len(smtp.wait_for(21)) == 21
+    wait_until(lambda: sum(rounds) == 21, 5, "every mail counted")
+    assert len(rounds) <= 3  # a round per mail before: 21
+
+
 def test_a_batch_is_two_write_transactions(app: Flask, smtp):
     """Issue 16: each mail cost two write transactions (its lease renewed, then marked sent)
     besides the batch's claim and release, all queued on SQLite's single write lock with the
