@@ -12,7 +12,10 @@ Measured in one run, on one freshly started ``authserver serve`` (SQLite):
     e-mail; each user's first login, a new browser's, is made and shown apart before the
     measured ones) and starts every login with no session cookie;
 (c) Argon2id ``verify`` in this process with the server's parameters, on 1 and 2 threads:
-    the ceiling a password login cannot beat on this machine.
+    the ceiling a password login cannot beat on this machine. The 2-thread figure is taken
+    before the server starts and after it stops, and the logins are compared with their
+    mean: this machine's speed drifts by a quarter from one minute to the next, and one
+    figure taken after the logins alone put the ratio anywhere between 0.78 and 0.99.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from bench.harness import (
     log,
     percentile,
     self_cpu_seconds,
+    summary_row,
     system_cpu_seconds,
 )
 
 NAME = "password_login"
+LOGINS_VS_ARGON2 = 0.9  # issue 16: password logins per unit of hash cost
 PASSWORD = "bench: correct horse battery staple 42"
 CSRF_RE = re.compile(rb'<meta name="csrf-token" content="([^"]+)"')
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -268,6 +273,12 @@ def run(options: Options) -> Report:
         "login_includes": LOGIN_INCLUDES,
     }
     results: dict[str, Any] = {}
+    log(f"[{NAME}] Argon2id verify in-process, 2 threads, {argon_duration} s (before) ...")
+    before = argon2_verify_rate(2, argon_duration, options.max_operations, params)
+    results["argon2id_verify_2_threads_before"] = {
+        **before,
+        "name": "argon2id_verify_2_threads_before",
+    }
     server = ServerProcess(workers=options.workers, threads=options.threads)
     try:
         t0 = time.perf_counter()
@@ -346,8 +357,14 @@ def run(options: Options) -> Report:
     # Other processes on the machine during a measurement lower its figure: say which.
     data["noisy_scenarios"] = [k for k, r in results.items() if other_cores(r) > NOISY_CORES]
 
-    best_argon = results["argon2id_verify_2_threads"]["rate_per_s"]
+    # The bound: the mean of the 2-thread figures taken before and after the logins.
+    bounds = [
+        results[key]["rate_per_s"]
+        for key in ("argon2id_verify_2_threads_before", "argon2id_verify_2_threads")
+    ]
+    best_argon = sum(bounds) / len(bounds)
     login_rate = results["password_login"]["rate_per_s"]
+    data["argon2id_bound_per_s"] = round(best_argon, 1)
     data["logins_vs_argon2id_2_threads"] = round(login_rate / best_argon, 3) if best_argon else None
 
     rows = [
@@ -357,11 +374,15 @@ def run(options: Options) -> Report:
         ),
         load_row("password login (GET+POST), returning browser", results["password_login"]),
     ]
-    for key in ("argon2id_verify_1_thread", "argon2id_verify_2_threads"):
+    for key, when in (
+        ("argon2id_verify_2_threads_before", ", before the server"),
+        ("argon2id_verify_1_thread", ""),
+        ("argon2id_verify_2_threads", ", after the server"),
+    ):
         r = results[key]
         rows.append(
             [
-                f"Argon2id verify in-process, {r['threads']} thread(s)",
+                f"Argon2id verify in-process, {r['threads']} thread(s){when}",
                 r["rate_per_s"],
                 r["p50_ms"],
                 r["p99_ms"],
@@ -372,4 +393,12 @@ def run(options: Options) -> Report:
                 f"{r['other_cpu_cores']:.2f}{' !' if r['other_cpu_cores'] > NOISY_CORES else ''}",
             ]
         )
+    ratio = data["logins_vs_argon2id_2_threads"]
+    rows.append(
+        summary_row(
+            f"password logins / Argon2id bound {best_argon:.1f} /s (goal >= {LOGINS_VS_ARGON2})",
+            f"{ratio:.3f}" if ratio is not None else "-",
+            "met" if ratio is not None and ratio >= LOGINS_VS_ARGON2 else "NOT MET",
+        )
+    )
     return Report(name=NAME, data=data, rows=rows)
