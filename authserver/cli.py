@@ -458,17 +458,25 @@ def _worker_started(worker: Any) -> None:
     # that showed as dips of a third in the passkey login benchmark's per-second rate.
     gc.collect()
     gc.freeze()
-    _limit_hashing(app, worker.cfg.workers)
+    _limit_hashing(app, worker.cfg.workers, home=worker.age)
 
 
-def _limit_hashing(app: Any, workers: int) -> None:
-    """Each worker computes at most its share of the cores' Argon2id hashes at a time."""
+def _limit_hashing(app: Any, workers: int, home: int = 0) -> None:
+    """Each worker computes at most its share of the cores' Argon2id hashes at a time and,
+    when there are more workers than cores, takes one of the cores' slots shared by all of
+    them for each (accounts/hash_slots.py); ``home``: the worker's number."""
+    from pathlib import Path
+
+    from authserver.accounts.hash_slots import HashSlots
     from authserver.accounts.passwords import PasswordHashing, hashes_at_once, usable_cores
     from authserver.accounts.service import HASHING_KEY
 
     hashing = app.extensions.get(HASHING_KEY)
     if isinstance(hashing, PasswordHashing):
-        hashing.limit(hashes_at_once(usable_cores(), workers))
+        cores = usable_cores()
+        hashing.limit(hashes_at_once(cores, workers))
+        if workers > cores:
+            hashing.share(HashSlots(Path(app.instance_path), cores, home))
 
 
 def _worker_exiting(_server: Any, worker: Any) -> None:

@@ -26,12 +26,15 @@ import os
 import re
 import threading
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from authserver.accounts.hash_slots import HashSlots
 
 MIN_LENGTH = 12
 MAX_LENGTH = 256
@@ -259,14 +262,30 @@ class PasswordHashing:
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism
         )
         self._turns = threading.BoundedSemaphore(usable_cores())
+        self._slots: HashSlots | None = None
         self._dummy = self.hasher.hash("dummy password for timing equality")
 
     def limit(self, at_once: int) -> None:
         """At most ``at_once`` computations at the same time in this process from now on."""
         self._turns = threading.BoundedSemaphore(max(1, at_once))
 
-    def hash(self, password: str) -> str:
+    def share(self, slots: HashSlots) -> None:
+        """Take one of ``slots`` (shared with the server's other workers) for each
+        computation, after this process's turn: for a worker computing one at a time."""
+        self._slots = slots
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
         with self._turns:
+            slots = self._slots
+            if slots is None:
+                yield
+            else:
+                with slots.turn():
+                    yield
+
+    def hash(self, password: str) -> str:
+        with self._turn():
             return self.hasher.hash(normalize(password))
 
     def verify(self, stored: str | None, password: str) -> Verification:
@@ -274,12 +293,12 @@ class PasswordHashing:
             self.dummy_verify(password)
             return Verification(False)
         try:
-            with self._turns:
+            with self._turn():
                 self.hasher.verify(stored, normalize(password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return Verification(False)
         return Verification(True, needs_rehash=self.hasher.check_needs_rehash(stored))
 
     def dummy_verify(self, password: str) -> None:
-        with contextlib.suppress(VerificationError), self._turns:
+        with contextlib.suppress(VerificationError), self._turn():
             self.hasher.verify(self._dummy, normalize(password))

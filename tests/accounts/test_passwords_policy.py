@@ -413,3 +413,92 @@ def test_serve_limits_each_workers_hashing(app):
     assert hashing._turns.acquire(blocking=False)
     assert not hashing._turns.acquire(blocking=False)  # one turn: the worker's share
     hashing._turns.release()
+
+
+def _hold_slots(directory: str, cores: int, home: int, rounds: int, log: str) -> None:
+    """A worker: ``rounds`` times, a slot held for 20 ms (a hash), its start and end logged."""
+    import time
+    from pathlib import Path
+
+    from authserver.accounts.hash_slots import HashSlots
+
+    slots = HashSlots(Path(directory), cores, home)
+    with open(log, "a") as out:
+        for _ in range(rounds):
+            with slots.turn():
+                out.write(f"+ {time.monotonic()}\n")
+                out.flush()
+                time.sleep(0.02)
+                out.write(f"- {time.monotonic()}\n")
+                out.flush()
+
+
+def test_workers_share_one_slot_per_core(tmp_path):
+    """Issue 16: with more workers than cores (serve's default: two per core), each worker
+    computed one hash at a time, twice as many as cores in all."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    logs = [tmp_path / f"worker{i}.log" for i in range(4)]
+    workers = [
+        context.Process(target=_hold_slots, args=(str(tmp_path / "slots"), 2, i, 10, str(logs[i])))
+        for i in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    events = sorted(
+        (float(stamp), kind == "+")
+        for log in logs
+        for kind, stamp in (line.split() for line in log.read_text().splitlines())
+    )
+    assert sum(1 for _, start in events if start) == 40
+    running = most = 0
+    for _, start in events:
+        running += 1 if start else -1
+        most = max(most, running)
+    assert most == 2  # both cores used, never more
+
+
+def test_a_killed_workers_slot_is_free_again(tmp_path):
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    from authserver.accounts.hash_slots import HashSlots
+
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+
+    def hold_for_ever() -> None:
+        slots = HashSlots(tmp_path, 1, 0)
+        with slots.turn():
+            ready.set()
+            time.sleep(60)
+
+    holder = context.Process(target=hold_for_ever)
+    holder.start()
+    assert ready.wait(10)
+    mine = HashSlots(tmp_path, 1, 0)
+    os.kill(holder.pid, signal.SIGKILL)  # killed while holding the only slot
+    holder.join(10)
+    started = time.monotonic()
+    with mine.turn():
+        assert time.monotonic() - started < 5
+    mine.close()
+
+
+def test_serve_shares_slots_when_workers_outnumber_cores(app):
+    from authserver.accounts.passwords import usable_cores
+    from authserver.accounts.service import HASHING_KEY
+    from authserver.cli import _limit_hashing
+
+    hashing = app.extensions[HASHING_KEY]
+    _limit_hashing(app, workers=usable_cores())
+    assert hashing._slots is None  # a share of the cores each: nothing to share
+    _limit_hashing(app, workers=usable_cores() + 1, home=3)
+    assert hashing._slots is not None and hashing._slots.cores == usable_cores()
+    assert hashing.verify(hashing.hash("un mot de passe"), "un mot de passe").ok
