@@ -60,6 +60,7 @@ BAD_VALUES = [
     ("AUTHSERVER_ACTIVATION_TTL_HOURS", "1.5"),
     ("AUTHSERVER_MAIL_RETRY_BASE", "vite"),
     ("AUTHSERVER_MAIL_RETRY_MAX", "-3"),
+    ("AUTHSERVER_MAIL_GATHER_SECONDS", "bientôt"),
     ("AUTHSERVER_HOST", "0.0.0.0:5000"),
     ("AUTHSERVER_HOST", "http://127.0.0.1"),
     ("AUTHSERVER_HOST", "mon serveur"),

@@ -321,7 +321,7 @@ def test_a_started_worker_freezes_the_loaded_app_for_the_collector(app):
     previous = signal.getsignal(signal.SIGTERM)
     gc.unfreeze()
     try:
-        _worker_started(SimpleNamespace(wsgi=app, cfg=SimpleNamespace(workers=4)))
+        _worker_started(SimpleNamespace(wsgi=app, cfg=SimpleNamespace(workers=4), age=1))
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()

@@ -58,11 +58,10 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=120)
 _monotonic = time.monotonic
 BATCH = 10
-# A wake-up less than GATHER_AFTER seconds after the last round waits GATHER seconds for
-# the rest of its burst: an e-mail alone goes at once, a burst's go together a tenth of a
-# second later.
+# A wake-up less than GATHER_AFTER seconds after the last round waits ``mail_gather``
+# seconds (AUTHSERVER_MAIL_GATHER_SECONDS, a tenth by default) for the rest of its burst: an
+# e-mail alone goes at once, a burst's go together a moment later.
 GATHER_AFTER = 1.0
-GATHER = 0.1
 SMTP_TIMEOUT = 15
 
 # Answers about one mail: the next mails of the batch may go on the same connection.
@@ -457,12 +456,13 @@ class DeliveryWorker:
         ended = -GATHER_AFTER
         while not self._stop.is_set():
             self.wakeup.clear()
-            if _monotonic() - ended < GATHER_AFTER:
+            gather = self.settings.mail_gather
+            if gather and _monotonic() - ended < GATHER_AFTER:
                 # Woken again right after a round: a burst of logins (new browsers, each its
                 # alert). Its next mails join this round instead of one round each — one
                 # connection, one claim and one record for them all (a round per mail took
                 # more of SQLite's write lock and of the CPU than the logins themselves).
-                self._stop.wait(GATHER)
+                self._stop.wait(gather)
             try:
                 self.run_once()
                 wait = next_due_in(self.database)

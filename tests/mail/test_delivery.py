@@ -161,13 +161,11 @@ def test_a_round_sends_all_its_batches_on_one_connection(app: Flask, relay: Faul
     assert sorted(delivered_ids(relay).values()) == [1] * (delivery.BATCH * 2 + 5)
 
 
-def test_a_burst_of_mail_goes_in_a_few_rounds_a_lone_mail_at_once(
-    app: Flask, smtp, monkeypatch: pytest.MonkeyPatch
-):
+def test_a_burst_of_mail_goes_in_a_few_rounds_a_lone_mail_at_once(make_app, smtp):
     """One mail after a quiet spell goes at once; the mails of a burst that follows it (a
     new-browser login each) wait for each other and go together (here a whole second, so
-    that the test tells both apart on a busy machine; a tenth in service)."""
-    monkeypatch.setattr(delivery, "GATHER", 1.0)
+    that the test tells both apart on a busy machine; a tenth by default)."""
+    app = make_app(AUTHSERVER_MAIL_GATHER_SECONDS="1")
     worker = worker_of(app)
     database = get_database(app)
     rounds: list[int] = []
