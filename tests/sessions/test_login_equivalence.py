@@ -251,6 +251,7 @@ def test_the_fast_path_and_the_views_leave_the_same_database(app_factory, smtp):
             path.handed,
         )
         assert not path.failures.failing  # no fast-path bug quietly handed to the views
+        assert not path.password.failures.failing
 
     (fast_answers, fast_rows, answered, handed), (view_answers, view_rows, _, _) = (
         results[True],
