@@ -101,6 +101,20 @@ def _route() -> str:
     return rule.rule if rule is not None else "(aucune route)"
 
 
+def database_error_name(exc: BaseException) -> str:
+    """The error's classes and its code (SQLSTATE, SQLite's error name), never its text:
+    a driver's message carries the statement's parameters. « OperationalError » alone did
+    not tell a deadlock (40P01) from a restarting server (57P01) or a lost connection."""
+    orig = getattr(exc, "orig", None)
+    names = [type(exc).__name__]
+    if orig is not None and type(orig).__name__ != names[0]:
+        names.append(type(orig).__name__)
+    code = getattr(orig or exc, "sqlstate", None) or getattr(orig or exc, "sqlite_errorname", None)
+    if isinstance(code, str) and code.isascii() and len(code) <= 40:
+        names.append(code)
+    return " ".join(names)
+
+
 def _outage(what: str) -> Response:
     """503 for a dependency that is down: no stack trace, and no further use of it.
 
@@ -142,12 +156,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(InterfaceError)
     @app.errorhandler(PoolTimeoutError)
     def _database_down(exc: Exception) -> Response:
-        return _outage(f"database ({type(exc).__name__})")
+        return _outage(f"database ({database_error_name(exc)})")
 
     @app.errorhandler(DBAPIError)
     def _database_error(exc: DBAPIError) -> Response:
         if exc.connection_invalidated or isinstance(exc.orig, DRIVER_UNAVAILABLE):
-            return _outage(f"database ({type(exc).__name__})")
+            return _outage(f"database ({database_error_name(exc)})")
         return _unexpected(exc)
 
     for driver_error in DRIVER_UNAVAILABLE:

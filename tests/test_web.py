@@ -406,3 +406,25 @@ def test_dev_mailbox_only_for_this_machine(make_app, smtp, remote, headers, stat
     client.environ_base["REMOTE_ADDR"] = remote
     assert client.get("/dev/mailbox", headers=headers).status_code == status
     assert client.get(f"/dev/mailbox/{mail_id}", headers=headers).status_code == status
+
+
+def test_a_database_outage_is_logged_with_its_code_never_its_text():
+    """The log line of a 503 names the error's classes and code (a deadlock is not a restart)
+    but never the driver's message, which carries the statement's parameters."""
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from authserver.errors import database_error_name
+
+    deadlock = psycopg.errors.DeadlockDetected("deadlock on user martin.dupont@entreprise.fr")
+    assert database_error_name(OperationalError("UPDATE", {}, deadlock)) == (
+        "OperationalError DeadlockDetected 40P01"
+    )
+    try:
+        sqlite3.connect(":memory:").execute("SELECT secret FROM missing")
+    except sqlite3.OperationalError as exc:
+        named = database_error_name(OperationalError("SELECT", {}, exc))
+    assert named == "OperationalError SQLITE_ERROR"
+    assert "martin" not in database_error_name(OperationalError("x", {}, deadlock))
