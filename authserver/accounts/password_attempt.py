@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import has_request_context, request
-
 from authserver.accounts import service
 from authserver.accounts.passwords import Verification
 from authserver.accounts.validation import attempt_label, username_key
@@ -46,11 +44,11 @@ class Prechecked:
     verification: Verification | None = None
 
 
-def _prechecked(key: str, user: User | None, context: str) -> Prechecked | None:
-    if context != "login" or user is None or not has_request_context():
+def _matching(found: object, key: str, user: User | None) -> Prechecked | None:
+    """``found`` if it is this attempt's (same identifiant, same account)."""
+    if not isinstance(found, Prechecked) or user is None:
         return None
-    found = request.environ.get(PRECHECKED)
-    if not isinstance(found, Prechecked) or found.username_key != key or found.user_id != user.id:
+    if found.username_key != key or found.user_id != user.id:
         return None
     return found
 
@@ -66,11 +64,20 @@ class Attempt:
         return self.outcome is None
 
 
-def attempt(username: str, password: str, *, user: User | None, context: str = "login") -> Attempt:
+def attempt(
+    username: str,
+    password: str,
+    *,
+    user: User | None,
+    context: str = "login",
+    prechecked: object = None,
+) -> Attempt:
     """Check ``password`` for the account of ``username`` (``user``, None if unknown).
 
     ``context`` is ``"login"`` or ``REAUTH``: the re-authentication's events carry it in
-    their reason. The caller commits.
+    their reason. ``prechecked``: what the password login fast path already spent on this
+    attempt (the request's ``PRECHECKED``), used when it is this attempt's. The caller
+    commits.
     """
     prefix = "" if context == "login" else f"{context}_"
     label = attempt_label(username)
@@ -88,7 +95,7 @@ def attempt(username: str, password: str, *, user: User | None, context: str = "
     device = devices.known_device(user.id) if user else None
     device_key = device.cookie_hash.hex() if device else None
 
-    pre = _prechecked(key, user, context)
+    pre = _matching(prechecked, key, user)
     # Counted before the (slow) password check: parallel guesses cannot all pass.
     if pre is not None:
         reservation = pre.reservation

@@ -41,8 +41,8 @@ from werkzeug.utils import redirect
 
 from authserver.accounts.forms import login_password_problem, login_username_problem
 from authserver.accounts.password_attempt import PRECHECKED, Prechecked
-from authserver.accounts.service import HASHING_KEY
-from authserver.accounts.validation import has_control_characters, lookup_username_key
+from authserver.accounts.service import HASHING_KEY, LoginOutcome, account_outcome
+from authserver.accounts.validation import lookup_username_key
 from authserver.alerts import devices
 from authserver.logthrottle import FailureLog
 from authserver.metrics import FastObserver
@@ -53,7 +53,6 @@ from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
 from authserver.sessions.login_row import with_facts
 from authserver.throttle import EXTENSION_KEY as THROTTLE_KEY
 from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
-from authserver.webauthn.pages import offer_due
 
 if TYPE_CHECKING:
     from authserver.webauthn.fastpath import FastLogin
@@ -132,7 +131,7 @@ class PasswordFastPath:
         self.flask_sessions = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
         self.flask_cookie = app.config["SESSION_COOKIE_NAME"]
         self.flask_max_age = int(app.permanent_session_lifetime.total_seconds())
-        self.pages: dict[tuple[str, str, str], Page | None] = {}
+        self.pages: dict[tuple[str, str, str], Page] = {}
         self.observe_page = FastObserver("accounts.login", "GET", LOGIN_PATH)
         self.observe_login = FastObserver("accounts.login", "POST", LOGIN_PATH)
         self.redirect_headers = [
@@ -268,15 +267,12 @@ class PasswordFastPath:
             if len(body) != length:  # the client went away mid-body: the view answers 400
                 raise Handover
             headers, location = self._answer(environ, body)
-        except Handover:
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            return self._hand(environ, start_response)
-        except Exception:
-            if environ.get(self.fast.committed_key):
-                raise  # logged in already: never a second time through the view
-            self.failures.failed()
-            environ["wsgi.input"] = io.BytesIO(body)
+        except Exception as exc:
+            if not isinstance(exc, Handover):
+                if environ.get(self.fast.committed_key):
+                    raise  # logged in already: never a second time through the view
+                self.failures.failed()
+            environ["wsgi.input"] = io.BytesIO(body)  # the view reads the form again
             environ["CONTENT_LENGTH"] = str(len(body))
             return self._hand(environ, start_response)
         if self.failures.failing:  # one attribute read on the hot path
@@ -335,9 +331,7 @@ class PasswordFastPath:
         key = lookup_username_key(username)
         if key is None:
             raise Handover  # no account can have it: the view spends its dummy hash
-        next_url = form.get("next", "")
-        if has_control_characters(next_url):
-            next_url = ""
+        next_url = form.get("next") or None  # safe_next refuses control characters
         cookies = self._cookies(environ)
         device_cookie = cookies.get(devices.COOKIE_NAME)
         device_token = devices.browser_token(
@@ -372,9 +366,12 @@ class PasswordFastPath:
             passkeys,
         ) = row[: -login_row.FACTS]
         device_id = row[-login_row.FACTS]
-        if reset_required or not login_core.may_log_in(
-            activated=activated_at is not None, locked=locked_at is not None
-        ):
+        outcome = account_outcome(
+            activated=activated_at is not None,
+            locked=locked_at is not None,
+            reset_required=bool(reset_required),
+        )
+        if outcome is not LoginOutcome.OK:
             raise Handover  # refused by the view, after the password check
         device_key = cookie_hash.hex() if device_id is not None and cookie_hash else None
 
@@ -422,8 +419,10 @@ class PasswordFastPath:
         except Exception:  # logged in: at worst the attempt stays counted as a failure
             log.warning("password login fast path: the attempt was not refunded", exc_info=True)
         login_core.announce(written, account_name, fast.log_target)
-        target = safe_next(next_url or None) or mount + fast.endpoint_path(decision.endpoint)
-        if offer_due(refused=offer_refused, after=offer_after, passkeys=lambda: passkeys, now=now):
+        target = safe_next(next_url) or mount + fast.endpoint_path(decision.endpoint)
+        if login_core.offer_due(
+            refused=offer_refused, after=offer_after, passkeys=lambda: passkeys, now=now
+        ):
             target = mount + self.urls.build("passkeys.offer", {"next": target})
         return [
             fast.cookies.session(written.session_token),

@@ -167,13 +167,24 @@ def check_password(
         return LoginResult(LoginOutcome.BAD_CREDENTIALS, user)
     if verification.needs_rehash:
         user.password_hash = hashing().hash(password)
-    if user.activated_at is None:
-        return LoginResult(LoginOutcome.NOT_ACTIVATED, user)
-    if user.locked_at is not None:
-        return LoginResult(LoginOutcome.LOCKED, user)
-    if user.password_reset_required:
-        return LoginResult(LoginOutcome.RESET_REQUIRED, user)
-    return LoginResult(LoginOutcome.OK, user)
+    outcome = account_outcome(
+        activated=user.activated_at is not None,
+        locked=user.locked_at is not None,
+        reset_required=user.password_reset_required,
+    )
+    return LoginResult(outcome, user)
+
+
+def account_outcome(*, activated: bool, locked: bool, reset_required: bool) -> LoginOutcome:
+    """Whether an account whose password was right logs in, or why not (the password login
+    fast path asks here too, before it spends anything)."""
+    if not activated:
+        return LoginOutcome.NOT_ACTIVATED
+    if locked:
+        return LoginOutcome.LOCKED
+    if reset_required:
+        return LoginOutcome.RESET_REQUIRED
+    return LoginOutcome.OK
 
 
 def request_password_reset(username: str, email: str) -> None:

@@ -52,7 +52,12 @@ def login() -> object:
 
     username = form.username.data
     user = service.find_by_username(username)
-    tried = password_attempt.attempt(username, form.password.data, user=user)
+    tried = password_attempt.attempt(
+        username,
+        form.password.data,
+        user=user,
+        prechecked=request.environ.get(password_attempt.PRECHECKED),
+    )
     if tried.throttled:
         db.session().commit()
         minutes = max(1, (tried.retry_after + 59) // 60)

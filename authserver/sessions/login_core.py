@@ -89,6 +89,17 @@ def decide(
     )
 
 
+def offer_due(
+    *, refused: bool, after: datetime | None, passkeys: Callable[[], int], now: datetime
+) -> bool:
+    """Offer a passkey after a password login: none yet, not refused, not postponed (the
+    view and the password login fast path ask here). ``passkeys`` counts the account's,
+    only asked when the rest allows the offer."""
+    if refused or (after is not None and after > now):
+        return False
+    return passkeys() == 0
+
+
 def landing(account: Account) -> str:
     """The endpoint ``account`` lands on when nothing asked for a page (landing.py)."""
     return landing_endpoint(

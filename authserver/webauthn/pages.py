@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask import session as flask_session
@@ -18,6 +17,7 @@ from authserver.alerts import events
 from authserver.jsonapi import FORBIDDEN_CHARACTERS
 from authserver.models import User, utcnow
 from authserver.plural import plural
+from authserver.sessions import login_core
 from authserver.sessions.completion import landing_url, safe_next
 from authserver.sessions.login import (
     confirm_presence,
@@ -38,19 +38,8 @@ REMOVED_KEY = "passkeys_removed"
 MAX_REMOVED = 10
 
 
-def offer_due(
-    *, refused: bool, after: datetime | None, passkeys: Callable[[], int], now: datetime
-) -> bool:
-    """Offer a passkey after a password login: none yet, not refused, not postponed (the
-    view and the password login fast path ask here). ``passkeys`` counts the account's,
-    only asked when the rest allows the offer."""
-    if refused or (after is not None and after > now):
-        return False
-    return passkeys() == 0
-
-
 def should_offer(user: User) -> bool:
-    return offer_due(
+    return login_core.offer_due(
         refused=user.passkey_offer_refused,
         after=user.passkey_offer_after,
         passkeys=lambda: credentials.count_for(db.session(), user.id),
