@@ -26,6 +26,7 @@ import ipaddress
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,14 @@ PURGE_PROBABILITY = 0.01  # of an acquisition also deleting the windows that clo
 class Verdict:
     allowed: bool
     retry_after: int = 0
+
+
+@dataclass(frozen=True)
+class Refund:
+    """What a right password gives back: one attempt on ``keys``; ``clear``, forgotten."""
+
+    keys: tuple[str, ...]
+    clear: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -165,13 +174,18 @@ class DatabaseStorage(Storage):
 
     def release_all(self, keys: tuple[str, ...], clear: tuple[str, ...] = ()) -> None:
         """Give back one attempt on each of ``keys`` and forget ``clear``: one transaction."""
-        now = time.time()
         with self.raw.transaction() as cursor:
             self.raw.begin_write(cursor)
-            for key in keys:
-                self._refund.execute(cursor, {"key": key, "amount": 1, "now": now})
-            for key in clear:
-                self._clear.execute(cursor, {"key": key})
+            self.release_on(cursor, keys, clear)
+
+    def release_on(self, cursor: Any, keys: tuple[str, ...], clear: tuple[str, ...]) -> None:
+        """``release_all``'s statements in the caller's write transaction, on a driver cursor
+        of this database (the password login fast path's: the refund goes with the login)."""
+        now = time.time()
+        for key in keys:
+            self._refund.execute(cursor, {"key": key, "amount": 1, "now": now})
+        for key in clear:
+            self._clear.execute(cursor, {"key": key})
 
     def acquire(self, key: str, limit: int, expiry: float) -> tuple[bool, float]:
         """Count one attempt unless the limit is reached: (counted, count or window end)."""
@@ -255,6 +269,17 @@ def _device_counter(username_key: str, device_key: str) -> str:
     return f"login-dev/{_subject(username_key, device_key)}"
 
 
+def refund_of(
+    reservation: Reservation, username_key: str, device_key: str | None, *, logged_in: bool
+) -> Refund:
+    """A right password's refund: the attempt was no failure and, when a known browser
+    logged in, its own counter starts again from zero (forgotten, so not refunded too)."""
+    clear: tuple[str, ...] = ()
+    if logged_in and device_key:
+        clear = (_device_counter(username_key, device_key),)
+    return Refund(tuple(key for key in reservation.keys if key not in clear), clear)
+
+
 class Throttle:
     def __init__(
         self,
@@ -334,17 +359,25 @@ class Throttle:
     ) -> None:
         """The password was right: the attempt was no failure (refunded) and, when a known
         browser logged in, its own counter starts again from zero — one round trip."""
-        clear: tuple[str, ...] = ()
-        if logged_in and device_key:
-            clear = (_device_counter(username_key, device_key),)
-        refund = tuple(key for key in reservation.keys if key not in clear)  # cleared anyway
+        self.give_back(refund_of(reservation, username_key, device_key, logged_in=logged_in))
+
+    def give_back(self, refund: Refund) -> None:
         if isinstance(self.storage, DatabaseStorage):
-            self.storage.release_all(refund, clear)
+            self.storage.release_all(refund.keys, refund.clear)
             return
-        for key in refund:
+        for key in refund.keys:
             self._release(key)
-        for key in clear:
+        for key in refund.clear:
             self.storage.clear(key)
+
+    def refund_job(self, refund: Refund, engine: Engine) -> Callable[[Any], None] | None:
+        """``refund`` as statements for a write transaction on ``engine``'s driver cursors,
+        when the counters live in that database; None when they do not (Redis, memory):
+        then ``give_back`` after the commit."""
+        storage = self.storage
+        if not isinstance(storage, DatabaseStorage) or storage.engine.url != engine.url:
+            return None
+        return lambda cursor: storage.release_on(cursor, refund.keys, refund.clear)
 
     def account_released(self, username_key: str) -> None:
         """The helpdesk unlocked the account: failures counted against it (from any

@@ -52,6 +52,7 @@ from authserver.sessions.completion import safe_next
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
 from authserver.sessions.login_row import with_facts
 from authserver.throttle import EXTENSION_KEY as THROTTLE_KEY
+from authserver.throttle import refund_of
 from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
 
 if TYPE_CHECKING:
@@ -407,17 +408,22 @@ class PasswordFastPath:
             secret_key=fast.secret_key,
             now=now,
         )
+        refund = refund_of(reservation, key, device_key, logged_in=True)
+        # Counters in this database: given back in the login's own transaction, one write
+        # fewer on SQLite's lock; elsewhere (Redis) once the login is committed.
+        with_login = self.throttle.refund_job(refund, fast.raw.engine)
         try:
-            written = fast.write_plan(plan)
+            written = fast.write_plan(plan, also=with_login)
         except Exception:
             environ[PRECHECKED] = spent  # nothing written: the view logs in (or answers 503)
             log.debug("password login handed to Flask", exc_info=True)
             raise Handover from None
         environ[fast.committed_key] = True
-        try:
-            self.throttle.password_right(reservation, key, device_key, logged_in=True)
-        except Exception:  # logged in: at worst the attempt stays counted as a failure
-            log.warning("password login fast path: the attempt was not refunded", exc_info=True)
+        if with_login is None:
+            try:
+                self.throttle.give_back(refund)
+            except Exception:  # logged in: at worst the attempt stays counted as a failure
+                log.warning("password login fast path: the attempt was not refunded", exc_info=True)
         login_core.announce(written, account_name, fast.log_target)
         target = safe_next(next_url) or mount + fast.endpoint_path(decision.endpoint)
         if login_core.offer_due(

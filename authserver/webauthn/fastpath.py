@@ -36,6 +36,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -388,15 +389,25 @@ class FastLogin:
             self._wake_mail()
         return written, checked
 
-    def write_plan(self, plan: login_core.LoginPlan) -> login_core.Written:
+    def write_plan(
+        self, plan: login_core.LoginPlan, also: Callable[[Any], None] | None = None
+    ) -> login_core.Written:
         """The login core's rows of ``plan`` in one short write transaction (shared with the
-        logins answered at the same moment on SQLite); the password login fast path's."""
+        logins answered at the same moment on SQLite), and ``also``'s statements after them
+        on the same cursor; the password login fast path's."""
+
+        def job(cursor: Any) -> tuple[login_core.Written, bool]:
+            done = self._write_login(cursor, plan)
+            if also is not None:
+                also(cursor)
+            return done
+
         if self.group is None:
             with self.raw.transaction() as cursor:
                 self.raw.begin_write(cursor)
-                written, queued = self._write_login(cursor, plan)
+                written, queued = job(cursor)
         else:
-            written, queued = self.group.run(lambda cursor: self._write_login(cursor, plan))
+            written, queued = self.group.run(job)
         if queued:
             self._wake_mail()
         return written

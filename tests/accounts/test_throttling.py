@@ -305,15 +305,15 @@ def test_counters_live_in_the_database_when_redis_is_not_configured(app):
         assert storage.check()
 
 
-def test_a_right_password_costs_two_short_transactions_besides_the_login(app, smtp, owner):
+def test_a_right_password_costs_one_short_transaction_besides_the_login(app, smtp, owner):
     """Issue 16: on the embedded database each throttle step was its own write transaction
     queued on SQLite's one lock (two reservations, two refunds, the known browser's reset:
     five beside the login). The reservation is one (it must be committed before Argon2
-    runs); the refund and the reset are one."""
+    runs); the refund and the reset are written in the login's own transaction."""
     logout(owner)
     commits = count_commits(app)
     assert owner.login().status_code == 302
-    assert commits[0] == 3  # reservation, login, refund + reset
+    assert commits[0] == 2  # reservation; login + refund + reset
 
     with get_database(app).engine.connect() as connection:
         counts = connection.execute(text("SELECT key, count FROM throttle_counters")).all()
