@@ -269,9 +269,9 @@ def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Ou
     return [Outgoing(*row) for row in rows]
 
 
-def _finish(database: Database, token: str, sent: list[int], batch: list[int]) -> None:
+def _finish(database: Database, token: str, sent: list[int], unsent: list[int]) -> None:
     """The sends recorded and the rest of the batch given back, in one transaction."""
-    won = OUTBOX.finish(database, token, sent=sent, release=batch)
+    won = OUTBOX.finish(database, token, sent=sent, release=unsent)
     for mail_id in sorted(set(sent) - won):
         log.warning("mail %s sent but its claim was lost: it may be sent twice", mail_id)
 
@@ -348,7 +348,8 @@ def deliver_due(
             sender.close()
         # A worker killed before this line leaves its sent rows claimed: another sends them
         # again after the lease (the same Message-ID each time, see leases.py).
-        _finish(database, token, sent, [mail.id for mail in batch])
+        done = set(sent)
+        _finish(database, token, sent, [mail.id for mail in batch if mail.id not in done])
     return len(sent), failed
 
 

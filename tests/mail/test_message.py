@@ -116,3 +116,55 @@ def test_an_accented_local_part_is_written_in_utf8() -> None:
     assert headers["Subject"] == "Nouvelle connexion à votre compte"
     assert headers["Auto-Submitted"] == "auto-generated"
     assert bodies["text/html"].replace("\r\n", "\n") == HTML
+
+
+@pytest.mark.parametrize(
+    ("sender", "subject", "recipient", "message_id"),
+    [
+        (SENDER, "Nouvelle connexion à votre compte", "contact@entreprise.fr", MESSAGE_ID),
+        (SENDER, "Activate  your   account", "contact@entreprise.fr", MESSAGE_ID),
+        (
+            "Équipe Entreprise <ne-pas-repondre@entreprise.example.fr>",
+            "Une connexion à votre compte Espace Entreprise depuis un nouvel appareil — "
+            "vérifiez qu'il s'agit bien de vous",
+            "rh@boulangerie-élodie.fr",
+            MESSAGE_ID,
+        ),
+        (
+            SENDER,
+            "An ASCII subject long enough to be folded by the generator over more than one "
+            "line of the header",
+            "tres.long.prenom.et.nom.de.famille.du.responsable@etablissement-"
+            "du-groupe.entreprise.example.fr",
+            "<outbox-1234567890.1796530016000000@un-domaine-tres-long.entreprise.example.fr>",
+        ),
+    ],
+)
+def test_the_bytes_are_compat32s(
+    monkeypatch: pytest.MonkeyPatch, sender: str, subject: str, recipient: str, message_id: str
+) -> None:
+    """Header lines written directly where ``compat32`` leaves them as they are, and the
+    subject folded once: the same bytes as the standard library's generator writes."""
+    from email.charset import BASE64, Charset
+    from email.header import Header
+
+    from authserver.mail import message as module
+
+    monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "0" * 32)  # one boundary
+    values = {
+        "sender": sender,
+        "recipient": recipient,
+        "subject": subject,
+        "body_text": TEXT,
+        "body_html": HTML,
+        "message_id": message_id,
+        "date": DATE,
+    }
+    quick = render(**values)
+    charset = Charset("utf-8")
+    charset.header_encoding = BASE64
+    monkeypatch.setattr(module, "SMTP_LINES", policy.compat32.clone(linesep="\r\n"))
+    monkeypatch.setattr(
+        module, "_header", lambda value: value if value.isascii() else Header(value, charset)
+    )
+    assert quick == render(**values)
