@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from authserver.db import Database
 from authserver.models import utcnow
@@ -87,7 +87,7 @@ class Outbox:
         if found is not None:
             return found
         model = self.model
-        now = bindparam("now")
+        now: Any = bindparam("now")
         # In the order of the (status, next_attempt_at) index, whose entries end with the id:
         # the first ``limit`` due rows are read and no more, however long the queue.
         candidates = (
@@ -124,7 +124,7 @@ class Outbox:
         limit: int,
         lease: timedelta,
         columns: Sequence[Any],
-    ) -> list[Row[Any]]:
+    ) -> list[tuple[Any, ...]]:
         """Claim up to ``limit`` due rows for ``token`` in one statement; ``columns`` of each,
         the longest due first (then the oldest)."""
         statement = self._claim_statement(database.is_sqlite, columns)
@@ -243,4 +243,4 @@ class Outbox:
             when = datetime.fromisoformat(when)
         if when.tzinfo is None:
             when = when.replace(tzinfo=now.tzinfo)
-        return max((when - now).total_seconds(), 0.0)
+        return max(float((when - now).total_seconds()), 0.0)

@@ -25,9 +25,9 @@ from authserver.sessions.completion import complete_login
 from authserver.throttle import throttle
 from authserver.web import client_ip
 from authserver.webauthn import service
+from authserver.webauthn.browser import browser_binding, new_binding, set_binding_cookie
 from authserver.webauthn.errors import CeremonyError
 from authserver.webauthn.notifications import passkey_added
-from authserver.webauthn.views import set_binding_cookie
 
 bp = Blueprint("recovery", __name__)
 bp.after_request(set_binding_cookie)
@@ -98,7 +98,7 @@ def options() -> Response:
         user, _ = recovery.user_of(_token(body))
     except (tokens.TokenExpired, tokens.TokenUsed, tokens.TokenInvalid):
         raise LINK_REFUSED from None
-    created = service.begin_registration(user, recovery=True)
+    created = service.begin_registration(user, new_binding(), recovery=True)
     db.session().commit()
     return jsonify(created)
 
@@ -120,7 +120,11 @@ def verify() -> Response:
         raise LINK_REFUSED from None
     try:
         row = service.finish_registration(
-            user, credential, optional_str(body, "name", 64), recovery=True
+            user,
+            credential,
+            optional_str(body, "name", 64),
+            browser_binding(create=False),
+            recovery=True,
         )
     except CeremonyError as exc:
         # The link is not spent (rolled back): the employer may try again while it lives.

@@ -12,7 +12,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import current_app, g, request
+from flask import current_app
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
@@ -57,17 +57,6 @@ def store() -> ChallengeStore:
     return current_app.extensions[STORE_KEY]
 
 
-def browser_binding(*, create: bool) -> bytes | None:
-    """Hash of this browser's ceremony cookie: a challenge only completes where it began."""
-    token = request.cookies.get(BINDING_COOKIE)
-    if not token or len(token) > 100:
-        if not create:
-            return None
-        token = g.get("new_binding_cookie") or secrets.token_urlsafe(32)
-        g.new_binding_cookie = token
-    return binding_hash(token)
-
-
 def binding_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -86,13 +75,16 @@ def set_binding_cookie_on(
     )
 
 
-def _take(challenge: bytes, purposes: tuple[str, ...], user_id: int) -> Pending:
-    """Consume a registration ceremony begun by this browser for this user."""
+def _take(
+    challenge: bytes, purposes: tuple[str, ...], user_id: int, binding: bytes | None
+) -> Pending:
+    """Consume a registration ceremony begun by this browser (``binding``, the hash of its
+    ceremony cookie) for this user."""
     pending = store().consume(challenge)
     if (
         pending is None
         or pending.purpose not in purposes
-        or pending.binding != browser_binding(create=False)
+        or pending.binding != binding
         or pending.user_id != user_id
     ):
         raise ChallengeInvalid("no pending ceremony for this challenge, browser and user")
@@ -112,9 +104,10 @@ RECOVER = "recover"
 
 
 def begin_registration(
-    user: User, *, conditional: bool = False, recovery: bool = False
+    user: User, binding: bytes, *, conditional: bool = False, recovery: bool = False
 ) -> dict[str, Any]:
-    """Creation options; ``conditional`` for a conditional create (see REGISTER_CONDITIONAL),
+    """Creation options, the ceremony bound to this browser (``binding``: the hash of its
+    ceremony cookie); ``conditional`` for a conditional create (see REGISTER_CONDITIONAL),
     ``recovery`` for a recovery link's ceremony (only its verify may complete it)."""
     session = db.session()
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
@@ -127,8 +120,6 @@ def begin_registration(
         exclude_credentials=credentials.descriptors_for(session, user.id),
         timeout_ms=CEREMONY_TIMEOUT_MS,
     )
-    binding = browser_binding(create=True)
-    assert binding is not None
     purpose = RECOVER if recovery else REGISTER_CONDITIONAL if conditional else REGISTER
     store().save(challenge, Pending(purpose, user.id, binding), CHALLENGE_TTL)
     return options
@@ -149,12 +140,12 @@ def default_name(aaguid: str, when: datetime) -> str:
 
 
 def finish_registration(
-    user: User, credential: Any, name: str | None, *, recovery: bool = False
+    user: User, credential: Any, name: str | None, binding: bytes | None, *, recovery: bool = False
 ) -> WebAuthnCredential:
     session = db.session()
     challenge = registration.challenge_of(credential)
     purposes = (RECOVER,) if recovery else (REGISTER, REGISTER_CONDITIONAL)
-    pending = _take(challenge, purposes, user.id)
+    pending = _take(challenge, purposes, user.id, binding)
     new = registration.verify_registration(
         rp=relying_party(),
         credential=credential,
@@ -194,9 +185,10 @@ def finish_registration(
 # --- Authentication -----------------------------------------------------------------------
 
 
-def begin_login(username: str | None) -> dict[str, Any]:
+def begin_login(username: str | None, binding: bytes) -> dict[str, Any]:
     """Request options: discoverable without ``username``, else listing that account's
-    passkeys, or decoys shaped like them (decoys.py) when it has none or does not exist."""
+    passkeys, or decoys shaped like them (decoys.py) when it has none or does not exist; the
+    ceremony bound to this browser (``binding``: the hash of its ceremony cookie)."""
     session = db.session()
     challenge = secrets.token_bytes(CHALLENGE_BYTES)
     user_id = None
@@ -218,13 +210,11 @@ def begin_login(username: str | None) -> dict[str, Any]:
         allow_credentials=allow,
         timeout_ms=CEREMONY_TIMEOUT_MS,
     )
-    binding = browser_binding(create=True)
-    assert binding is not None
     store().save(challenge, Pending(purpose, user_id, binding), CHALLENGE_TTL)
     return options
 
 
-def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
+def finish_login(credential: Any, binding: bytes | None) -> tuple[User, WebAuthnCredential]:
     """Verify an assertion; return the user and passkey. Raises a CeremonyError.
 
     Reads and the signature check come first, with no lock taken; the ceremony is
@@ -234,7 +224,7 @@ def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
     assertion = authentication.read_assertion(credential)
     challenge = assertion.challenge
     try:
-        user, row, verified = _check_login(assertion)
+        user, row, verified = _check_login(assertion, binding)
     except CeremonyError as exc:
         spent = store().spend(challenge)
         clone = exc.credential if isinstance(exc, CloneDetected) else None
@@ -256,13 +246,13 @@ def finish_login(credential: Any) -> tuple[User, WebAuthnCredential]:
 
 
 def _check_login(
-    assertion: authentication.Assertion,
+    assertion: authentication.Assertion, binding: bytes | None
 ) -> tuple[User, WebAuthnCredential, authentication.VerifiedAssertion]:
     pending = store().peek(assertion.challenge)
     if (
         pending is None
         or pending.purpose not in ("login", DECOY_LOGIN)
-        or pending.binding != browser_binding(create=False)
+        or pending.binding != binding
     ):
         raise ChallengeInvalid("no pending ceremony for this challenge and browser")
     row = credentials.by_credential_id(db.session(), assertion.credential_id)

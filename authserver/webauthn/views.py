@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 from flask_login import current_user
 
 from authserver import db
@@ -16,6 +16,7 @@ from authserver.models import User
 from authserver.sessions.completion import complete_login
 from authserver.web import csrf
 from authserver.webauthn import service
+from authserver.webauthn.browser import browser_binding, new_binding, set_binding_cookie
 from authserver.webauthn.errors import CeremonyError
 from authserver.webauthn.notifications import passkey_added
 
@@ -73,7 +74,7 @@ def register_options() -> Response:
             "reauth_required",
             "Pour ajouter une clé d'accès, confirmez d'abord votre identité.",
         )
-    options = service.begin_registration(user, conditional=conditional)
+    options = service.begin_registration(user, new_binding(), conditional=conditional)
     db.session().commit()
     return jsonify(options)
 
@@ -85,7 +86,7 @@ def register_verify() -> Response:
     credential = _credential(body)
     name = optional_str(body, "name", 64)
     try:
-        row = service.finish_registration(user, credential, name)
+        row = service.finish_registration(user, credential, name, browser_binding(create=False))
     except CeremonyError as exc:
         PASSKEY_CEREMONIES.labels("registration", exc.error).inc()
         db.session().commit()  # the ceremony is spent either way
@@ -102,7 +103,7 @@ def register_verify() -> Response:
 def login_options() -> Response:
     body = read_json()
     username = optional_str(body, "username", 254)
-    options = service.begin_login(username.strip() if username else None)
+    options = service.begin_login(username.strip() if username else None, new_binding())
     db.session().commit()
     return jsonify(options)
 
@@ -114,7 +115,7 @@ def login_verify() -> Response:
     credential = _credential(body)
     next_url = optional_str(body, "next", 2000)
     try:
-        user, _passkey = service.finish_login(credential)
+        user, _passkey = service.finish_login(credential, browser_binding(create=False))
     except CeremonyError as exc:
         PASSKEY_CEREMONIES.labels("authentication", exc.error).inc()
         events.record_login(
@@ -135,15 +136,6 @@ def _b64(raw: bytes) -> str:
     from webauthn.helpers import bytes_to_base64url
 
     return bytes_to_base64url(raw)
-
-
-def set_binding_cookie(response: Response) -> Response:
-    token = g.get("new_binding_cookie")
-    if token:
-        service.set_binding_cookie_on(
-            response, token, current_app.config["AUTHSERVER"].secure_cookies, request.script_root
-        )
-    return response
 
 
 bp.after_request(set_binding_cookie)

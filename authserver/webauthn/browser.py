@@ -1,0 +1,47 @@
+"""The browser's ceremony cookie, as the views read and set it (Flask glue).
+
+A passkey ceremony completes only in the browser that began it: its pending record holds
+the hash of a random cookie of that browser (``service.binding_hash``). The ceremony
+services take that hash as an argument, as the login fast path hands it to them; reading
+the cookie from the request, making one for a browser that has none and sending it back are
+the views' part, here.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Response, current_app, g, request
+
+from authserver.webauthn.service import BINDING_COOKIE, binding_hash, set_binding_cookie_on
+
+_NEW = "new_binding_cookie"  # this request's new cookie, sent back after the view
+
+
+def browser_binding(*, create: bool) -> bytes | None:
+    """The hash of this browser's ceremony cookie; with ``create``, of a new one when it has
+    none (sent back by ``set_binding_cookie``), else None."""
+    token = request.cookies.get(BINDING_COOKIE)
+    if not token or len(token) > 100:
+        if not create:
+            return None
+        token = g.get(_NEW) or secrets.token_urlsafe(32)
+        setattr(g, _NEW, token)
+    return binding_hash(token)
+
+
+def new_binding() -> bytes:
+    """The hash a ceremony begun now is bound to: this browser's cookie, or a new one."""
+    binding = browser_binding(create=True)
+    assert binding is not None
+    return binding
+
+
+def set_binding_cookie(response: Response) -> Response:
+    """``after_request`` of the passkey blueprints: the cookie made during the request."""
+    token = g.get(_NEW)
+    if token:
+        set_binding_cookie_on(
+            response, token, current_app.config["AUTHSERVER"].secure_cookies, request.script_root
+        )
+    return response
