@@ -6,9 +6,9 @@ or given up), ``attempts``, ``next_attempt_at``, ``claimed_until``, ``claim_toke
 ``sent_at`` and ``last_error``. Their workers (threads, processes, instances) share them so:
 
 - a claim is one statement that stamps a small batch of due rows with a random token and a
-  lease: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on PostgreSQL (workers
-  never wait for each other's rows), the same conditional UPDATE without the lock clause on
-  SQLite (one writer at a time anyway);
+  lease: ``WITH due AS MATERIALIZED (SELECT … LIMIT n FOR UPDATE SKIP LOCKED) UPDATE … FROM
+  due`` on PostgreSQL (workers never wait for each other's rows), ``UPDATE … WHERE id IN
+  (SELECT … LIMIT n)`` on SQLite (one writer at a time anyway);
 - the holder renews the lease of the rows it has yet to send *where it still holds the token*
   (the e-mails: once a quarter of the lease has gone by; the back-channel: before each send):
   a batch may take as long as it needs, and a row whose lease ran out and was taken by
@@ -102,16 +102,19 @@ class Outbox:
             # every due row through the status index (a backlog's delivery grew with the
             # square of its length) instead of looking the chosen ids up.
             chosen = model.id.in_(candidates.scalar_subquery())
+            found = update(model).where(chosen)
         else:
-            # Rows another worker is claiming right now are skipped, not waited for.
-            candidates = candidates.with_for_update(skip_locked=True)
-            chosen = and_(model.id.in_(candidates.scalar_subquery()), self._claimable(now))
-        found = (
-            update(model)
-            .where(chosen)
-            .values(claim_token=bindparam("token"), claimed_until=bindparam("until"))
-            .returning(model.id, *columns)
-        )
+            # Rows another worker is claiming right now are skipped, not waited for. Chosen
+            # once, in a materialised CTE: as ``id IN (SELECT … LIMIT n FOR UPDATE SKIP
+            # LOCKED)`` PostgreSQL claimed every due row, whatever the limit (one worker took
+            # the whole queue; tests/test_leases.py).
+            due = (
+                candidates.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+            )
+            found = update(model).where(model.id == due.c.id, self._claimable(now))
+        found = found.values(
+            claim_token=bindparam("token"), claimed_until=bindparam("until")
+        ).returning(model.id, *columns)
         self._claims = {**self._claims, key: found}  # readers never see a half dict
         return found
 

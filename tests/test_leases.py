@@ -96,10 +96,10 @@ def test_a_claim_costs_the_same_behind_a_short_or_a_long_queue(app: Flask) -> No
     assert long <= 2 * short + 20, (short, long)
 
 
-def test_the_longest_due_goes_first(app: Flask) -> None:
+def test_the_longest_due_goes_first(backend_app: Flask) -> None:
     """A retried mail whose time came before a fresh one's is claimed before it (the
-    index's order: next attempt, then id)."""
-    database = get_database(app)
+    index's order: next attempt, then id); on PostgreSQL as on SQLite."""
+    database = get_database(backend_app)
     queue(database, 3)
     now = utcnow()
     with database.session_scope() as session:
@@ -110,3 +110,12 @@ def test_the_longest_due_goes_first(app: Flask) -> None:
         database, token="t", now=now, limit=2, lease=LEASE, columns=(OutboxMail.id,)
     )
     assert {row[0] for row in rows} == {1, 3}
+
+
+def test_a_claim_takes_at_most_its_limit(backend_app: Flask) -> None:
+    database = get_database(backend_app)
+    queue(database, 5)
+    rows = OUTBOX.claim(
+        database, token="t", now=utcnow(), limit=2, lease=LEASE, columns=(OutboxMail.id,)
+    )
+    assert len(rows) == 2, rows

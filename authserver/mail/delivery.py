@@ -4,9 +4,9 @@ Several workers (threads, processes, instances) may run at once. Each claim is a
 batch of due rows stamped with a random **claim token** and a lease (``claimed_until``),
 with the statements of ``authserver/leases.py`` (shared with the back-channel logouts):
 
-- claiming is one statement: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)`` on
-  PostgreSQL (workers never wait for each other's rows), the same conditional UPDATE without
-  the lock clause on SQLite (which runs one writer at a time anyway);
+- claiming is one statement: a materialised ``SELECT … FOR UPDATE SKIP LOCKED`` of the batch
+  and its ``UPDATE`` on PostgreSQL (workers never wait for each other's rows), ``UPDATE …
+  WHERE id IN (SELECT …)`` on SQLite (which runs one writer at a time anyway);
 - once a quarter of the lease has gone by, the holder renews the rows it has yet to send *if
   it still holds the token*, so a batch may take as long as it needs; a row whose lease ran
   out and was taken by another worker is skipped, never sent twice;
