@@ -168,3 +168,24 @@ def test_the_bytes_are_compat32s(
         module, "_header", lambda value: value if value.isascii() else Header(value, charset)
     )
     assert quick == render(**values)
+
+
+def test_every_header_line_is_compat32s() -> None:
+    """Around the folding limit, with and without spaces: the line written directly is the
+    one ``compat32`` writes (or ``compat32`` writes it)."""
+    import random
+
+    from authserver.mail.message import SMTP_LINES
+
+    stock = policy.compat32.clone(linesep="\r\n")
+    pick = random.Random(13)
+    words = ["a", "bb", "multipart/alternative;", 'boundary="=_0f"', "x@y.fr", "<i@d>", "7,"]
+    values = ["x" * length for length in range(55, 100)]
+    for length in range(1, 110):
+        value = ""
+        while len(value) < length:
+            value = f"{value} {pick.choice(words)}".strip()
+        values.append(value[:length].strip())
+    for name in ("To", "Subject", "Message-ID", "Content-Type", "Auto-Submitted"):
+        for value in values:
+            assert SMTP_LINES.fold_binary(name, value) == stock.fold_binary(name, value), value
