@@ -210,8 +210,18 @@ def mail() -> None:
     help="Publier les métriques Prometheus de ce processus sur ce port (/metrics).",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
-def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str) -> None:
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.1, 30.0),
+    default=1.0,
+    show_default=True,
+    help="Secondes entre deux regards sur la file quand elle est vide.",
+)
+def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str, poll: float) -> None:
     """Livrer les e-mails de la file d'attente (processus séparé).
+
+    Les serveurs web ne peuvent pas réveiller ce processus : il regarde la file toutes les
+    ``--poll`` secondes quand elle est vide.
 
     SIGTERM ou SIGINT : l'e-mail en cours d'envoi est terminé, le reste du lot rendu à la
     file, puis le processus sort (code 0).
@@ -225,6 +235,7 @@ def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str) -> Non
 
     app = create_app(settings=_settings(), test_config={"MAIL_WORKER_DISABLED": True})
     worker = worker_of(app)
+    worker.idle_poll = poll
     if once:
         sent, failed = worker.run_once()
         click.echo(f"{plural(sent, 'envoyé')}, {plural(failed, 'échec')}")

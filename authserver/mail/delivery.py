@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=120)
 _monotonic = time.monotonic
 BATCH = 10
+IDLE_POLL = 30.0  # an in-process worker's look when nothing woke it (a safety net)
 # A wake-up less than GATHER_AFTER seconds after the last round waits ``mail_gather``
 # seconds (AUTHSERVER_MAIL_GATHER_SECONDS, a tenth by default) for the rest of its burst: an
 # e-mail alone goes at once, a burst's go together a moment later.
@@ -387,6 +388,10 @@ class DeliveryWorker:
         self.transport = transport
         self.settings = settings
         self.wakeup = threading.Event()
+        # Seconds an idle worker waits before it looks again by itself. A worker in the web
+        # process is woken by the commits that queue mail; ``authserver mail deliver`` is
+        # not (another process's commits): it sets a short one (``--poll``).
+        self.idle_poll = IDLE_POLL
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._producers: list[Callable[[], object]] = []
@@ -472,4 +477,5 @@ class DeliveryWorker:
                 log.warning("mail delivery round failed; retrying", exc_info=False)
                 wait = 2.0
             ended = _monotonic()
-            self.wakeup.wait(timeout=min(wait if wait is not None else 30.0, 30.0) or 0.05)
+            poll = self.idle_poll
+            self.wakeup.wait(timeout=min(wait if wait is not None else poll, poll) or 0.05)

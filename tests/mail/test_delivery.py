@@ -374,3 +374,24 @@ def test_an_accented_local_part_a_relay_cannot_carry_fails_for_good_alone(app: F
         assert relay.connections == 1
     finally:
         relay.stop()
+
+
+def test_a_worker_no_commit_wakes_looks_again_within_its_poll(app: Flask, smtp) -> None:
+    """``authserver mail deliver`` runs apart from the web workers: their commits cannot
+    wake it. It looked again only every 30 s when idle, so every alert and reset e-mail
+    queued elsewhere waited up to 30 s; it looks again every ``idle_poll`` seconds (the
+    command's ``--poll``, 1 s by default)."""
+    worker_of(app).stop()
+    database = get_database(app)
+    settings = settings_of(app)
+    worker = DeliveryWorker(app, database, SMTPTransport(settings), settings)
+    worker.idle_poll = 0.3
+    worker.start()
+    try:
+        time.sleep(0.5)  # its first round found nothing: it is idle
+        ids = queue(database, ["ailleurs@entreprise.fr"])  # by another process: no wake-up
+        wait_until(
+            lambda: rows(database)[ids[0]].status == "sent", timeout=3, what="the e-mail sent"
+        )
+    finally:
+        worker.stop()
