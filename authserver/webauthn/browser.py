@@ -9,32 +9,34 @@ the views' part, here.
 
 from __future__ import annotations
 
-import secrets
-
 from flask import Response, current_app, g, request
 
-from authserver.webauthn.service import BINDING_COOKIE, binding_hash, set_binding_cookie_on
+from authserver.webauthn.service import (
+    BINDING_COOKIE,
+    binding_hash,
+    new_binding_token,
+    set_binding_cookie_on,
+    usable_binding,
+)
 
 _NEW = "new_binding_cookie"  # this request's new cookie, sent back after the view
 
 
-def browser_binding(*, create: bool) -> bytes | None:
-    """The hash of this browser's ceremony cookie; with ``create``, of a new one when it has
-    none (sent back by ``set_binding_cookie``), else None."""
-    token = request.cookies.get(BINDING_COOKIE)
-    if not token or len(token) > 100:
-        if not create:
-            return None
-        token = g.get(_NEW) or secrets.token_urlsafe(32)
-        setattr(g, _NEW, token)
-    return binding_hash(token)
+def browser_binding() -> bytes | None:
+    """The hash of this browser's ceremony cookie, None when it has none (then no ceremony
+    can complete here)."""
+    token = usable_binding(request.cookies.get(BINDING_COOKIE))
+    return None if token is None else binding_hash(token)
 
 
 def new_binding() -> bytes:
-    """The hash a ceremony begun now is bound to: this browser's cookie, or a new one."""
-    binding = browser_binding(create=True)
-    assert binding is not None
-    return binding
+    """The hash a ceremony begun now is bound to: this browser's cookie, or a new one (sent
+    back by ``set_binding_cookie``)."""
+    token = usable_binding(request.cookies.get(BINDING_COOKIE))
+    if token is None:
+        token = g.get(_NEW) or new_binding_token()
+        setattr(g, _NEW, token)
+    return binding_hash(token)
 
 
 def set_binding_cookie(response: Response) -> Response:

@@ -279,11 +279,10 @@ class FastLogin:
         if username is not None and (not isinstance(username, str) or username.strip()):
             raise Fallback  # username-first (or invalid): the view
         cookies = read_cookies(environ.get("HTTP_COOKIE", ""))
-        token = cookies.get(service.BINDING_COOKIE)
-        fresh = not token or len(token) > 100
-        if fresh:
-            token = secrets.token_urlsafe(32)
-        assert token is not None
+        token = service.usable_binding(cookies.get(service.BINDING_COOKIE))
+        fresh = token is None
+        if token is None:
+            token = service.new_binding_token()
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         if self.discoverable is None:
             # Only the challenge changes from one discoverable ceremony to the next.
@@ -320,9 +319,9 @@ class FastLogin:
         ):
             raise Fallback
         cookies = read_cookies(environ.get("HTTP_COOKIE", ""))
-        binding = cookies.get(service.BINDING_COOKIE)
+        binding = service.usable_binding(cookies.get(service.BINDING_COOKIE))
         device_cookie = cookies.get(devices.COOKIE_NAME)
-        if SESSION_COOKIE in cookies or not binding or len(binding) > 100:
+        if SESSION_COOKIE in cookies or binding is None:
             raise Fallback
         device_token = devices.browser_token(
             device_cookie or "", key=self.secret_key, fallbacks=self.key_fallbacks

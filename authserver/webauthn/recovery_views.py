@@ -123,7 +123,7 @@ def verify() -> Response:
             user,
             credential,
             optional_str(body, "name", 64),
-            browser_binding(create=False),
+            browser_binding(),
             recovery=True,
         )
     except CeremonyError as exc:

@@ -57,6 +57,19 @@ def store() -> ChallengeStore:
     return current_app.extensions[STORE_KEY]
 
 
+def usable_binding(token: str | None) -> str | None:
+    """The browser's ceremony cookie when it can be one of ours (random, 43 characters; at
+    most 100 are looked at), else None: the views and the login fast path ask here."""
+    if not token or len(token) > 100:
+        return None
+    return token
+
+
+def new_binding_token() -> str:
+    """A ceremony cookie for a browser that has none."""
+    return secrets.token_urlsafe(32)
+
+
 def binding_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 

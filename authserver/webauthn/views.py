@@ -86,7 +86,7 @@ def register_verify() -> Response:
     credential = _credential(body)
     name = optional_str(body, "name", 64)
     try:
-        row = service.finish_registration(user, credential, name, browser_binding(create=False))
+        row = service.finish_registration(user, credential, name, browser_binding())
     except CeremonyError as exc:
         PASSKEY_CEREMONIES.labels("registration", exc.error).inc()
         db.session().commit()  # the ceremony is spent either way
@@ -115,7 +115,7 @@ def login_verify() -> Response:
     credential = _credential(body)
     next_url = optional_str(body, "next", 2000)
     try:
-        user, _passkey = service.finish_login(credential, browser_binding(create=False))
+        user, _passkey = service.finish_login(credential, browser_binding())
     except CeremonyError as exc:
         PASSKEY_CEREMONIES.labels("authentication", exc.error).inc()
         events.record_login(
