@@ -217,7 +217,17 @@ def mail() -> None:
     show_default=True,
     help="Secondes entre deux regards sur la file quand elle est vide.",
 )
-def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str, poll: float) -> None:
+# Set by ``authserver serve`` for the deliverer it runs beside its workers (mail/child.py).
+@click.option("--wake-fd", type=int, default=None, hidden=True)
+@click.option("--parent", type=int, default=None, hidden=True)
+def mail_deliver(
+    once: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    poll: float,
+    wake_fd: int | None,
+    parent: int | None,
+) -> None:
     """Livrer les e-mails de la file d'attente (processus séparé).
 
     Les serveurs web ne peuvent pas réveiller ce processus : il regarde la file toutes les
@@ -226,6 +236,7 @@ def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str, poll: 
     SIGTERM ou SIGINT : l'e-mail en cours d'envoi est terminé, le reste du lot rendu à la
     file, puis le processus sort (code 0).
     """
+    import os
     import signal
     import threading
 
@@ -254,9 +265,15 @@ def mail_deliver(once: bool, metrics_port: int | None, metrics_host: str, poll: 
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if wake_fd is not None:
+        from authserver.mail.child import listen
+
+        listen(wake_fd, worker.wakeup.set)
     worker.start()
     while not stopping.wait(1.0):
-        pass
+        if parent is not None and os.getppid() != parent:  # the server was killed outright
+            worker.request_stop()
+            break
     worker.stop(timeout=SMTP_TIMEOUT * 2)
 
 
@@ -432,89 +449,7 @@ def oidc_keys() -> None:
     click.echo(json.dumps(rows))
 
 
-# --- production server ---------------------------------------------------------------------
-
-GRACEFUL_TIMEOUT = 20
-
-
-def _worker_started(worker: Any) -> None:
-    """gunicorn ``post_worker_init``: on SIGTERM, stop taking new mail at once; and the
-    loaded app's objects are frozen for the garbage collector (see below).
-
-    gunicorn lets the requests in flight finish first (up to the graceful timeout) and only
-    then calls ``worker_exit``; meanwhile the delivery threads (mail, back-channel logouts)
-    finish the item they are sending and start no other, so that the worker's exit never
-    waits for a whole batch.
-    """
-    import gc
-    import signal
-
-    from authserver.mail import worker_of
-    from authserver.sessions.oidc import backchannel_worker_of
-
-    app = worker.wsgi
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def _on_term(signum: int, frame: Any) -> None:
-        worker_of(app).request_stop()
-        backchannel_worker_of(app).request_stop()
-        if callable(previous):
-            previous(signum, frame)
-
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: never disturb a request
-    # The app is loaded: its ~150,000 objects (models, templates, the password and
-    # passkey-provider lists) live as long as the worker. Frozen, the collector no longer
-    # walks them at each full collection, a pause of the whole worker (about 90 ms here)
-    # that showed as dips of a third in the passkey login benchmark's per-second rate.
-    gc.collect()
-    gc.freeze()
-    _limit_hashing(app, worker.cfg.workers, home=worker.age)
-
-
-def _limit_hashing(app: Any, workers: int, home: int = 0) -> None:
-    """Each worker computes at most its share of the cores' Argon2id hashes at a time and,
-    when there are more workers than cores, takes one of the cores' slots shared by all of
-    them for each (accounts/hash_slots.py); ``home``: the worker's number."""
-    from pathlib import Path
-
-    from authserver.accounts.hash_slots import HashSlots
-    from authserver.accounts.passwords import PasswordHashing, hashes_at_once, usable_cores
-    from authserver.accounts.service import HASHING_KEY
-
-    hashing = app.extensions.get(HASHING_KEY)
-    if isinstance(hashing, PasswordHashing):
-        cores = usable_cores()
-        hashing.limit(hashes_at_once(cores, workers))
-        if workers > cores:
-            hashing.share(HashSlots(Path(app.instance_path), cores, home))
-
-
-def _worker_exiting(_server: Any, worker: Any) -> None:
-    """gunicorn ``worker_exit`` (in the worker): stop the delivery threads cleanly.
-
-    The mail (the logout token) being sent is finished and marked, the rest of its batch
-    released for another worker; the threads are joined before the process goes.
-    """
-    from flask import Flask
-
-    from authserver.mail import worker_of
-    from authserver.sessions.oidc import backchannel_worker_of
-
-    app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask):
-        worker_of(app).stop(timeout=GRACEFUL_TIMEOUT - 5)
-        backchannel_worker_of(app).stop()
-
-
-def _child_exited(_server: Any, worker: Any) -> None:
-    """gunicorn ``child_exit`` (in the master): the dead worker's live gauges go."""
-    import os
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
+# --- production server (serving.py) -----------------------------------------------------
 
 
 @cli.command("serve")
@@ -568,10 +503,8 @@ def _recover_sqlite_files(settings: Settings) -> None:
 
 def _serve(workers: int | None, threads: int, reuse_port: bool) -> None:
     import os
-    from dataclasses import replace
 
-    from gunicorn.app.base import BaseApplication
-
+    from authserver import serving
     from authserver.listening import connection_spread, port_is_free
 
     settings = _settings()
@@ -581,38 +514,15 @@ def _serve(workers: int | None, threads: int, reuse_port: bool) -> None:
         _fail(f"{settings.host}:{settings.port} : adresse déjà utilisée (un autre serveur ?)")
     _check_database(settings)
     _recover_sqlite_files(settings)
-    workers = workers or max(2, (os.cpu_count() or 1) * 2)
-    settings = replace(settings, threads=threads)  # sizes each worker's database pool
     os.environ.setdefault("AUTHSERVER_ACCESS_LOG", "stdout")
-
-    class Server(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            options: dict[str, Any] = {
-                "bind": f"{settings.host}:{settings.port}",
-                "workers": workers,
-                "threads": threads,
-                "worker_class": "gthread",
-                "reuse_port": spread.reuse_port,
-                "worker_connections": spread.worker_connections,
-                "graceful_timeout": GRACEFUL_TIMEOUT,
-                "timeout": 60,
-                "control_socket_disable": True,
-                "accesslog": None,
-                "post_worker_init": _worker_started,
-                "worker_exit": _worker_exiting,
-                "child_exit": _child_exited,
-            }
-            for key, value in options.items():
-                if key in self.cfg.settings:
-                    self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            from authserver import create_app
-
-            return create_app(settings=settings)
-
     click.echo(f"authserver : {settings.base_url} (écoute sur {settings.host}:{settings.port})")
-    Server().run()
+    serving.run(
+        settings,
+        workers=workers or max(2, (os.cpu_count() or 1) * 2),
+        threads=threads,
+        reuse_port=spread.reuse_port,
+        connections=spread.worker_connections,
+    )
 
 
 from authserver.alerts.console.cli import security  # noqa: E402

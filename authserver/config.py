@@ -88,6 +88,9 @@ class Settings:
     mail_retry_max: float = 600.0
     # A wake-up soon after a delivery round waits this long for the rest of its burst.
     mail_gather: float = 0.1
+    # ``authserver serve``'s deliverer looks at the queue this often when no commit rang it
+    # (mail queued by another instance or by a command rings nothing there).
+    mail_poll: float = 1.0
     # Throttling of failed logins (per window of ``throttle_window`` seconds).
     throttle_window: int = 15 * 60
     throttle_account_failures: int = 5
@@ -646,6 +649,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         mail_retry_base=_float(env, "AUTHSERVER_MAIL_RETRY_BASE", 2.0),
         mail_retry_max=_float(env, "AUTHSERVER_MAIL_RETRY_MAX", 600.0),
         mail_gather=min(_float(env, "AUTHSERVER_MAIL_GATHER_SECONDS", 0.1), 5.0),
+        mail_poll=min(max(_float(env, "AUTHSERVER_MAIL_POLL_SECONDS", 1.0), 0.1), 30.0),
         passkey_offer_delay=_int(env, "AUTHSERVER_PASSKEY_OFFER_DELAY_DAYS", 7) * 24 * 3600,
         retention_login_events=_int(env, "AUTHSERVER_RETENTION_LOGIN_EVENTS_DAYS", 180, minimum=1),
         retention_security_events=_int(

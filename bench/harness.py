@@ -87,9 +87,23 @@ def system_cpu_seconds() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / _CLK_TCK, steal / _CLK_TCK
 
 
+def _is_mail_deliverer(pid: int) -> bool:
+    """The ``authserver mail deliver`` process ``authserver serve`` runs beside its workers."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"mail" in words and b"deliver" in words
+
+
+def web_workers(pid: int) -> list[int]:
+    """The gunicorn workers of the server ``pid`` (its mail deliverer left out), pid order."""
+    return [child for child in sorted(_children(pid)) if not _is_mail_deliverer(child)]
+
+
 def workers_cpu_seconds(pid: int) -> list[float]:
-    """CPU seconds of each direct child (gunicorn worker) of ``pid``, in pid order."""
-    return [tree_cpu_seconds(child) for child in sorted(_children(pid))]
+    """CPU seconds of each gunicorn worker of ``pid``, in pid order."""
+    return [tree_cpu_seconds(child) for child in web_workers(pid)]
 
 
 def workers_requests(metrics_dir: Path, pid: int) -> dict[int, int]:
@@ -100,7 +114,7 @@ def workers_requests(metrics_dir: Path, pid: int) -> dict[int, int]:
     from prometheus_client.mmap_dict import MmapedDict
 
     counts: dict[int, int] = {}
-    for worker in sorted(_children(pid)):
+    for worker in web_workers(pid):
         path = metrics_dir / f"histogram_{worker}.db"
         total = 0
         with contextlib.suppress(OSError):
@@ -446,7 +460,7 @@ class LoadResult:
     max_ms: float
     requests: int  # HTTP requests sent in the measured window (errors included)
     client_cpu_cores: float  # CPU of this (client) process / wall time
-    server_cpu_cores: float  # CPU of gunicorn master + workers / wall time
+    server_cpu_cores: float  # CPU of gunicorn master + workers + mail deliverer / wall time
     worker_cpu_cores: list[float]  # each gunicorn worker's share (keep-alive balance)
     worker_requests: list[int]  # requests each worker answered in the window (same order)
     machine_busy_cores: float  # whole machine, every process (others' load shows here)
@@ -706,6 +720,10 @@ def libpq_url(database_url: str) -> str:
 def load_row(label: str, result: Mapping[str, Any]) -> list[Any]:
     """A table row for a LoadResult dict (CPU in cores; other = rest of the machine)."""
     workers = "/".join(f"{c:.2f}" for c in result["worker_cpu_cores"])
+    # The rest of the server's CPU: its master (idle) and the mail deliverer beside the workers.
+    rest = result["server_cpu_cores"] - sum(result["worker_cpu_cores"])
+    if rest >= 0.01:
+        workers += f", mail {rest:.2f}"
     other = result["machine_busy_cores"] - result["client_cpu_cores"] - result["server_cpu_cores"]
     return [
         label,

@@ -61,6 +61,7 @@ BAD_VALUES = [
     ("AUTHSERVER_MAIL_RETRY_BASE", "vite"),
     ("AUTHSERVER_MAIL_RETRY_MAX", "-3"),
     ("AUTHSERVER_MAIL_GATHER_SECONDS", "bientôt"),
+    ("AUTHSERVER_MAIL_POLL_SECONDS", "souvent"),
     ("AUTHSERVER_HOST", "0.0.0.0:5000"),
     ("AUTHSERVER_HOST", "http://127.0.0.1"),
     ("AUTHSERVER_HOST", "mon serveur"),
@@ -100,6 +101,7 @@ def test_defaults(base_env):
     assert settings.activation_ttl == 72 * 3600
     assert settings.reset_ttl == 3600
     assert (settings.session_idle, settings.session_absolute) == (30 * 60, 12 * 3600)
+    assert (settings.mail_worker, settings.mail_poll) == (True, 1.0)
 
 
 def test_base_url_follows_the_port(base_env):

@@ -316,7 +316,7 @@ def test_a_started_worker_freezes_the_loaded_app_for_the_collector(app):
     import signal
     from types import SimpleNamespace
 
-    from authserver.cli import _worker_started
+    from authserver.serving import _worker_started
 
     previous = signal.getsignal(signal.SIGTERM)
     gc.unfreeze()

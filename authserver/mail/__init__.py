@@ -26,7 +26,7 @@ def init_app(app: Flask) -> None:
     transport = make_transport(settings)
     worker = DeliveryWorker(app, get_database(app), transport, settings)
     app.extensions[EXTENSION_KEY] = worker
-    install_wakeup(get_database(app), worker.wakeup)
+    install_wakeup(get_database(app), worker)
     app.register_blueprint(bp)
     if settings.mail_worker and not app.config.get("MAIL_WORKER_DISABLED"):
         worker.start()

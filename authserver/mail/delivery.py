@@ -388,6 +388,9 @@ class DeliveryWorker:
         self.transport = transport
         self.settings = settings
         self.wakeup = threading.Event()
+        # What a commit that queued mail calls: this thread's wake-up, or, under
+        # ``authserver serve``, the doorbell of the deliverer beside the workers (child.py).
+        self.notify: Callable[[], None] = self.wakeup.set
         # Seconds an idle worker waits before it looks again by itself. A worker in the web
         # process is woken by the commits that queue mail; ``authserver mail deliver`` is
         # not (another process's commits): it sets a short one (``--poll``).

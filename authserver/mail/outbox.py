@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from jinja2 import Environment
@@ -14,6 +13,9 @@ from sqlalchemy.orm import Session
 from authserver import db
 from authserver.db import Database
 from authserver.models import OutboxMail, utcnow
+
+if TYPE_CHECKING:
+    from authserver.mail.delivery import DeliveryWorker
 
 _FLAG = "authserver.mail_enqueued"
 
@@ -79,13 +81,13 @@ def wake_after_commit(session: Session) -> None:
     session.info[_FLAG] = True
 
 
-def install_wakeup(database: Database, wakeup: threading.Event) -> None:
+def install_wakeup(database: Database, worker: DeliveryWorker) -> None:
     """Wake the delivery worker right after a commit that queued mail."""
 
     @event.listens_for(database.factory, "after_commit")
     def _after_commit(session: Session) -> None:
         if session.info.pop(_FLAG, False):
-            wakeup.set()
+            worker.notify()
 
     @event.listens_for(database.factory, "after_rollback")
     def _after_rollback(session: Session) -> None:

@@ -556,7 +556,7 @@ class FastLogin:
     def _wake_mail(self) -> None:
         worker = self.app.extensions.get(MAIL_EXTENSION)
         if worker is not None:
-            worker.wakeup.set()
+            worker.notify()
 
     def endpoint_path(self, endpoint: str) -> str:
         path = self.paths.get(endpoint)

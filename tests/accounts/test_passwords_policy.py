@@ -406,7 +406,7 @@ def test_hashes_at_once_is_a_workers_share_of_the_cores(cores, workers, at_once)
 
 def test_serve_limits_each_workers_hashing(app):
     from authserver.accounts.service import HASHING_KEY
-    from authserver.cli import _limit_hashing
+    from authserver.serving import _limit_hashing
 
     hashing = app.extensions[HASHING_KEY]
     _limit_hashing(app, workers=10_000)
@@ -494,7 +494,7 @@ def test_a_killed_workers_slot_is_free_again(tmp_path):
 def test_serve_shares_slots_when_workers_outnumber_cores(app):
     from authserver.accounts.passwords import usable_cores
     from authserver.accounts.service import HASHING_KEY
-    from authserver.cli import _limit_hashing
+    from authserver.serving import _limit_hashing
 
     hashing = app.extensions[HASHING_KEY]
     _limit_hashing(app, workers=usable_cores())

@@ -1,0 +1,177 @@
+"""``authserver serve``: gunicorn's workers, their hooks, and the mail deliverer beside them.
+
+The command line's checks (the port, the database, the SQLite files' recovery) stay in
+``cli.py``; this module is what runs once they passed: the gunicorn application, the
+master's loop that also keeps the mail deliverer alive (mail/child.py), and the hooks each
+worker runs at start and exit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from authserver.config import Settings
+
+GRACEFUL_TIMEOUT = 20
+
+
+def _worker_started(worker: Any) -> None:
+    """gunicorn ``post_worker_init``: on SIGTERM, stop taking new mail at once; and the
+    loaded app's objects are frozen for the garbage collector (see below).
+
+    gunicorn lets the requests in flight finish first (up to the graceful timeout) and only
+    then calls ``worker_exit``; meanwhile the delivery threads (mail, back-channel logouts)
+    finish the item they are sending and start no other, so that the worker's exit never
+    waits for a whole batch.
+    """
+    import gc
+    import signal
+
+    from authserver.mail import worker_of
+    from authserver.sessions.oidc import backchannel_worker_of
+
+    app = worker.wsgi
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _on_term(signum: int, frame: Any) -> None:
+        worker_of(app).request_stop()
+        backchannel_worker_of(app).request_stop()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, _on_term)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: never disturb a request
+    # The app is loaded: its ~150,000 objects (models, templates, the password and
+    # passkey-provider lists) live as long as the worker. Frozen, the collector no longer
+    # walks them at each full collection, a pause of the whole worker (about 90 ms here)
+    # that showed as dips of a third in the passkey login benchmark's per-second rate.
+    gc.collect()
+    gc.freeze()
+    _limit_hashing(app, worker.cfg.workers, home=worker.age)
+
+
+def _limit_hashing(app: Any, workers: int, home: int = 0) -> None:
+    """Each worker computes at most its share of the cores' Argon2id hashes at a time and,
+    when there are more workers than cores, takes one of the cores' slots shared by all of
+    them for each (accounts/hash_slots.py); ``home``: the worker's number."""
+    from pathlib import Path
+
+    from authserver.accounts.hash_slots import HashSlots
+    from authserver.accounts.passwords import PasswordHashing, hashes_at_once, usable_cores
+    from authserver.accounts.service import HASHING_KEY
+
+    hashing = app.extensions.get(HASHING_KEY)
+    if isinstance(hashing, PasswordHashing):
+        cores = usable_cores()
+        hashing.limit(hashes_at_once(cores, workers))
+        if workers > cores:
+            hashing.share(HashSlots(Path(app.instance_path), cores, home))
+
+
+def _worker_exiting(_server: Any, worker: Any) -> None:
+    """gunicorn ``worker_exit`` (in the worker): stop the delivery threads cleanly.
+
+    The mail (the logout token) being sent is finished and marked, the rest of its batch
+    released for another worker; the threads are joined before the process goes.
+    """
+    from flask import Flask
+
+    from authserver.mail import worker_of
+    from authserver.sessions.oidc import backchannel_worker_of
+
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        worker_of(app).stop(timeout=GRACEFUL_TIMEOUT - 5)
+        backchannel_worker_of(app).stop()
+
+
+def _child_exited(_server: Any, worker: Any) -> None:
+    """gunicorn ``child_exit`` (in the master): the dead worker's live gauges go."""
+    _forget_process(worker.pid)
+
+
+def _forget_process(pid: int) -> None:
+    """A process of the server is gone: its live gauges go with it."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def run(settings: Settings, workers: int, threads: int, reuse_port: bool, connections: int) -> None:
+    """Run gunicorn until SIGTERM or SIGINT; with ``settings.mail_worker``, one mail deliverer
+    runs beside the workers instead of a delivery thread in each (mail/child.py)."""
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    from authserver.mail.child import MailChild
+
+    mail_child = (
+        MailChild(poll=settings.mail_poll, on_exit=_forget_process)
+        if settings.mail_worker
+        else None
+    )
+    # ``threads`` sizes each worker's database pool; the workers deliver no mail themselves.
+    worker_settings = replace(settings, threads=threads, mail_worker=False)
+
+    class ServeArbiter(Arbiter):  # type: ignore[misc]
+        """gunicorn's master, which also keeps the mail deliverer alive and stops it last."""
+
+        def manage_workers(self) -> None:
+            super().manage_workers()
+            if mail_child is not None:
+                mail_child.keep_alive()
+
+        def stop(self, graceful: bool = True) -> None:
+            if mail_child is None:
+                super().stop(graceful)
+                return
+            mail_child.request_stop()  # it finishes its mail while the workers finish theirs
+            try:
+                super().stop(graceful)
+            finally:
+                mail_child.wait(GRACEFUL_TIMEOUT if graceful else 1.0)
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"{settings.host}:{settings.port}",
+                "workers": workers,
+                "threads": threads,
+                "worker_class": "gthread",
+                "reuse_port": reuse_port,
+                "worker_connections": connections,
+                "graceful_timeout": GRACEFUL_TIMEOUT,
+                "timeout": 60,
+                "control_socket_disable": True,
+                "accesslog": None,
+                "post_worker_init": _worker_started,
+                "worker_exit": _worker_exiting,
+                "child_exit": _child_exited,
+            }
+            for key, value in options.items():
+                if key in self.cfg.settings:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from authserver import create_app
+            from authserver.mail import worker_of
+
+            app = create_app(settings=worker_settings)
+            if mail_child is not None:
+                worker_of(app).notify = mail_child.doorbell.ring
+            return app
+
+        def run(self) -> None:
+            import sys
+
+            try:
+                ServeArbiter(self).run()
+            except RuntimeError as exc:  # as gunicorn's own run()
+                print(f"\nError: {exc}\n", file=sys.stderr)
+                sys.exit(1)
+
+    Server().run()

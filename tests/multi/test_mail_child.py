@@ -1,0 +1,155 @@
+"""``authserver serve`` delivers mail from one process beside its workers (mail/child.py).
+
+A real server on SQLite and a real SMTP relay: the deliverer runs at a lower CPU priority,
+a worker's commit wakes it at once (its own look at the queue set to 30 s here, so only the
+doorbell can be that quick), the master starts it again when it is killed, it leaves when
+the master is killed outright, and no web worker delivers anything itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert
+
+from authserver.models import OutboxMail, utcnow
+from tests.multi.cluster import AUTHSERVER, PASSWORD, Browser, wait_until
+from tests.multi.single import start_server
+from tests.services import SMTPServer
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def is_deliverer(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"mail" in cmdline and b"deliver" in cmdline
+
+
+def deliverers(master: int) -> list[int]:
+    return [pid for pid in children(master) if is_deliverer(pid)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}").exists() else ""
+    return "State:\tZ" not in status
+
+
+def queue_behind_its_back(database_url: str, n: int) -> None:
+    """Rows written by another process: nothing rings, only the deliverer's look finds them."""
+    engine = create_engine(database_url)
+    now = utcnow()
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(OutboxMail),
+                [
+                    {
+                        "created_at": now,
+                        "kind": "test",
+                        "recipient": f"behind{n}@entreprise.fr",
+                        "subject": f"Derrière son dos {n}",
+                        "body_text": "Bonjour\n",
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                    }
+                ],
+            )
+    finally:
+        engine.dispose()
+
+
+def create_user(tmp_path: Path, env: dict[str, str], name: str) -> None:
+    subprocess.run(
+        [str(AUTHSERVER), "user", "create", "--username", name, "--email",
+         f"{name}@entreprise.fr", "--activated", "--password-stdin"],
+        env={**env, "AUTHSERVER_MAIL_WORKER": "0"},
+        cwd=tmp_path,
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+def test_one_deliverer_beside_the_workers_woken_by_their_commits_and_kept_alive(
+    tmp_path: Path, sqlite_template: Path
+):
+    database = tmp_path / "authserver.db"
+    shutil.copy(sqlite_template, database)
+    database_url = f"sqlite:///{database}"
+    relay = SMTPServer().start()
+    extra = {"AUTHSERVER_MAIL_POLL_SECONDS": "30"}
+    server = start_server(tmp_path, database_url, relay.url, **extra)
+    assert server.proc is not None
+    master = server.proc.pid
+    seen: set[int] = set()
+    try:
+        create_user(tmp_path, server.env, "ana.lefort")
+        wait_until(lambda: len(deliverers(master)) == 1, 20, what="the deliverer")
+        (first,) = deliverers(master)
+        seen.add(first)
+        workers = [pid for pid in children(master) if pid != first]
+        assert len(workers) == 2
+        assert (
+            os.getpriority(os.PRIO_PROCESS, first) == os.getpriority(os.PRIO_PROCESS, master) + 10
+        )
+        threads = {
+            Path(f"/proc/{w}/task/{t}/comm").read_text().strip()
+            for w in workers
+            for t in os.listdir(f"/proc/{w}/task")
+        }
+        assert "mail-delivery" not in threads  # no worker delivers by itself
+
+        # A worker's commit (the reset request) rings: the e-mail leaves at once, not at the
+        # deliverer's next look 30 s later.
+        browser = Browser()
+        page = browser.get(server, "/password/forgot")
+        asked = time.monotonic()
+        reply = browser.request(
+            server,
+            "POST",
+            "/password/forgot",
+            form={"csrf_token": page.csrf(), "username": "ana.lefort"},
+        )
+        assert reply.status in (200, 302, 303), reply.text[:300]
+        wait_until(lambda: len(relay.messages) == 1, 10, what="the reset e-mail")
+        assert time.monotonic() - asked < 10
+        assert "/password/reset/" in relay.messages[0].get_body(("plain",)).get_content()
+
+        # Killed: the master starts another one, which finds mail queued meanwhile.
+        os.kill(first, signal.SIGKILL)
+        queue_behind_its_back(database_url, 1)
+        wait_until(
+            lambda: [p for p in deliverers(master) if p != first], 20, what="a new deliverer"
+        )
+        wait_until(lambda: len(relay.messages) == 2, 20, what="the mail queued meanwhile")
+        (second,) = deliverers(master)
+        seen.add(second)
+
+        # The master killed outright: the deliverer does not outlive it.
+        os.kill(master, signal.SIGKILL)
+        server.proc.wait(10)
+        wait_until(lambda: not alive(second), 10, what="the deliverer to leave")
+    finally:
+        server.stop()
+        for pid in seen:  # a failed test leaves no deliverer behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        relay.stop()
