@@ -2,11 +2,16 @@
 
 Why a process and not a delivery thread in every web worker: under a peak of new-browser
 passkey logins (each queues its alert e-mail), the threads cost the request threads about
-0.6 ms of CPU per login beyond their own 0.44 ms per e-mail — the interpreter lock and
-SQLite's write lock shared with the logins' group commits. One deliverer beside the workers,
-at a lower CPU priority, lets the same cores answer the logins first; their alerts leave
-a few seconds later in a peak, at once otherwise. One process is also one claimer and one
-SMTP connection, not one per worker.
+0.6 ms of CPU per login beyond their own 0.44 ms per e-mail: they shared the workers'
+interpreter lock. With one deliverer beside the workers the same cores answered a median
+of 0.65 new-browser logins per returning one instead of 0.55 (interleaved in one run); in
+such a peak the alerts leave a few seconds after it, at once otherwise. One process is also
+one claimer and one SMTP connection, not one per worker.
+
+It runs at the workers' CPU priority. Lower (``nice``) did not help: in a peak it is
+SQLite's write lock, not the CPU, that holds the deliverer back, and a deliverer preempted
+while holding that lock held up every login (at nice 19: fewer logins, p99 124-180 ms;
+nice 10 and 0 the same within this machine's noise).
 
 The gunicorn master starts it, starts it again if it dies (waiting longer after each quick
 death), and stops it after the web workers on shutdown: the mail being sent is finished,
@@ -29,7 +34,6 @@ from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
-NICENESS = 10  # how much lower than the web workers the deliverer runs
 FIRST_RESTART = 1.0  # seconds before the first restart of a deliverer that died
 LONGEST_RESTART = 60.0
 QUICK_DEATH = 30.0  # a deliverer that lived less than this doubles the next wait
@@ -87,14 +91,12 @@ class MailChild:
         command: Sequence[str] | None = None,
         *,
         poll: float = 1.0,
-        niceness: int = NICENESS,
         on_exit: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.doorbell = Doorbell()
         self.base = list(command or (sys.executable, *DELIVER))
         self.poll = poll  # seconds between its looks at the queue when no ring came
-        self.niceness = niceness
         self.on_exit = on_exit
         self.clock = clock
         self.proc: subprocess.Popen[bytes] | None = None
@@ -131,11 +133,6 @@ class MailChild:
             self.command(), pass_fds=(self.doorbell.read_fd,), stdin=subprocess.DEVNULL
         )
         self.started_at = self.clock()
-        try:
-            here = os.getpriority(os.PRIO_PROCESS, 0)
-            os.setpriority(os.PRIO_PROCESS, self.proc.pid, here + self.niceness)
-        except OSError:  # already gone, or not allowed: it delivers at the workers' priority
-            pass
         log.info("mail deliverer started (pid %s)", self.proc.pid)
 
     def _died(self, proc: subprocess.Popen[bytes]) -> None:

@@ -1,5 +1,5 @@
 """The mail deliverer ``authserver serve`` keeps beside its workers (mail/child.py): started
-at a lower priority, started again after a death (later after each quick one), stopped last,
+with its doorbell, started again after a death (later after each quick one), stopped last,
 and its doorbell, which a request rings without ever waiting."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from authserver.mail.child import FIRST_RESTART, LONGEST_RESTART, NICENESS, MailChild, listen
+from authserver.mail.child import FIRST_RESTART, LONGEST_RESTART, MailChild, listen
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
 DEAF = (
@@ -36,13 +36,11 @@ def kill(child: MailChild) -> int:
     return pid
 
 
-def test_started_at_a_lower_priority_with_its_doorbell_and_its_parent():
+def test_started_with_its_doorbell_and_its_parent():
     child = MailChild(SLEEPER)
     try:
         child.keep_alive()
         assert child.proc is not None and child.proc.poll() is None
-        here = os.getpriority(os.PRIO_PROCESS, 0)
-        assert os.getpriority(os.PRIO_PROCESS, child.proc.pid) == min(here + NICENESS, 19)
         command = child.command()
         assert command[command.index("--wake-fd") + 1] == str(child.doorbell.read_fd)
         assert command[command.index("--parent") + 1] == str(os.getpid())
