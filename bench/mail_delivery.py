@@ -1,12 +1,13 @@
 """The CPU of delivering one alert e-mail (issue 13), in this process, to a real SMTP server.
 
-New-device alerts are delivered by a thread of the same worker processes that answer the
-logins, so each e-mail's CPU is taken from them. Measured here, on a fresh migrated SQLite
-database and a real aiosmtpd:
+New-device alerts are delivered by the one deliverer process ``authserver serve`` runs
+beside its workers, on the same cores. Measured here, on a fresh migrated SQLite database
+and a real aiosmtpd:
 
-- **delivery**: the outbox filled with new-device alerts rendered from the real templates,
-  then drained by ``deliver_due`` batch after batch, as the mail worker does (claim, build
-  the message, SMTP, record): the delivering thread's CPU per e-mail and the rate;
+- **delivery**: the outbox filled with new-device alerts queued as a login queues them (their
+  facts, mail/rendering.py), then drained by ``deliver_due`` batch after batch, as the
+  deliverer does (claim, render the templates, build the message, SMTP, record): the
+  delivering thread's CPU per e-mail and the rate;
 - **the message's bytes alone**, built by ``mail/message.py`` and, for comparison, by
   Flask-Mail (what delivery used before: its ``policy.SMTP`` generation was half of an
   e-mail's CPU).
@@ -28,33 +29,27 @@ from bench.harness import PROJECT_ROOT, Options, Report, log, summary_row
 NAME = "mail_delivery"
 
 
-def _alerts(app: Any, count: int) -> list[dict[str, Any]]:
-    """``count`` outbox rows of the new-device alert, rendered as a login renders them."""
-    from authserver.mail.outbox import mail_row
-    from authserver.models import utcnow
+def alert_row(i: int, now: Any) -> dict[str, Any]:
+    """Outbox row ``i`` of a new-device alert, queued as a login queues it (its facts)."""
+    from authserver.mail.rendering import unrendered_row
 
-    now = utcnow()
-    return [
-        mail_row(
-            app.jinja_env,
-            now,
-            kind="new_device",
-            to=f"employeur{i}@entreprise.fr",
-            subject="Nouvelle connexion à votre espace France Travail",
-            template="new_device",
-            user={"username": f"employeur{i}"},
-            when=now,
-            browser="Firefox 133",
-            system="Windows 11",
-            ip="192.0.2.10",
-            method="clé d'accès (sans mot de passe)",
-            recovery=False,
-            not_me_link="https://entreprise.example.fr/alerts/not-me/abc",
-            security_link="https://entreprise.example.fr/securite",
-            forgot_link="https://entreprise.example.fr/password/forgot",
-        )
-        for i in range(count)
-    ]
+    return unrendered_row(
+        now,
+        kind="new_device",
+        to=f"employeur{i}@entreprise.fr",
+        subject="Nouvelle connexion à votre espace France Travail",
+        template="new_device",
+        user={"username": f"employeur{i}"},
+        when=now,
+        browser="Firefox 133",
+        system="Windows 11",
+        ip="192.0.2.10",
+        method="clé d'accès (sans mot de passe)",
+        recovery=False,
+        not_me_link="https://entreprise.example.fr/alerts/not-me/abc",
+        security_link="https://entreprise.example.fr/securite",
+        forgot_link="https://entreprise.example.fr/password/forgot",
+    )
 
 
 def _per_message_ms(build: Any, rounds: int) -> float:
@@ -73,8 +68,9 @@ def run(options: Options) -> Report:
     from authserver import create_app, settings_of
     from authserver.db import get_database
     from authserver.mail.delivery import Outgoing, SMTPTransport, deliver_due, message_id
+    from authserver.mail.rendering import bodies
     from authserver.migrate import upgrade
-    from authserver.models import OutboxMail
+    from authserver.models import OutboxMail, utcnow
     from tests.services import SMTPServer
 
     count = 60 if options.quick else 1000
@@ -91,14 +87,15 @@ def run(options: Options) -> Report:
         app = create_app(test_config={"MAIL_WORKER_DISABLED": True, "DETECTOR_INTERVAL": 0})
         database = get_database(app)
         settings = settings_of(app)
-        rows = _alerts(app, count)
+        now = utcnow()
+        rows = [alert_row(i, now) for i in range(count)]
         with database.session_scope() as session:
             session.execute(insert(OutboxMail), rows)
         transport = SMTPTransport(settings)
         log(f"[{NAME}] delivering {count} new-device alerts to aiosmtpd ...")
         cpu, wall, sent = time.thread_time(), time.perf_counter(), 0
         while sent < count:
-            done, failed = deliver_due(database, transport, settings)
+            done, failed = deliver_due(database, transport, settings, templates=app.jinja_env)
             if failed or not done:
                 raise RuntimeError(f"delivery stopped after {sent} e-mails ({failed} failed)")
             sent += done
@@ -106,8 +103,10 @@ def run(options: Options) -> Report:
         smtp.wait_for(count, timeout=30)
 
         first = rows[0]
-        mail = Outgoing(1, first["recipient"], first["subject"], first["body_text"],
-                        first["body_html"], first["created_at"])  # fmt: skip
+        text, html = bodies(
+            app.jinja_env, first["subject"], None, None, first["template"], first["context"]
+        )
+        mail = Outgoing(1, first["recipient"], first["subject"], text, html, first["created_at"])
         ours = _per_message_ms(lambda: transport.render(mail), 50 if options.quick else 500)
         app.extensions["mail"] = transport.state
 

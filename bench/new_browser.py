@@ -87,28 +87,16 @@ def new_browser_op(load: Load, population: Population, connections: int):
 
 
 def queue_backlog(database_url: str, count: int) -> None:
-    """``count`` new-device alert e-mails queued at once, as the logins queue them."""
+    """``count`` new-device alert e-mails queued at once, as the logins queue them (their
+    facts; the deliverer renders them, mail/rendering.py)."""
     from sqlalchemy import insert
 
     from authserver.db import make_engine
     from authserver.models import OutboxMail, utcnow
+    from bench.mail_delivery import alert_row
 
     now = utcnow()
-    body = "Bonjour,\n\nUne connexion à votre espace France Travail vient d'avoir lieu.\n" * 8
-    rows = [
-        {
-            "created_at": now,
-            "kind": "new_device",
-            "recipient": f"backlog{i}@bench.example.fr",
-            "subject": "Nouvelle connexion à votre espace France Travail",
-            "body_text": body,
-            "body_html": f"<p>{body}</p>",
-            "status": "pending",
-            "attempts": 0,
-            "next_attempt_at": now,
-        }
-        for i in range(count)
-    ]
+    rows = [alert_row(i, now) for i in range(count)]
     engine = make_engine(database_url)
     try:
         with engine.begin() as connection:

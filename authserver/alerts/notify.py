@@ -9,18 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from flask import url_for
-from jinja2 import Environment
 from sqlalchemy import insert
 
 from authserver import db
 from authserver.accounts import tokens
 from authserver.alerts import events
 from authserver.alerts.devices import known_device
-from authserver.mail.outbox import enqueue, mail_row
+from authserver.mail.outbox import enqueue
+from authserver.mail.rendering import unrendered_row
 from authserver.models import SecurityEvent, User, utcnow
 from authserver.web import client_ip, settings, user_agent
 
@@ -36,12 +35,11 @@ SECURITY_EVENT = insert(SecurityEvent.__table__)
 
 @dataclass(frozen=True)
 class Site:
-    """What an alert e-mail needs of the app, read without a request: the public address,
-    the templates, and the paths of its links (``build(endpoint, **values)``: url_for in a
-    view, the app's URL map in the login fast path)."""
+    """What an alert e-mail needs of the app, read without a request: the public address
+    and the paths of its links (``build(endpoint, **values)``: url_for in a view, the app's
+    URL map in the login fast path). Its words are the deliverer's (mail/rendering.py)."""
 
     base_url: str
-    templates: Environment
     build: Callable[..., str]
 
 
@@ -86,14 +84,14 @@ def new_device_alert(
         data={"device_id": device_id, "ip": ip, "method": method},
         now=now,
     )
-    mail = mail_row(
-        site.templates,
+    # Queued as its facts: the deliverer puts them into words (mail/rendering.py).
+    mail = unrendered_row(
         now,
         kind="new_device",
         to=email,
         subject="Nouvelle connexion à votre espace France Travail",
         template="new_device",
-        user=SimpleNamespace(username=username),
+        user={"username": username},
         when=now,
         browser=device["browser"],
         system=device["system"],

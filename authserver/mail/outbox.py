@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from authserver import db
 from authserver.db import Database
+from authserver.mail.rendering import render
 from authserver.models import OutboxMail, utcnow
 
 if TYPE_CHECKING:
@@ -35,16 +36,19 @@ def mail_row(
 ) -> dict[str, Any]:
     """A queued mail's complete row of ``INSERT``: ``emails/<template>.txt`` and ``.html``
     rendered with ``templates`` (the app's Jinja environment; e-mails use only what they are
-    given, never a request). The passkey login fast path runs it on a driver connection,
-    where no column default applies."""
-    context.setdefault("subject", subject)
+    given, never a request). ``rendering.unrendered_row`` is the same row left for the
+    deliverer to render; the fast paths run them on a driver connection, where no column
+    default applies."""
+    body_text, body_html = render(templates, template, subject, context)
     return {
         "created_at": now,
         "kind": kind,
         "recipient": to,
         "subject": subject,
-        "body_text": templates.get_template(f"emails/{template}.txt").render(context),
-        "body_html": templates.get_template(f"emails/{template}.html").render(context),
+        "body_text": body_text,
+        "body_html": body_html,
+        "template": None,
+        "context": None,
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": now,

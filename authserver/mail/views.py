@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, render_template
 from sqlalchemy import select
 
 from authserver import db
+from authserver.mail.rendering import bodies
 from authserver.models import OutboxMail
 from authserver.web import is_local_request
 
@@ -39,4 +40,12 @@ def dev_mail(mail_id: int) -> str:
     mail = db.session().get(OutboxMail, mail_id)
     if mail is None:
         abort(404)
-    return render_template("mail/mail.html", mail=mail, status_labels=STATUS_LABELS)
+    text, _html = bodies(
+        current_app.jinja_env,
+        mail.subject,
+        mail.body_text,
+        mail.body_html,
+        mail.template,
+        mail.context,
+    )
+    return render_template("mail/mail.html", mail=mail, text=text, status_labels=STATUS_LABELS)

@@ -65,7 +65,7 @@ class _SessionWriter:
 
 def site() -> Site:
     """The alert e-mail's view of the app, for a view (its links as url_for writes them)."""
-    return Site(base_url=settings().base_url, templates=current_app.jinja_env, build=url_for)
+    return Site(base_url=settings().base_url, build=url_for)
 
 
 def complete_login(

@@ -171,7 +171,6 @@ class FastLogin:
         urls = app.url_map.bind("localhost")
         self.site = Site(
             base_url=self.settings.base_url,
-            templates=app.jinja_env,
             build=lambda endpoint, **values: urls.build(endpoint, values),
         )
         self.log_target = security_log.target_of(app)

@@ -1,0 +1,153 @@
+"""Mail queued as its facts (the new-device alert) and put into words by its deliverer
+(mail/rendering.py): the same words as rendered at once, a context that only holds plain
+values, a mail that cannot be rendered waits without holding the others, and the development
+mailbox shows the words."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic import command
+from flask import Flask
+from sqlalchemy import create_engine, insert, select, text
+
+from authserver.db import get_database
+from authserver.mail import worker_of
+from authserver.mail.delivery import SMTPTransport, deliver_due
+from authserver.mail.outbox import mail_row
+from authserver.mail.rendering import bodies, dump_context, load_context, unrendered_row
+from authserver.migrate import alembic_config, upgrade
+from authserver.models import OutboxMail, utcnow
+from tests.mail.test_delivery import relay, relay_settings  # noqa: F401 (fixture)
+from tests.services import text_of
+
+SUBJECT = "Nouvelle connexion à votre espace France Travail"
+
+
+def alert_facts(now: datetime) -> dict[str, object]:
+    return {
+        "user": {"username": "martin.dupont"},
+        "when": now,
+        "browser": "Firefox 133",
+        "system": "Linux",
+        "ip": "192.0.2.1",
+        "method": "mot de passe",
+        "recovery": False,
+        "not_me_link": "https://pro.example.fr/alerts/not-me/" + "A" * 43,
+        "security_link": "https://pro.example.fr/securite",
+        "forgot_link": "https://pro.example.fr/password/forgot",
+    }
+
+
+def queue_row(app: Flask, row: dict[str, object]) -> int:
+    with get_database(app).session_scope() as session:
+        return int(session.scalar(insert(OutboxMail).returning(OutboxMail.id), [row]))
+
+
+@pytest.mark.parametrize("recovery", [False, True])
+def test_the_deliverers_words_are_the_ones_rendered_at_once(app: Flask, recovery: bool):
+    now = utcnow()
+    facts = {**alert_facts(now), "recovery": recovery}
+    fields = {"kind": "new_device", "to": "martin.dupont@entreprise.fr", "subject": SUBJECT}
+    at_once = mail_row(app.jinja_env, now, template="new_device", **fields, **facts)
+    later = unrendered_row(now, template="new_device", **fields, **facts)
+    assert set(later) == set(at_once)  # one INSERT for both forms
+    assert (later["body_text"], later["body_html"]) == (None, None)
+    assert len(str(later["context"])) < 1000 < len(str(at_once["body_text"]))
+    words = bodies(app.jinja_env, SUBJECT, None, None, "new_device", str(later["context"]))
+    assert words == (at_once["body_text"], at_once["body_html"])
+    assert "Date : " in words[0] and "Firefox 133, Linux" in words[0]
+
+
+def test_a_context_holds_plain_values_and_datetimes_only():
+    moment = datetime(2026, 7, 14, 8, 5, 3, 120, tzinfo=UTC)
+    facts = {"when": moment, "n": 3, "s": "Élise « ok »", "l": [1, "a"], "d": {"b": True}}
+    again = load_context(dump_context(facts))
+    assert again == facts and isinstance(again["when"], datetime)
+    assert again["when"] - moment == timedelta(0)
+    with pytest.raises(TypeError):
+        dump_context({"user": object()})  # an account object would not survive the queue
+    with pytest.raises(ValueError):
+        load_context("[1, 2]")
+
+
+def test_a_mail_that_cannot_be_rendered_waits_and_the_others_go(app: Flask, relay):  # noqa: F811
+    worker_of(app).stop()
+    settings = relay_settings(app, relay)
+    database = get_database(app)
+    now = utcnow()
+    fields = {"kind": "new_device", "subject": SUBJECT}
+    broken = queue_row(
+        app, unrendered_row(now, to="a@entreprise.fr", template="gone", **fields, user={})
+    )
+    good = queue_row(
+        app,
+        unrendered_row(
+            now, to="b@entreprise.fr", template="new_device", **fields, **alert_facts(now)
+        ),
+    )
+    sent, failed = deliver_due(database, SMTPTransport(settings), settings, templates=app.jinja_env)
+    assert (sent, failed) == (1, 1)
+    (message,) = relay.messages
+    assert message["To"] == "b@entreprise.fr"
+    assert "Firefox 133, Linux" in text_of(message)
+    with database.session_scope() as session:
+        rows = {row.id: row for row in session.scalars(select(OutboxMail))}
+        assert rows[good].status == "sent"
+        waiting = rows[broken]
+        assert (waiting.status, waiting.attempts) == ("pending", 1)
+        assert waiting.next_attempt_at > now  # tried again later, as a failed send
+        assert waiting.last_error.startswith("TemplateNotFound")
+        assert waiting.claim_token is None
+
+
+def test_the_development_mailbox_shows_the_words(make_app):
+    app = make_app(AUTHSERVER_MAIL_URL="console", AUTHSERVER_MAIL_WORKER="0")
+    now = utcnow()
+    mail_id = queue_row(
+        app,
+        unrendered_row(
+            now,
+            kind="new_device",
+            to="martin.dupont@entreprise.fr",
+            subject=SUBJECT,
+            template="new_device",
+            **alert_facts(now),
+        ),
+    )
+    page = app.test_client().get(f"/dev/mailbox/{mail_id}")
+    assert page.status_code == 200
+    text = html.unescape(page.get_data(as_text=True))
+    assert "Navigateur et système : Firefox 133, Linux" in text
+    assert "/alerts/not-me/" + "A" * 43 in text
+
+
+def test_downgrading_keeps_every_queued_fact(tmp_path):
+    url = f"sqlite:///{tmp_path / 'down.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    now = utcnow()
+    row = unrendered_row(
+        now,
+        kind="new_device",
+        to="a@entreprise.fr",
+        subject=SUBJECT,
+        template="new_device",
+        **alert_facts(now),
+    )
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(OutboxMail), [row])
+        # Still waiting for its words: the downgrade refuses rather than drop them.
+        with pytest.raises(RuntimeError, match="deliver them first"):
+            command.downgrade(alembic_config(url), "0019")
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE outbox_mails SET status = 'sent'"))
+        command.downgrade(alembic_config(url), "0019")
+        with engine.connect() as connection:
+            (body,) = connection.execute(text("SELECT body_text FROM outbox_mails")).one()
+        assert load_context(body)["ip"] == "192.0.2.1"  # the facts, kept as its text
+    finally:
+        engine.dispose()
