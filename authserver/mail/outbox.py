@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from authserver import db
 from authserver.db import Database
-from authserver.mail.rendering import render
+from authserver.mail.rendering import queued_row, render
 from authserver.models import OutboxMail, utcnow
 
 if TYPE_CHECKING:
@@ -35,28 +35,11 @@ def mail_row(
     **context: Any,
 ) -> dict[str, Any]:
     """A queued mail's complete row of ``INSERT``: ``emails/<template>.txt`` and ``.html``
-    rendered with ``templates`` (the app's Jinja environment; e-mails use only what they are
-    given, never a request). ``rendering.unrendered_row`` is the same row left for the
-    deliverer to render; the fast paths run them on a driver connection, where no column
-    default applies."""
-    body_text, body_html = render(templates, template, subject, context)
-    return {
-        "created_at": now,
-        "kind": kind,
-        "recipient": to,
-        "subject": subject,
-        "body_text": body_text,
-        "body_html": body_html,
-        "template": None,
-        "context": None,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "claimed_until": None,
-        "sent_at": None,
-        "last_error": None,
-        "claim_token": None,
-    }
+    rendered now with ``templates`` (the app's Jinja environment; e-mails use only what
+    they are given, never a request). ``rendering.unrendered_row``: the same mail left for
+    its deliverer to render."""
+    words = render(templates, template, subject, context)
+    return queued_row(now, kind=kind, to=to, subject=subject, words=words)
 
 
 def enqueue(*, kind: str, to: str, subject: str, template: str, **context: Any) -> OutboxMail:

@@ -49,20 +49,28 @@ def load_context(text: str) -> dict[str, Any]:
     return value
 
 
-def unrendered_row(
-    now: datetime, *, kind: str, to: str, subject: str, template: str, **context: Any
+def queued_row(
+    now: datetime,
+    *,
+    kind: str,
+    to: str,
+    subject: str,
+    words: tuple[str | None, str | None] = (None, None),
+    template: str | None = None,
+    context: str | None = None,
 ) -> dict[str, Any]:
-    """A queued mail's complete row of ``outbox.INSERT``, its bodies left to the deliverer
-    (``bodies``); the same columns as ``outbox.mail_row``'s."""
+    """A queued mail's complete row of ``outbox.INSERT``, either form: its words (text,
+    HTML), or its template and context for the deliverer. The fast paths write it on a
+    driver connection, where no column default applies."""
     return {
         "created_at": now,
         "kind": kind,
         "recipient": to,
         "subject": subject,
-        "body_text": None,
-        "body_html": None,
+        "body_text": words[0],
+        "body_html": words[1],
         "template": template,
-        "context": dump_context(context),
+        "context": context,
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": now,
@@ -71,6 +79,15 @@ def unrendered_row(
         "last_error": None,
         "claim_token": None,
     }
+
+
+def unrendered_row(
+    now: datetime, *, kind: str, to: str, subject: str, template: str, **context: Any
+) -> dict[str, Any]:
+    """The row of a mail whose deliverer puts it into words (``bodies``)."""
+    return queued_row(
+        now, kind=kind, to=to, subject=subject, template=template, context=dump_context(context)
+    )
 
 
 def render(

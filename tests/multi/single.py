@@ -13,6 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine, insert, select
+
+from authserver.models import OutboxMail, utcnow
 from tests.multi.cluster import AUTHSERVER, OWN_VARIABLES, ROOT, Instance
 from tests.services import free_port
 
@@ -100,3 +103,30 @@ def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def queue(database_url: str, count: int) -> list[int]:
+    """``count`` e-mails queued by another process than the server (nothing wakes it)."""
+    engine = create_engine(database_url)
+    now = utcnow()
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(OutboxMail),
+                [
+                    {
+                        "created_at": now,
+                        "kind": "test",
+                        "recipient": f"slow{i}@entreprise.fr",
+                        "subject": f"Message {i}",
+                        "body_text": "Bonjour\n",
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                    }
+                    for i in range(count)
+                ],
+            )
+            return list(connection.scalars(select(OutboxMail.id)))
+    finally:
+        engine.dispose()

@@ -17,11 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert
-
-from authserver.models import OutboxMail, utcnow
 from tests.multi.cluster import AUTHSERVER, PASSWORD, Browser, wait_until
-from tests.multi.single import start_server
+from tests.multi.single import queue, start_server
 from tests.services import SMTPServer
 
 
@@ -49,31 +46,6 @@ def alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status").read_text() if Path(f"/proc/{pid}").exists() else ""
     return "State:\tZ" not in status
-
-
-def queue_behind_its_back(database_url: str, n: int) -> None:
-    """Rows written by another process: nothing rings, only the deliverer's look finds them."""
-    engine = create_engine(database_url)
-    now = utcnow()
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                insert(OutboxMail),
-                [
-                    {
-                        "created_at": now,
-                        "kind": "test",
-                        "recipient": f"behind{n}@entreprise.fr",
-                        "subject": f"Derrière son dos {n}",
-                        "body_text": "Bonjour\n",
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                    }
-                ],
-            )
-    finally:
-        engine.dispose()
 
 
 def create_user(tmp_path: Path, env: dict[str, str], name: str) -> None:
@@ -136,7 +108,7 @@ def test_one_deliverer_beside_the_workers_woken_by_their_commits_and_kept_alive(
 
         # Killed: the master starts another one, which finds mail queued meanwhile.
         os.kill(first, signal.SIGKILL)
-        queue_behind_its_back(database_url, 1)
+        queue(database_url, 1)  # behind its back: only its look finds it
         wait_until(
             lambda: [p for p in deliverers(master) if p != first], 20, what="a new deliverer"
         )

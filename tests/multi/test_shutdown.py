@@ -17,12 +17,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import create_engine, select
 
-from authserver.models import OutboxMail, utcnow
+from authserver.models import OutboxMail
 from tests.conftest import fresh_pg_url
 from tests.mail.faulty_smtp import FaultySMTPServer
-from tests.multi.single import SlowRequest, server_env, start_deliver, start_server, wait_until
+from tests.multi.single import (
+    SlowRequest,
+    queue,
+    server_env,
+    start_deliver,
+    start_server,
+    wait_until,
+)
 from tests.services import free_port
 
 MESSAGE_ID = re.compile(r"outbox-(\d+)")
@@ -45,32 +52,6 @@ def relay() -> Iterator[FaultySMTPServer]:
         yield server
     finally:
         server.stop()
-
-
-def queue(database_url: str, count: int) -> list[int]:
-    engine = create_engine(database_url)
-    now = utcnow()
-    try:
-        with engine.begin() as connection:
-            connection.execute(
-                insert(OutboxMail),
-                [
-                    {
-                        "created_at": now,
-                        "kind": "test",
-                        "recipient": f"slow{i}@entreprise.fr",
-                        "subject": f"Message {i}",
-                        "body_text": "Bonjour\n",
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                    }
-                    for i in range(count)
-                ],
-            )
-            return list(connection.scalars(select(OutboxMail.id)))
-    finally:
-        engine.dispose()
 
 
 def assert_outbox_consistent(database_url: str, relay: FaultySMTPServer) -> set[int]:
