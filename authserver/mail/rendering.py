@@ -4,8 +4,8 @@ A new-browser login queues its alert e-mail in the login's own short transaction
 its two templates there (about 0.1 ms of the request's CPU) and writing their ~5 KB (overflow
 pages on SQLite, copied again at the next checkpoint) made that row the largest part of
 what a new-browser login costs beyond a returning one. Queued as the values the templates
-need (about half a kilobyte of JSON), the same logins ran at 0.67 of the returning rate
-instead of 0.60 (interleaved in one run, ``/work`` notes of issue 13). The deliverer renders
+need (about half a kilobyte of JSON), new-browser logins ran at a median of 0.68 of the
+returning rate instead of 0.54 (two versions interleaved in one run). The deliverer renders
 them, off the request path, with the same templates and the same values, just before the
 send; the development mailbox renders them for display.
 
