@@ -139,12 +139,14 @@ def outbox_state(session: Any) -> tuple[int, int, Any]:
     /readyz)."""
     from authserver.models import OutboxMail
 
+    # A mail queued as its facts (mail/facts.py) is waiting too, for its words first.
+    waiting = OutboxMail.status.in_(("pending", "facts"))
     pending, failed, oldest = session.execute(
         select(
-            func.count(case((OutboxMail.status == "pending", 1))),
+            func.count(case((waiting, 1))),
             func.count(case((OutboxMail.status == "failed", 1))),
-            func.min(case((OutboxMail.status == "pending", OutboxMail.created_at))),
-        ).where(OutboxMail.status.in_(("pending", "failed")))
+            func.min(case((waiting, OutboxMail.created_at))),
+        ).where(OutboxMail.status.in_(("pending", "facts", "failed")))
     ).one()
     return pending or 0, failed or 0, oldest
 

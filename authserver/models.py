@@ -243,8 +243,8 @@ class OutboxMail(Base):
     kind: Mapped[str] = mapped_column(String(32))
     recipient: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(255))
-    # Both empty for a mail queued as its facts: ``template`` rendered with ``context`` (JSON)
-    # by the deliverer (mail/rendering.py).
+    # Both empty for a mail queued as its facts (status ``facts``): ``template`` rendered
+    # with ``context`` (JSON) by a deliverer's round, which makes it ``pending`` (mail/facts.py).
     body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     template: Mapped[str | None] = mapped_column(String(64))

@@ -5,8 +5,8 @@ beside its workers, on the same cores. Measured here, on a fresh migrated SQLite
 and a real aiosmtpd:
 
 - **delivery**: the outbox filled with new-device alerts queued as a login queues them (their
-  facts, mail/rendering.py), then drained by ``deliver_due`` batch after batch, as the
-  deliverer does (claim, render the templates, build the message, SMTP, record): the
+  facts, mail/rendering.py), then drained round after round as the deliverer does (the
+  facts put into words, mail/facts.py; then claim, build the message, SMTP, record): the
   delivering thread's CPU per e-mail and the rate;
 - **the message's bytes alone**, built by ``mail/message.py`` and, for comparison, by
   Flask-Mail (what delivery used before: its ``policy.SMTP`` generation was half of an
@@ -68,6 +68,7 @@ def run(options: Options) -> Report:
     from authserver import create_app, settings_of
     from authserver.db import get_database
     from authserver.mail.delivery import Outgoing, SMTPTransport, deliver_due, message_id
+    from authserver.mail.facts import render_due
     from authserver.mail.rendering import bodies
     from authserver.migrate import upgrade
     from authserver.models import OutboxMail, utcnow
@@ -95,7 +96,8 @@ def run(options: Options) -> Report:
         log(f"[{NAME}] delivering {count} new-device alerts to aiosmtpd ...")
         cpu, wall, sent = time.thread_time(), time.perf_counter(), 0
         while sent < count:
-            done, failed = deliver_due(database, transport, settings, templates=app.jinja_env)
+            render_due(database, app.jinja_env, lambda _attempts: 1.0)  # the round's producer
+            done, failed = deliver_due(database, transport, settings)
             if failed or not done:
                 raise RuntimeError(f"delivery stopped after {sent} e-mails ({failed} failed)")
             sent += done

@@ -40,14 +40,12 @@ from typing import Protocol
 
 import flask_mail
 from flask import Flask
-from jinja2 import Environment
 from sqlalchemy import update
 
 from authserver.config import Settings
 from authserver.db import Database
 from authserver.leases import Outbox
 from authserver.mail.message import SMTPUTF8_OPTION, address, needs_smtputf8, render
-from authserver.mail.rendering import bodies
 from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
 
@@ -80,31 +78,6 @@ class Outgoing:
     body_text: str
     body_html: str | None
     created_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    """A claimed row; ``template`` set: queued as its facts, rendered before it is sent."""
-
-    id: int
-    recipient: str
-    subject: str
-    body_text: str | None
-    body_html: str | None
-    created_at: datetime | None
-    template: str | None
-    context: str | None
-
-    def outgoing(self, templates: Environment | None) -> Outgoing:
-        text, html = bodies(
-            templates,
-            self.subject,
-            self.body_text,
-            self.body_html,
-            self.template,
-            self.context,
-        )
-        return Outgoing(self.id, self.recipient, self.subject, text, html, self.created_at)
 
 
 class Sender(Protocol):
@@ -277,7 +250,7 @@ def _concerns_one_mail(exc: BaseException) -> bool:
 OUTBOX = Outbox(OutboxMail)
 
 
-def _claim(database: Database, token: str, now: datetime, limit: int) -> list[_Claimed]:
+def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Outgoing]:
     """Claim up to ``limit`` due rows for ``token`` in one statement; oldest first."""
     rows = OUTBOX.claim(
         database,
@@ -292,11 +265,9 @@ def _claim(database: Database, token: str, now: datetime, limit: int) -> list[_C
             OutboxMail.body_text,
             OutboxMail.body_html,
             OutboxMail.created_at,
-            OutboxMail.template,
-            OutboxMail.context,
         ),
     )
-    return [_Claimed(*row) for row in rows]
+    return [Outgoing(*row) for row in rows]
 
 
 def _finish(database: Database, token: str, sent: list[int], unsent: list[int]) -> None:
@@ -334,14 +305,12 @@ def deliver_due(
     limit: int = BATCH,
     should_stop: Callable[[], bool] | None = None,
     sender: Sender | None = None,
-    templates: Environment | None = None,
 ) -> tuple[int, int]:
     """Claim one batch of due mail and send it on one connection; return (sent, failed).
 
     ``should_stop`` is asked between two mails: the mail being sent is finished, the rest of
     the batch released for another worker. ``sender``: a connection the caller keeps open
     for its next batches (and closes); by default one is opened for this batch.
-    ``templates``: the app's, for the mails queued as their facts (mail/rendering.py).
     """
     token = secrets.token_hex(16)
     batch = _claim(database, token, utcnow(), limit)
@@ -365,15 +334,7 @@ def deliver_due(
             if mail.id not in held:
                 continue  # the lease ran out and another worker has it now
             try:
-                outgoing = mail.outgoing(templates)
-            except Exception as exc:  # a template or its values: retried later, as a send
-                failed += 1
-                MAIL_FAILURES.inc()
-                log.warning("mail %s could not be rendered: %s", mail.id, type(exc).__name__)
-                _record_failure(database, mail.id, token, exc, settings)
-                continue
-            try:
-                sender.send(outgoing)
+                sender.send(mail)
             except Exception as exc:  # any transport failure is retried later
                 failed += 1
                 MAIL_FAILURES.inc()
@@ -492,7 +453,6 @@ class DeliveryWorker:
                     self.settings,
                     should_stop=self._stop.is_set,
                     sender=sender,
-                    templates=self.app.jinja_env,
                 )
                 sent, failed = sent + done, failed + errors
                 if done + errors == 0 or errors:

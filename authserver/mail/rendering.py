@@ -6,8 +6,8 @@ pages on SQLite, copied again at the next checkpoint) made that row the largest 
 what a new-browser login costs beyond a returning one. Queued as the values the templates
 need (about half a kilobyte of JSON), new-browser logins ran at a median of 0.68 of the
 returning rate instead of 0.54 (two versions interleaved in one run). The deliverer renders
-them, off the request path, with the same templates and the same values, just before the
-send; the development mailbox renders them for display.
+them, off the request path, with the same templates and the same values, at the start of
+its next round (facts.py); the development mailbox renders them for display.
 
 Rows queued by ``outbox.enqueue`` (sign-up, reset, helpdesk…) are still rendered at once:
 their context holds objects (an account) that are not plain values.
@@ -22,6 +22,8 @@ from typing import Any
 from jinja2 import Environment
 
 _DATETIME = "$datetime"
+# The status of a row queued as its facts: no claim takes it before facts.py renders it.
+FACTS = "facts"
 
 
 def _plain(value: Any) -> Any:
@@ -60,8 +62,8 @@ def queued_row(
     context: str | None = None,
 ) -> dict[str, Any]:
     """A queued mail's complete row of ``outbox.INSERT``, either form: its words (text,
-    HTML), or its template and context for the deliverer. The fast paths write it on a
-    driver connection, where no column default applies."""
+    HTML), ready to send, or its template and context, for the deliverer to render first.
+    The fast paths write it on a driver connection, where no column default applies."""
     return {
         "created_at": now,
         "kind": kind,
@@ -71,7 +73,7 @@ def queued_row(
         "body_html": words[1],
         "template": template,
         "context": context,
-        "status": "pending",
+        "status": "pending" if template is None else FACTS,
         "attempts": 0,
         "next_attempt_at": now,
         "claimed_until": None,
@@ -84,7 +86,7 @@ def queued_row(
 def unrendered_row(
     now: datetime, *, kind: str, to: str, subject: str, template: str, **context: Any
 ) -> dict[str, Any]:
-    """The row of a mail whose deliverer puts it into words (``bodies``)."""
+    """The row of a mail its deliverer puts into words before it can be sent (facts.py)."""
     return queued_row(
         now, kind=kind, to=to, subject=subject, template=template, context=dump_context(context)
     )

@@ -13,7 +13,12 @@ from authserver.web import is_local_request
 bp = Blueprint("mail", __name__)
 
 # The outbox's states (leases.py), as the mailbox shows them.
-STATUS_LABELS = {"pending": "En attente d'envoi", "sent": "Envoyé", "failed": "Échec de l'envoi"}
+STATUS_LABELS = {
+    "facts": "En attente d'envoi",  # its words are put together just before (mail/facts.py)
+    "pending": "En attente d'envoi",
+    "sent": "Envoyé",
+    "failed": "Échec de l'envoi",
+}
 
 
 def _require_dev() -> None:

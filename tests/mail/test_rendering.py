@@ -1,7 +1,8 @@
 """Mail queued as its facts (the new-device alert) and put into words by its deliverer
-(mail/rendering.py): the same words as rendered at once, a context that only holds plain
-values, a mail that cannot be rendered waits without holding the others, and the development
-mailbox shows the words."""
+(mail/rendering.py, mail/facts.py): the same words as rendered at once, a context that only
+holds plain values, no claim takes such a row before its words exist (so no deliverer, of
+this version or of an earlier one, sends it empty), a mail that cannot be rendered waits
+without holding the others, and the development mailbox shows the words."""
 
 from __future__ import annotations
 
@@ -16,8 +17,15 @@ from sqlalchemy import create_engine, insert, select, text
 from authserver.db import get_database
 from authserver.mail import worker_of
 from authserver.mail.delivery import SMTPTransport, deliver_due
+from authserver.mail.facts import render_due
 from authserver.mail.outbox import mail_row
-from authserver.mail.rendering import bodies, dump_context, load_context, unrendered_row
+from authserver.mail.rendering import (
+    FACTS,
+    bodies,
+    dump_context,
+    load_context,
+    unrendered_row,
+)
 from authserver.migrate import alembic_config, upgrade
 from authserver.models import OutboxMail, utcnow
 from tests.mail.test_delivery import relay, relay_settings  # noqa: F401 (fixture)
@@ -73,9 +81,33 @@ def test_a_context_holds_plain_values_and_datetimes_only():
         load_context("[1, 2]")
 
 
-def test_a_mail_that_cannot_be_rendered_waits_and_the_others_go(app: Flask, relay):  # noqa: F811
+def test_no_claim_takes_a_mail_before_its_words_exist(app: Flask, relay):  # noqa: F811
+    """The claim is the previous version's too (``status = 'pending'``): during a rolling
+    deploy, its deliverers would have sent a row queued as its facts with an empty body."""
     worker_of(app).stop()
     settings = relay_settings(app, relay)
+    database = get_database(app)
+    now = utcnow()
+    row = unrendered_row(
+        now, kind="new_device", to="b@entreprise.fr", subject=SUBJECT, template="new_device",
+        **alert_facts(now),
+    )  # fmt: skip
+    mail_id = queue_row(app, row)
+    assert row["status"] == FACTS
+    assert deliver_due(database, SMTPTransport(settings), settings) == (0, 0)
+    assert relay.messages == []
+    assert render_due(database, app.jinja_env, lambda attempts: 1.0) == 1
+    with database.session_scope() as session:
+        ready = session.get(OutboxMail, mail_id)
+        assert ready is not None and ready.status == "pending"
+        assert (ready.template, ready.context) == (None, None)  # its words, not its facts
+        assert "Firefox 133, Linux" in str(ready.body_text)
+    assert deliver_due(database, SMTPTransport(settings), settings) == (1, 0)
+    assert "Firefox 133, Linux" in text_of(relay.messages[0])
+
+
+def test_a_mail_that_cannot_be_put_into_words_waits_and_the_others_go(app: Flask):
+    worker_of(app).stop()
     database = get_database(app)
     now = utcnow()
     fields = {"kind": "new_device", "subject": SUBJECT}
@@ -88,19 +120,40 @@ def test_a_mail_that_cannot_be_rendered_waits_and_the_others_go(app: Flask, rela
             now, to="b@entreprise.fr", template="new_device", **fields, **alert_facts(now)
         ),
     )
-    sent, failed = deliver_due(database, SMTPTransport(settings), settings, templates=app.jinja_env)
-    assert (sent, failed) == (1, 1)
-    (message,) = relay.messages
-    assert message["To"] == "b@entreprise.fr"
-    assert "Firefox 133, Linux" in text_of(message)
+    waits: list[int] = []
+    retry_in = lambda attempts: waits.append(attempts) or 60.0  # noqa: E731
+    assert render_due(database, app.jinja_env, retry_in, now=now) == 1
+    assert waits == [1]
     with database.session_scope() as session:
         rows = {row.id: row for row in session.scalars(select(OutboxMail))}
-        assert rows[good].status == "sent"
+        assert rows[good].status == "pending"
         waiting = rows[broken]
-        assert (waiting.status, waiting.attempts) == ("pending", 1)
-        assert waiting.next_attempt_at > now  # tried again later, as a failed send
-        assert waiting.last_error.startswith("TemplateNotFound")
-        assert waiting.claim_token is None
+        assert (waiting.status, waiting.attempts) == (FACTS, 1)
+        assert waiting.next_attempt_at == now + timedelta(seconds=60)
+        assert waiting.last_error == "TemplateNotFound (mise en forme)"
+    # Not due again before its wait is over; then tried again, with a longer wait.
+    assert render_due(database, app.jinja_env, retry_in, now=now + timedelta(seconds=59)) == 0
+    assert render_due(database, app.jinja_env, retry_in, now=now + timedelta(seconds=61)) == 0
+    assert waits == [1, 2]
+
+
+def test_a_round_of_the_deliverer_renders_and_sends_the_alert(make_app, smtp):
+    app = make_app()
+    now = utcnow()
+    queue_row(
+        app,
+        unrendered_row(
+            now,
+            kind="new_device",
+            to="martin.dupont@entreprise.fr",
+            subject=SUBJECT,
+            template="new_device",
+            **alert_facts(now),
+        ),
+    )
+    worker_of(app).notify()  # as the login's commit does
+    (message,) = smtp.wait_for(1)
+    assert "Navigateur et système : Firefox 133, Linux" in text_of(message)
 
 
 def test_the_development_mailbox_shows_the_words(make_app):
@@ -124,7 +177,7 @@ def test_the_development_mailbox_shows_the_words(make_app):
     assert "/alerts/not-me/" + "A" * 43 in text
 
 
-def test_downgrading_keeps_every_queued_fact(tmp_path):
+def test_downgrading_refuses_while_a_mail_waits_for_its_words(tmp_path):
     url = f"sqlite:///{tmp_path / 'down.db'}"
     upgrade(url)
     engine = create_engine(url)
@@ -140,14 +193,18 @@ def test_downgrading_keeps_every_queued_fact(tmp_path):
     try:
         with engine.begin() as connection:
             connection.execute(insert(OutboxMail), [row])
-        # Still waiting for its words: the downgrade refuses rather than drop them.
         with pytest.raises(RuntimeError, match="deliver them first"):
             command.downgrade(alembic_config(url), "0019")
-        with engine.begin() as connection:
-            connection.execute(text("UPDATE outbox_mails SET status = 'sent'"))
+        with engine.begin() as connection:  # as facts.render_due leaves it
+            connection.execute(
+                text(
+                    "UPDATE outbox_mails SET status = 'pending', body_text = 'Bonjour',"
+                    " template = NULL, context = NULL"
+                )
+            )
         command.downgrade(alembic_config(url), "0019")
         with engine.connect() as connection:
             (body,) = connection.execute(text("SELECT body_text FROM outbox_mails")).one()
-        assert load_context(body)["ip"] == "192.0.2.1"  # the facts, kept as its text
+        assert body == "Bonjour"
     finally:
         engine.dispose()

@@ -1,4 +1,4 @@
-"""outbox mails queued as their facts, rendered by the deliverer (issue 13)
+"""outbox mails queued as their facts (status « facts »), rendered by the deliverer (issue 13)
 
 Revision ID: 0020
 Revises: 0019
@@ -25,22 +25,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    waiting = bind.execute(
-        sa.text(
-            "SELECT count(*) FROM outbox_mails WHERE template IS NOT NULL AND status = 'pending'"
-        )
-    ).scalar()
+    waiting = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) FROM outbox_mails WHERE status = 'facts'"))
+        .scalar()
+    )
     if waiting:
         # Their words exist only once a deliverer renders them: nothing is dropped silently.
         raise RuntimeError(
             f"{plural(waiting, 'e-mail')} still queued as their facts: deliver them first "
             "(authserver mail deliver --once), then downgrade"
         )
-    # Sent or failed ones keep their facts, as their text.
-    bind.execute(
-        sa.text("UPDATE outbox_mails SET body_text = context WHERE template IS NOT NULL")
-    )
     with op.batch_alter_table("outbox_mails") as batch_op:
         batch_op.alter_column("body_text", existing_type=sa.Text(), nullable=False)
         batch_op.drop_column("context")
