@@ -49,6 +49,13 @@ def alert_facts(now: datetime) -> dict[str, object]:
     }
 
 
+def alert_row(now: datetime, to: str = "martin.dupont@entreprise.fr") -> dict[str, object]:
+    """The new-device alert's row, as a login queues it."""
+    return unrendered_row(
+        now, kind="new_device", to=to, subject=SUBJECT, template="new_device", **alert_facts(now)
+    )
+
+
 def queue_row(app: Flask, row: dict[str, object]) -> int:
     with get_database(app).session_scope() as session:
         return int(session.scalar(insert(OutboxMail).returning(OutboxMail.id), [row]))
@@ -88,10 +95,7 @@ def test_no_claim_takes_a_mail_before_its_words_exist(app: Flask, relay):  # noq
     settings = relay_settings(app, relay)
     database = get_database(app)
     now = utcnow()
-    row = unrendered_row(
-        now, kind="new_device", to="b@entreprise.fr", subject=SUBJECT, template="new_device",
-        **alert_facts(now),
-    )  # fmt: skip
+    row = alert_row(now, to="b@entreprise.fr")
     mail_id = queue_row(app, row)
     assert row["status"] == FACTS
     assert deliver_due(database, SMTPTransport(settings), settings) == (0, 0)
@@ -114,12 +118,7 @@ def test_a_mail_that_cannot_be_put_into_words_waits_and_the_others_go(app: Flask
     broken = queue_row(
         app, unrendered_row(now, to="a@entreprise.fr", template="gone", **fields, user={})
     )
-    good = queue_row(
-        app,
-        unrendered_row(
-            now, to="b@entreprise.fr", template="new_device", **fields, **alert_facts(now)
-        ),
-    )
+    good = queue_row(app, alert_row(now, to="b@entreprise.fr"))
     waits: list[int] = []
     retry_in = lambda attempts: waits.append(attempts) or 60.0  # noqa: E731
     assert render_due(database, app.jinja_env, retry_in, now=now) == 1
@@ -140,17 +139,7 @@ def test_a_mail_that_cannot_be_put_into_words_waits_and_the_others_go(app: Flask
 def test_a_round_of_the_deliverer_renders_and_sends_the_alert(make_app, smtp):
     app = make_app()
     now = utcnow()
-    queue_row(
-        app,
-        unrendered_row(
-            now,
-            kind="new_device",
-            to="martin.dupont@entreprise.fr",
-            subject=SUBJECT,
-            template="new_device",
-            **alert_facts(now),
-        ),
-    )
+    queue_row(app, alert_row(now))
     worker_of(app).notify()  # as the login's commit does
     (message,) = smtp.wait_for(1)
     assert "Navigateur et système : Firefox 133, Linux" in text_of(message)
@@ -159,17 +148,7 @@ def test_a_round_of_the_deliverer_renders_and_sends_the_alert(make_app, smtp):
 def test_the_development_mailbox_shows_the_words(make_app):
     app = make_app(AUTHSERVER_MAIL_URL="console", AUTHSERVER_MAIL_WORKER="0")
     now = utcnow()
-    mail_id = queue_row(
-        app,
-        unrendered_row(
-            now,
-            kind="new_device",
-            to="martin.dupont@entreprise.fr",
-            subject=SUBJECT,
-            template="new_device",
-            **alert_facts(now),
-        ),
-    )
+    mail_id = queue_row(app, alert_row(now))
     page = app.test_client().get(f"/dev/mailbox/{mail_id}")
     assert page.status_code == 200
     text = html.unescape(page.get_data(as_text=True))
@@ -182,14 +161,7 @@ def test_downgrading_refuses_while_a_mail_waits_for_its_words(tmp_path):
     upgrade(url)
     engine = create_engine(url)
     now = utcnow()
-    row = unrendered_row(
-        now,
-        kind="new_device",
-        to="a@entreprise.fr",
-        subject=SUBJECT,
-        template="new_device",
-        **alert_facts(now),
-    )
+    row = alert_row(now)
     try:
         with engine.begin() as connection:
             connection.execute(insert(OutboxMail), [row])
