@@ -17,25 +17,23 @@ GRACEFUL_TIMEOUT = 20
 
 
 def _worker_started(worker: Any) -> None:
-    """gunicorn ``post_worker_init``: on SIGTERM, stop taking new mail at once; and the
-    loaded app's objects are frozen for the garbage collector (see below).
+    """gunicorn ``post_worker_init``: on SIGTERM, stop taking new back-channel logouts at
+    once; and the loaded app's objects are frozen for the garbage collector (see below).
 
     gunicorn lets the requests in flight finish first (up to the graceful timeout) and only
-    then calls ``worker_exit``; meanwhile the delivery threads (mail, back-channel logouts)
-    finish the item they are sending and start no other, so that the worker's exit never
-    waits for a whole batch.
+    then calls ``worker_exit``; meanwhile the back-channel thread finishes the logout it is
+    sending and starts no other, so that the worker's exit never waits for a whole batch.
+    (The workers send no mail: the deliverer beside them does, mail/child.py.)
     """
     import gc
     import signal
 
-    from authserver.mail import worker_of
     from authserver.sessions.oidc import backchannel_worker_of
 
     app = worker.wsgi
     previous = signal.getsignal(signal.SIGTERM)
 
     def _on_term(signum: int, frame: Any) -> None:
-        worker_of(app).request_stop()
         backchannel_worker_of(app).request_stop()
         if callable(previous):
             previous(signum, frame)
@@ -70,19 +68,17 @@ def _limit_hashing(app: Any, workers: int, home: int = 0) -> None:
 
 
 def _worker_exiting(_server: Any, worker: Any) -> None:
-    """gunicorn ``worker_exit`` (in the worker): stop the delivery threads cleanly.
+    """gunicorn ``worker_exit`` (in the worker): stop the back-channel thread cleanly.
 
-    The mail (the logout token) being sent is finished and marked, the rest of its batch
-    released for another worker; the threads are joined before the process goes.
+    The logout token being sent is finished and marked, the rest of its batch released for
+    another worker; the thread is joined before the process goes.
     """
     from flask import Flask
 
-    from authserver.mail import worker_of
     from authserver.sessions.oidc import backchannel_worker_of
 
     app = getattr(worker, "wsgi", None)
     if isinstance(app, Flask):
-        worker_of(app).stop(timeout=GRACEFUL_TIMEOUT - 5)
         backchannel_worker_of(app).stop()
 
 

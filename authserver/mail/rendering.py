@@ -104,7 +104,7 @@ def render(
 
 
 def bodies(
-    templates: Environment | None,
+    templates: Environment,
     subject: str,
     body_text: str | None,
     body_html: str | None,
@@ -114,6 +114,4 @@ def bodies(
     """A queued row's text and HTML: as stored, or rendered now from its facts."""
     if template is None or context is None:
         return body_text or "", body_html
-    if templates is None:
-        raise RuntimeError("an e-mail queued as its facts needs the app's templates")
     return render(templates, template, subject, load_context(context))
