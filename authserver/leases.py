@@ -43,8 +43,12 @@ class Outbox:
     and a finish cost 2-3 ms of CPU each, more than the database spent running them.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, waiting: Sequence[str] = ("pending",)) -> None:
+        """``waiting``: the statuses of rows not done yet, which ``next_due_in`` looks at
+        (the outbox's alerts wait for their words first, mail/facts.py); claims take
+        ``pending`` rows only."""
         self.model = model
+        self._waiting = tuple(waiting)
         self._claims: dict[tuple[Any, ...], Any] = {}
         held = and_(  # a row we hold is pending (see the module's note)
             model.id.in_(bindparam("ids", expanding=True)),
@@ -222,8 +226,8 @@ class Outbox:
         connection.execute(self._release_held, {"ids": list(ids), "token": token})
 
     def next_due_in(self, database: Database) -> float | None:
-        """Seconds until some pending row can be claimed (rows claimed elsewhere: their lease);
-        None when nothing is pending."""
+        """Seconds until some waiting row can be claimed or worked on (rows claimed
+        elsewhere: their lease); None when nothing waits."""
         model = self.model
         now = utcnow()
         with database.engine.begin() as connection:
@@ -235,7 +239,7 @@ class Outbox:
                             else_=model.next_attempt_at,
                         )
                     )
-                ).where(model.status == "pending")
+                ).where(model.status.in_(self._waiting))
             )
         if when is None:
             return None

@@ -137,16 +137,17 @@ class RetentionCollector:
 def outbox_state(session: Any) -> tuple[int, int, Any]:
     """Pending and failed mails, and the oldest pending one's time (one scan; /metrics and
     /readyz)."""
+    from authserver.mail.rendering import WAITING
     from authserver.models import OutboxMail
 
     # A mail queued as its facts (mail/facts.py) is waiting too, for its words first.
-    waiting = OutboxMail.status.in_(("pending", "facts"))
+    waiting = OutboxMail.status.in_(WAITING)
     pending, failed, oldest = session.execute(
         select(
             func.count(case((waiting, 1))),
             func.count(case((OutboxMail.status == "failed", 1))),
             func.min(case((waiting, OutboxMail.created_at))),
-        ).where(OutboxMail.status.in_(("pending", "facts", "failed")))
+        ).where(OutboxMail.status.in_((*WAITING, "failed")))
     ).one()
     return pending or 0, failed or 0, oldest
 

@@ -106,16 +106,18 @@ def queue_backlog(database_url: str, count: int) -> None:
 
 
 def pending_mail(database_url: str) -> int:
+    """E-mails not sent yet: queued as their facts (the alerts) or rendered."""
     from sqlalchemy import func, select
 
     from authserver.db import make_engine
+    from authserver.mail.rendering import WAITING
     from authserver.models import OutboxMail
 
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
             return int(
-                connection.scalar(select(func.count()).where(OutboxMail.status == "pending")) or 0
+                connection.scalar(select(func.count()).where(OutboxMail.status.in_(WAITING))) or 0
             )
     finally:
         engine.dispose()

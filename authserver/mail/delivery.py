@@ -46,6 +46,7 @@ from authserver.config import Settings
 from authserver.db import Database
 from authserver.leases import Outbox
 from authserver.mail.message import SMTPUTF8_OPTION, address, needs_smtputf8, render
+from authserver.mail.rendering import WAITING
 from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
 
@@ -247,7 +248,7 @@ def _concerns_one_mail(exc: BaseException) -> bool:
     return isinstance(exc, _ONE_MAIL)
 
 
-OUTBOX = Outbox(OutboxMail)
+OUTBOX = Outbox(OutboxMail, waiting=WAITING)
 
 
 def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Outgoing]:
@@ -355,7 +356,7 @@ def deliver_due(
 
 
 def next_due_in(database: Database) -> float | None:
-    """Seconds until some pending row can be claimed (rows claimed elsewhere: their lease)."""
+    """Seconds until some mail can be claimed, or put into words (its facts, facts.py)."""
     return OUTBOX.next_due_in(database)
 
 
@@ -399,21 +400,25 @@ class DeliveryWorker:
         self._thread: threading.Thread | None = None
         self._producers: list[Callable[[], object]] = []
 
-    def add_producer(self, produce: Callable[[], object]) -> None:
-        """Work that queues mail, run at the start of every round (before delivery).
+    def add_producer(self, produce: Callable[[], int]) -> None:
+        """Work that queues mail, run at the start of every round (before delivery), which
+        returns how many items it handled, a batch at most (0: none was waiting).
 
         Requests whose e-mail depends on an account (password reset, new activation link)
-        are resolved here, off the request path (``accounts/mail_jobs.py``).
+        are resolved here, off the request path (``accounts/mail_jobs.py``), and the alerts
+        queued as their facts are put into words (``facts.py``).
         """
         self._producers.append(produce)
 
-    def _produce(self) -> None:
+    def _produce(self) -> int:
+        made = 0
         for produce in self._producers:
             try:
-                produce()
+                made += produce()
             except Exception as exc:  # the database is away: the next round tries again
                 # The class only: a database error's text carries the statement's parameters.
                 log.warning("mail producer failed; retried next round: %s", type(exc).__name__)
+        return made
 
     def start(self) -> None:
         if self._thread is None:
@@ -441,21 +446,27 @@ class DeliveryWorker:
 
     def run_once(self) -> tuple[int, int]:
         """Produce pending mail, then deliver everything due now, batch after batch, on one
-        SMTP connection (opened at the first mail); return the totals."""
-        self._produce()
+        SMTP connection (opened at the first mail), and again while the producers find more
+        (a peak's thousands of alerts are put into words a batch at a time: each batch goes
+        out before the next is rendered, and none waits for the next look); return the
+        totals."""
         sent = failed = 0
         sender = self.transport.open()
         try:
             while not self._stop.is_set():
-                done, errors = deliver_due(
-                    self.database,
-                    self.transport,
-                    self.settings,
-                    should_stop=self._stop.is_set,
-                    sender=sender,
-                )
-                sent, failed = sent + done, failed + errors
-                if done + errors == 0 or errors:
+                made = self._produce()
+                while not self._stop.is_set():
+                    done, errors = deliver_due(
+                        self.database,
+                        self.transport,
+                        self.settings,
+                        should_stop=self._stop.is_set,
+                        sender=sender,
+                    )
+                    sent, failed = sent + done, failed + errors
+                    if done + errors == 0 or errors:
+                        break
+                if not made or failed:
                     break
         finally:
             sender.close()

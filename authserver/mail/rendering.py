@@ -24,6 +24,8 @@ from jinja2 import Environment
 _DATETIME = "$datetime"
 # The status of a row queued as its facts: no claim takes it before facts.py renders it.
 FACTS = "facts"
+# Every status of a mail not sent yet: /metrics, /readyz and the benchmarks count both.
+WAITING = ("pending", FACTS)
 
 
 def _plain(value: Any) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from alembic import command
@@ -15,8 +16,8 @@ from flask import Flask
 from sqlalchemy import create_engine, insert, select, text
 
 from authserver.db import get_database
-from authserver.mail import worker_of
-from authserver.mail.delivery import SMTPTransport, deliver_due
+from authserver.mail import facts, worker_of
+from authserver.mail.delivery import DeliveryWorker, SMTPTransport, deliver_due, next_due_in
 from authserver.mail.facts import render_due
 from authserver.mail.outbox import mail_row
 from authserver.mail.rendering import (
@@ -134,6 +135,36 @@ def test_a_mail_that_cannot_be_put_into_words_waits_and_the_others_go(app: Flask
     assert render_due(database, app.jinja_env, retry_in, now=now + timedelta(seconds=59)) == 0
     assert render_due(database, app.jinja_env, retry_in, now=now + timedelta(seconds=61)) == 0
     assert waits == [1, 2]
+
+
+def test_a_peak_of_alerts_goes_in_one_round_a_batch_at_a_time(app: Flask, relay):  # noqa: F811
+    """A peak of new-browser logins leaves more alerts than one rendering batch. The round
+    renders and sends batch after batch; it used to render one batch per look of the
+    deliverer (a second under ``serve``, 30 s in a web process): 3,000 alerts took 19 s."""
+    worker_of(app).stop()
+    settings = relay_settings(app, relay)
+    database = get_database(app)
+    now = utcnow()
+    count = facts.BATCH * 2 + 7
+    with database.session_scope() as session:
+        rows = [alert_row(now, to=f"client{i}@entreprise.fr") for i in range(count)]
+        session.execute(insert(OutboxMail), rows)
+    worker = DeliveryWorker(app, database, SMTPTransport(settings), settings)
+    worker.add_producer(partial(render_due, database, app.jinja_env, lambda attempts: 1.0))
+    assert worker.run_once() == (count, 0)
+    assert len(relay.messages) == count
+    assert next_due_in(database) is None
+
+
+def test_the_deliverer_looks_again_when_an_alert_is_due_for_its_words(app: Flask):
+    """A row that could not be put into words is tried again at its time, not at the next
+    idle look (30 s in a web process)."""
+    worker_of(app).stop()
+    database = get_database(app)
+    now = utcnow()
+    queue_row(app, {**alert_row(now), "next_attempt_at": now + timedelta(seconds=20)})
+    wait = next_due_in(database)
+    assert wait is not None and 15 < wait <= 20
 
 
 def test_a_round_of_the_deliverer_renders_and_sends_the_alert(make_app, smtp):
