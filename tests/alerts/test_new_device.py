@@ -15,7 +15,13 @@ import pytest
 from flask import render_template
 from itsdangerous import URLSafeSerializer
 
-from authserver.alerts.devices import COOKIE_NAME, describe
+from authserver.alerts.devices import (
+    COOKIE_NAME,
+    browser_token,
+    cookie_value,
+    describe,
+    new_token,
+)
 from authserver.models import utcnow
 from authserver.web import PARIS
 from tests.alerts.alert_helpers import (
@@ -274,3 +280,18 @@ def test_a_device_cookie_is_checked_once_and_a_forged_one_never_remembered():
     wrong_shape = URLSafeSerializer(key, salt="authserver.device-cookie").dumps("short")
     assert devices.browser_token(wrong_shape, key=key) is None
     assert devices._checked.cache_info().currsize == 1
+
+
+def test_a_device_cookie_is_the_one_itsdangerous_writes_and_reads():
+    """``cookie_value`` writes the cookie without itsdangerous' serializer (no compression
+    attempt, its signer built once): every browser's cookie stays readable, before and
+    after, under the current key and a rotated one."""
+    for key in ("k" * 64, "an other secret key"):
+        serializer = URLSafeSerializer(key, salt="authserver.device-cookie")
+        for _ in range(2000):
+            token = new_token()
+            cookie = cookie_value(token, key)
+            assert cookie == serializer.dumps(token)
+            assert browser_token(cookie, key=key) == token
+            assert browser_token(cookie, key="new key", fallbacks=[key]) == token
+            assert browser_token(cookie, key="new key") is None
