@@ -121,6 +121,11 @@ def run(settings: Settings, workers: int, threads: int, reuse_port: bool, connec
             if mail_child is not None:
                 mail_child.keep_alive()
 
+        def reap_workers(self) -> None:
+            if mail_child is not None:
+                mail_child.collect()  # its exit status, before gunicorn reaps every child
+            super().reap_workers()
+
         def stop(self, graceful: bool = True) -> None:
             if mail_child is None:
                 super().stop(graceful)

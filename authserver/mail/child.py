@@ -104,6 +104,7 @@ class MailChild:
         self.next_start = 0.0
         self.restart_wait = FIRST_RESTART
         self.stopping = False
+        self.status_lost = False  # gunicorn reaped the deliverer before ``collect`` could
 
     def command(self) -> list[str]:
         return [
@@ -122,7 +123,9 @@ class MailChild:
             return
         proc = self.proc
         if proc is not None:
-            if proc.poll() is None:
+            if proc.returncode is None:
+                self.collect()
+            if proc.returncode is None:
                 return
             self._died(proc)
         if self.clock() >= self.next_start:
@@ -135,9 +138,24 @@ class MailChild:
         self.started_at = self.clock()
         log.info("mail deliverer started (pid %s)", self.proc.pid)
 
+    def collect(self) -> None:
+        """Reap the deliverer if it has exited, keeping its exit status: gunicorn's master
+        reaps every child it sees exit (``waitpid(-1)``), and Popen then reports 0 for a
+        status it never read. Called by the master's SIGCHLD handling, before gunicorn's."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        try:
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by gunicorn first: gone, its status with it
+            proc.returncode = 0
+            self.status_lost = True
+            return
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+
     def _died(self, proc: subprocess.Popen[bytes]) -> None:
-        # gunicorn's master reaps every child it sees exit, ours included: the exit status
-        # may be lost (Popen then reports 0), so it is not part of the decision.
+        # When gunicorn reaped it first, the status is lost: it is not part of the decision.
         now = self.clock()
         if now - self.started_at < QUICK_DEATH:
             self.restart_wait = min(self.restart_wait * 2, LONGEST_RESTART)
@@ -146,12 +164,24 @@ class MailChild:
         self.next_start = now + self.restart_wait
         self.proc = None
         log.warning(
-            "mail deliverer (pid %s) stopped; starting another in %.0f s",
+            "mail deliverer (pid %s) stopped (%s); starting another in %.0f s",
             proc.pid,
+            self._exit_text(proc.returncode),
             self.restart_wait,
         )
+        self.status_lost = False
         if self.on_exit is not None:
             self.on_exit(proc.pid)
+
+    def _exit_text(self, code: int | None) -> str:
+        if self.status_lost or code is None:
+            return "exit status unknown"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
 
     def request_stop(self) -> None:
         """Shutdown begins: no restart; the deliverer finishes the mail it is sending."""

@@ -4,6 +4,7 @@ and its doorbell, which a request rings without ever waiting."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -75,6 +76,48 @@ def test_a_dead_deliverer_is_started_again_later_after_each_quick_death():
         kill(child)
         child.keep_alive()
         assert child.restart_wait == FIRST_RESTART <= LONGEST_RESTART
+    finally:
+        child.request_stop()
+        child.wait(5)
+
+
+def test_its_exit_status_is_logged_and_a_death_noticed_when_someone_else_reaped_it(caplog):
+    """gunicorn's master reaps every child it sees exit: ``collect`` (from its SIGCHLD
+    handling) reads the deliverer's status first; when gunicorn was first, the death is
+    still noticed (Popen alone would wait for a process that no longer exists)."""
+    caplog.set_level(logging.WARNING, logger="authserver.mail.child")
+    child = MailChild((sys.executable, "-c", "raise SystemExit(3)"))
+    try:
+        child.keep_alive()
+        proc = child.proc
+        assert proc is not None
+        deadline = time.monotonic() + 10
+        while child.proc is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+            child.collect()
+            child.keep_alive()
+        assert proc.returncode == 3 and "(exit code 3)" in caplog.text
+
+        child = MailChild(SLEEPER)
+        child.keep_alive()
+        proc = child.proc
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        child_pid, _ = os.waitpid(proc.pid, 0)  # as gunicorn's waitpid(-1) would
+        assert child_pid == proc.pid
+        child.collect()
+        child.keep_alive()
+        assert child.proc is None  # noticed, not taken for alive
+        assert "(exit status unknown)" in caplog.text
+
+        child = MailChild(SLEEPER)
+        child.keep_alive()
+        assert child.proc is not None
+        os.kill(child.proc.pid, signal.SIGKILL)
+        time.sleep(0.3)
+        child.collect()
+        child.keep_alive()
+        assert "(killed by SIGKILL)" in caplog.text
     finally:
         child.request_stop()
         child.wait(5)

@@ -115,6 +115,7 @@ def test_one_deliverer_beside_the_workers_woken_by_their_commits_and_kept_alive(
         wait_until(lambda: len(relay.messages) == 2, 20, what="the mail queued meanwhile")
         (second,) = deliverers(master)
         seen.add(second)
+        assert f"mail deliverer (pid {first}) stopped (killed by SIGKILL)" in server.log_text()
 
         # The master killed outright: the deliverer does not outlive it.
         os.kill(master, signal.SIGKILL)
