@@ -25,7 +25,8 @@ Message-ID or ``jti``, so that it can tell).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,17 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 
 from authserver.db import Database
 from authserver.models import utcnow
+from authserver.rawsql import take_write_lock
+
+
+@contextmanager
+def write(database: Database, *, eager: bool = False) -> Iterator[Any]:
+    """One write transaction; ``eager``: on SQLite, the write lock taken at once with short
+    waits (``rawsql.take_write_lock``) rather than through the busy handler's sleeps."""
+    with database.engine.begin() as connection:
+        if eager and database.is_sqlite:
+            take_write_lock(connection)
+        yield connection
 
 
 class Outbox:
@@ -49,6 +61,7 @@ class Outbox:
         ``pending`` rows only."""
         self.model = model
         self._waiting = tuple(waiting)
+        self._first_due: Any = None
         self._claims: dict[tuple[Any, ...], Any] = {}
         held = and_(  # a row we hold is pending (see the module's note)
             model.id.in_(bindparam("ids", expanding=True)),
@@ -128,12 +141,13 @@ class Outbox:
         limit: int,
         lease: timedelta,
         columns: Sequence[Any],
+        eager: bool = False,
     ) -> list[tuple[Any, ...]]:
         """Claim up to ``limit`` due rows for ``token`` in one statement; ``columns`` of each,
         the longest due first (then the oldest)."""
         statement = self._claim_statement(database.is_sqlite, columns)
         values = {"now": now, "limit": limit, "token": token, "until": now + lease}
-        with database.engine.begin() as connection:
+        with write(database, eager=eager) as connection:
             rows = connection.execute(statement, values).all()
         return [row[1:] for row in sorted(rows, key=lambda row: row[0])]
 
@@ -157,13 +171,19 @@ class Outbox:
         return row_id in self.finish(database, token, sent=[row_id])
 
     def finish(
-        self, database: Database, token: str, *, sent: Sequence[int], release: Sequence[int] = ()
+        self,
+        database: Database,
+        token: str,
+        *,
+        sent: Sequence[int],
+        release: Sequence[int] = (),
+        eager: bool = False,
     ) -> set[int]:
         """Record the sends of rows we hold and give back the ``release`` rows not sent: one
         write transaction for a whole batch. The ids marked sent (not a row whose claim was
         lost meanwhile)."""
         won: set[int] = set()
-        with database.engine.begin() as connection:
+        with write(database, eager=eager) as connection:
             if sent:
                 values = {"ids": list(sent), "token": token, "now": utcnow()}
                 won = set(connection.scalars(self._sent, values))
@@ -224,6 +244,21 @@ class Outbox:
 
     def _release(self, connection: Any, token: str, ids: Sequence[int]) -> None:
         connection.execute(self._release_held, {"ids": list(ids), "token": token})
+
+    def first_due_created(self, database: Database, now: datetime) -> datetime | None:
+        """When the row the next claim takes first was queued (None: nothing is due)."""
+        model = self.model
+        statement = self._first_due
+        if statement is None:
+            statement = self._first_due = (
+                select(model.created_at)
+                .where(self._claimable(bindparam("now")))
+                .order_by(model.next_attempt_at, model.id)
+                .limit(1)
+            )
+        with database.engine.connect() as connection:
+            queued: datetime | None = connection.scalar(statement, {"now": now})
+        return queued
 
     def next_due_in(self, database: Database) -> float | None:
         """Seconds until some waiting row can be claimed or worked on (rows claimed

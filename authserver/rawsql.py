@@ -61,6 +61,19 @@ def retry_busy(call: Callable[[], T], patience: float = 30.0) -> T:
         delay = min(delay * 2, 0.002)
 
 
+def take_write_lock(connection: Any) -> None:
+    """On a SQLAlchemy connection to SQLite, just begun: take the write lock now, waiting
+    for it in ``retry_busy``'s short steps instead of the connection's busy handler (which
+    sleeps up to 100 ms between two looks). For the writer that must not starve while the
+    login path keeps the lock busy (the mail deliverer once its mail is late)."""
+    driver = connection.connection.dbapi_connection
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        retry_busy(lambda: driver.execute("BEGIN IMMEDIATE"))
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
 class Prepared:
     """One statement compiled for one dialect, with its bind and result processors.
 

@@ -46,6 +46,7 @@ from authserver.config import Settings
 from authserver.db import Database
 from authserver.leases import Outbox
 from authserver.mail.message import SMTPUTF8_OPTION, address, needs_smtputf8, render
+from authserver.mail.pace import late
 from authserver.mail.rendering import WAITING
 from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
@@ -251,7 +252,9 @@ def _concerns_one_mail(exc: BaseException) -> bool:
 OUTBOX = Outbox(OutboxMail, waiting=WAITING)
 
 
-def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Outgoing]:
+def _claim(
+    database: Database, token: str, now: datetime, limit: int, eager: bool = False
+) -> list[Outgoing]:
     """Claim up to ``limit`` due rows for ``token`` in one statement; oldest first."""
     rows = OUTBOX.claim(
         database,
@@ -259,6 +262,7 @@ def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Ou
         now=now,
         limit=limit,
         lease=LEASE,
+        eager=eager,
         columns=(
             OutboxMail.id,
             OutboxMail.recipient,
@@ -271,9 +275,11 @@ def _claim(database: Database, token: str, now: datetime, limit: int) -> list[Ou
     return [Outgoing(*row) for row in rows]
 
 
-def _finish(database: Database, token: str, sent: list[int], unsent: list[int]) -> None:
+def _finish(
+    database: Database, token: str, sent: list[int], unsent: list[int], eager: bool = False
+) -> None:
     """The sends recorded and the rest of the batch given back, in one transaction."""
-    won = OUTBOX.finish(database, token, sent=sent, release=unsent)
+    won = OUTBOX.finish(database, token, sent=sent, release=unsent, eager=eager)
     for mail_id in sorted(set(sent) - won):
         log.warning("mail %s sent but its claim was lost: it may be sent twice", mail_id)
 
@@ -314,7 +320,16 @@ def deliver_due(
     for its next batches (and closes); by default one is opened for this batch.
     """
     token = secrets.token_hex(16)
-    batch = _claim(database, token, utcnow(), limit)
+    now = utcnow()
+    eager = False
+    if database.is_sqlite:
+        # A claim takes SQLite's one write lock even when it finds nothing: a look first.
+        first = OUTBOX.first_due_created(database, now)
+        if first is None:
+            return 0, 0
+        # Late mail no longer gives way to the logins for the lock (pace.py).
+        eager = late(first, now)
+    batch = _claim(database, token, now, limit, eager)
     if not batch:
         return 0, 0
     sent: list[int] = []
@@ -351,7 +366,8 @@ def deliver_due(
         # A worker killed before this line leaves its sent rows claimed: another sends them
         # again after the lease (the same Message-ID each time, see leases.py).
         done = set(sent)
-        _finish(database, token, sent, [mail.id for mail in batch if mail.id not in done])
+        unsent = [mail.id for mail in batch if mail.id not in done]
+        _finish(database, token, sent, unsent, eager)
     return len(sent), failed
 
 

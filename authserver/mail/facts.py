@@ -20,6 +20,8 @@ from jinja2 import Environment
 from sqlalchemy import bindparam, select, update
 
 from authserver.db import Database
+from authserver.leases import write
+from authserver.mail.pace import late
 from authserver.mail.rendering import FACTS, load_context, render
 from authserver.models import OutboxMail, utcnow
 
@@ -35,6 +37,7 @@ _DUE = (
         OutboxMail.template,
         OutboxMail.context,
         OutboxMail.attempts,
+        OutboxMail.created_at,
     )
     .where(OutboxMail.status == FACTS, OutboxMail.next_attempt_at <= bindparam("now"))
     .order_by(OutboxMail.next_attempt_at, OutboxMail.id)
@@ -82,7 +85,7 @@ def render_due(
         return 0
     rendered: list[dict[str, object]] = []
     failed: list[dict[str, object]] = []
-    for row_id, subject, template, context, attempts in due:
+    for row_id, subject, template, context, attempts, _queued_at in due:
         try:
             if template is None or context is None:
                 raise ValueError("queued as its facts without them")
@@ -95,8 +98,10 @@ def render_due(
             failed.append({"row_id": row_id, "retry_at": retry_at, "error": error})
             continue
         rendered.append({"row_id": row_id, "words_text": text, "words_html": html})
-    # The renders are done before the write lock is taken (SQLite: one short transaction).
-    with database.engine.begin() as connection:
+    # The renders are done before the write lock is taken (SQLite: one short transaction),
+    # taken at once when these alerts are late (pace.py).
+    eager = late(min(row[5] for row in due), now)
+    with write(database, eager=eager) as connection:
         if rendered:
             connection.execute(_RENDERED, rendered)
         if failed:
