@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from authserver.db import make_engine
 from authserver.rawsql import RawConnections
-from authserver.walcheckpoint import Checkpointer
+from authserver.walcheckpoint import Checkpointer, checkpointer_for
 
 
 @pytest.fixture
@@ -127,3 +128,42 @@ def test_a_forked_worker_starts_its_own_thread(tmp_path: Path):
     child.start()
     assert answers.get(timeout=10) is True
     child.join(timeout=10)
+
+
+def test_the_wal_starts_over_while_readers_never_stop(tmp_path: Path):
+    """Under continuous logins some read always uses the WAL, so no writer ever started it
+    over: it grew by every commit for as long as the load lasted (227 MB after 10 s of
+    passkey logins). A RESTART checkpoint now lets the next writer start it over."""
+    path = tmp_path / "wal.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+    raw = RawConnections(engine, short_waits=True)
+    stop = threading.Event()
+
+    def reads() -> None:  # short read transactions, one after the other, as requests make
+        reader = sqlite3.connect(path, isolation_level=None, timeout=5)
+        while not stop.is_set():
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM t WHERE id = 1").fetchone()
+            reader.execute("COMMIT")
+        reader.close()
+
+    readers = [threading.Thread(target=reads) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        for _ in range(3000):  # 141 MB of frames
+            write(raw, rows=10)
+        largest = (path.parent / "wal.db-wal").stat().st_size
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join()
+        raw.dispose()
+        engine.dispose()
+    checkpoints = checkpointer_for(str(path))
+    assert checkpoints.restarts > 0
+    # Without the restarts: 141 MB, every frame written; with them, 49 to 75 MB here, where
+    # one writer outruns the thread's looks (under logins it stays about 20 MB).
+    assert largest < 100 * 2**20, f"{largest / 2**20:.0f} MB"
