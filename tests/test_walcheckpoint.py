@@ -136,10 +136,10 @@ def test_the_wal_starts_over_while_readers_never_stop(tmp_path: Path):
     passkey logins). Past RESTART_FRAMES, a RESTART checkpoint lets the next writer start
     it over, while short reads go on."""
     path = tmp_path / "wal.db"
-    engine = make_engine(f"sqlite:///{path}")
-    with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
-    raw = RawConnections(engine, short_waits=True)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=5)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as the hot paths: the checkpoints are ours
+    writer.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
     stop = threading.Event()
 
     def reads() -> None:  # short reads, one always under way, as under logins
@@ -151,18 +151,23 @@ def test_the_wal_starts_over_while_readers_never_stop(tmp_path: Path):
             reader.execute("COMMIT")
         reader.close()
 
+    def write(rows: int) -> None:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 3000,)] * rows)
+        writer.execute("COMMIT")
+
     readers = [threading.Thread(target=reads) for _ in range(2)]
-    checkpoints = Checkpointer(str(path), interval=3600)  # run by hand here
+    checkpoints = Checkpointer(str(path))
     own = sqlite3.connect(path, timeout=0, isolation_level=None)
     for thread in readers:
         thread.start()
     try:
         for _ in range(3):
             while wal_frames(str(path)) < RESTART_FRAMES:
-                write(raw, rows=50)
+                write(50)
             time.sleep(0.01)  # the readers move on to the last snapshot
             checkpoints._checkpoint(own)
-            write(raw)
+            write(1)
             # Started over: the next write's frames, not RESTART_FRAMES and more.
             assert wal_frames(str(path)) < RESTART_FRAMES / 4
         assert checkpoints.restarts == 3
@@ -171,5 +176,4 @@ def test_the_wal_starts_over_while_readers_never_stop(tmp_path: Path):
         for thread in readers:
             thread.join()
         own.close()
-        raw.dispose()
-        engine.dispose()
+        writer.close()

@@ -414,7 +414,7 @@ class DeliveryWorker:
         self.idle_poll = IDLE_POLL
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._producers: list[Callable[[], object]] = []
+        self._producers: list[Callable[[], int]] = []
 
     def add_producer(self, produce: Callable[[], int]) -> None:
         """Work that queues mail, run at the start of every round (before delivery), which

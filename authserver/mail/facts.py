@@ -85,7 +85,7 @@ def render_due(
         return 0
     rendered: list[dict[str, object]] = []
     failed: list[dict[str, object]] = []
-    for row_id, subject, template, context, attempts, _queued_at in due:
+    for row_id, subject, template, context, attempts, _created_at in due:
         try:
             if template is None or context is None:
                 raise ValueError("queued as its facts without them")
@@ -100,7 +100,7 @@ def render_due(
         rendered.append({"row_id": row_id, "words_text": text, "words_html": html})
     # The renders are done before the write lock is taken (SQLite: one short transaction),
     # taken at once when these alerts are late (pace.py).
-    eager = late(min(row[5] for row in due), now)
+    eager = late(min(row.created_at for row in due), now)
     with write(database, eager=eager) as connection:
         if rendered:
             connection.execute(_RENDERED, rendered)
