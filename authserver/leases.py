@@ -3,7 +3,9 @@
 Both outboxes (e-mails, ``mail/delivery.py``; back-channel logout tokens,
 ``sessions/oidc/backchannel.py``) are tables with ``id``, ``status`` (``pending`` until sent
 or given up), ``attempts``, ``next_attempt_at``, ``claimed_until``, ``claim_token``,
-``sent_at`` and ``last_error``. Their workers (threads, processes, instances) share them so:
+``sent_at`` and ``last_error``; the e-mails' alerts wait as ``facts`` instead of ``pending``
+(``mail/rendering.py``), claimed apart. Their workers (threads, processes, instances) share
+them so:
 
 - a claim is one statement that stamps a small batch of due rows with a random token and a
   lease: ``WITH due AS MATERIALIZED (SELECT … LIMIT n FOR UPDATE SKIP LOCKED) UPDATE … FROM
@@ -15,7 +17,7 @@ or given up), ``attempts``, ``next_attempt_at``, ``claimed_until``, ``claim_toke
   another worker is skipped, never sent twice;
 - marking sent, recording a failure and releasing the unsent rows all match the token: a
   worker only ever touches its own claims. Each of them clears the token, so a row that
-  carries one is pending: matching the token is enough, and every statement finds its rows
+  carries one is waiting: matching the token is enough, and every statement finds its rows
   by primary key (SQLite otherwise walked the whole queue through the status index).
 
 A worker that dies mid-send leaves its row claimed; another takes it after the lease (the
@@ -56,14 +58,14 @@ class Outbox:
     """
 
     def __init__(self, model: Any, waiting: Sequence[str] = ("pending",)) -> None:
-        """``waiting``: the statuses of rows not done yet, which ``next_due_in`` looks at
-        (the outbox's alerts wait for their words first, mail/facts.py); claims take
-        ``pending`` rows only."""
+        """``waiting``: the statuses of rows not done yet, which ``next_due_in`` looks at and
+        a claim may take, one status per claim (the outbox's alerts queued as their facts are
+        claimed apart, by the deliverers that can put them into words: mail/delivery.py)."""
         self.model = model
         self._waiting = tuple(waiting)
-        self._first_due: Any = None
+        self._first_due: dict[str, Any] = {}
         self._claims: dict[tuple[Any, ...], Any] = {}
-        held = and_(  # a row we hold is pending (see the module's note)
+        held = and_(  # a row we hold is waiting (see the module's note)
             model.id.in_(bindparam("ids", expanding=True)),
             model.claim_token == bindparam("token"),
         )
@@ -87,16 +89,16 @@ class Outbox:
         # through its index.
         self._release_held = update(model).where(held).values(claimed_until=None, claim_token=None)
 
-    def _claimable(self, now: Any) -> Any:
+    def _claimable(self, now: Any, status: str) -> Any:
         model = self.model
         return and_(
-            model.status == "pending",
+            model.status == status,
             model.next_attempt_at <= now,
             or_(model.claimed_until.is_(None), model.claimed_until < now),
         )
 
-    def _claim_statement(self, sqlite: bool, columns: Sequence[Any]) -> Any:
-        key = (sqlite, *columns)
+    def _claim_statement(self, sqlite: bool, status: str, columns: Sequence[Any]) -> Any:
+        key = (sqlite, status, *columns)
         found = self._claims.get(key)
         if found is not None:
             return found
@@ -106,7 +108,7 @@ class Outbox:
         # the first ``limit`` due rows are read and no more, however long the queue.
         candidates = (
             select(model.id)
-            .where(self._claimable(now))
+            .where(self._claimable(now, status))
             .order_by(model.next_attempt_at, model.id)
             .limit(bindparam("limit"))
         )
@@ -125,7 +127,7 @@ class Outbox:
             due = (
                 candidates.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
             )
-            found = update(model).where(model.id == due.c.id, self._claimable(now))
+            found = update(model).where(model.id == due.c.id, self._claimable(now, status))
         found = found.values(
             claim_token=bindparam("token"), claimed_until=bindparam("until")
         ).returning(model.id, *columns)
@@ -142,10 +144,13 @@ class Outbox:
         lease: timedelta,
         columns: Sequence[Any],
         eager: bool = False,
+        status: str = "pending",
     ) -> list[tuple[Any, ...]]:
-        """Claim up to ``limit`` due rows for ``token`` in one statement; ``columns`` of each,
-        the longest due first (then the oldest)."""
-        statement = self._claim_statement(database.is_sqlite, columns)
+        """Claim up to ``limit`` due rows of ``status`` for ``token`` in one statement;
+        ``columns`` of each, the longest due first (then the oldest)."""
+        if status not in self._waiting:
+            raise ValueError(f"not a waiting status: {status}")
+        statement = self._claim_statement(database.is_sqlite, status, columns)
         values = {"now": now, "limit": limit, "token": token, "until": now + lease}
         with write(database, eager=eager) as connection:
             rows = connection.execute(statement, values).all()
@@ -223,15 +228,14 @@ class Outbox:
             if attempts is None:
                 return None
             # Same transaction, and the row is freed only by its commit: nobody claims it
-            # between the two statements (row lock on PostgreSQL, one writer on SQLite).
+            # between the two statements (row lock on PostgreSQL, one writer on SQLite). A
+            # row tried again keeps its status (a claim never changes it): an alert queued
+            # as its facts stays so, out of reach of deliverers that cannot word it.
             failed = give_up(attempts)
+            retry_at = utcnow() + timedelta(seconds=retry_in(attempts))
+            outcome = {"status": "failed"} if failed else {}
             connection.execute(
-                update(model)
-                .where(model.id == row_id)
-                .values(
-                    status="failed" if failed else "pending",
-                    next_attempt_at=utcnow() + timedelta(seconds=retry_in(attempts)),
-                )
+                update(model).where(model.id == row_id).values(next_attempt_at=retry_at, **outcome)
             )
         return attempts, failed
 
@@ -245,17 +249,21 @@ class Outbox:
     def _release(self, connection: Any, token: str, ids: Sequence[int]) -> None:
         connection.execute(self._release_held, {"ids": list(ids), "token": token})
 
-    def first_due_created(self, database: Database, now: datetime) -> datetime | None:
-        """When the row the next claim takes first was queued (None: nothing is due)."""
+    def first_due_created(
+        self, database: Database, now: datetime, status: str = "pending"
+    ) -> datetime | None:
+        """When the row the next claim of ``status`` takes first was queued (None: nothing
+        of it is due)."""
         model = self.model
-        statement = self._first_due
+        statement = self._first_due.get(status)
         if statement is None:
-            statement = self._first_due = (
+            statement = (
                 select(model.created_at)
-                .where(self._claimable(bindparam("now")))
+                .where(self._claimable(bindparam("now"), status))
                 .order_by(model.next_attempt_at, model.id)
                 .limit(1)
             )
+            self._first_due = {**self._first_due, status: statement}
         with database.engine.connect() as connection:
             queued: datetime | None = connection.scalar(statement, {"now": now})
         return queued

@@ -140,7 +140,7 @@ def outbox_state(session: Any) -> tuple[int, int, Any]:
     from authserver.mail.rendering import WAITING
     from authserver.models import OutboxMail
 
-    # A mail queued as its facts (mail/facts.py) is waiting too, for its words first.
+    # A mail queued as its facts (mail/rendering.py) is waiting too.
     waiting = OutboxMail.status.in_(WAITING)
     pending, failed, oldest = session.execute(
         select(

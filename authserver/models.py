@@ -244,7 +244,7 @@ class OutboxMail(Base):
     recipient: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str] = mapped_column(String(255))
     # Both empty for a mail queued as its facts (status ``facts``): ``template`` rendered
-    # with ``context`` (JSON) by a deliverer's round, which makes it ``pending`` (mail/facts.py).
+    # with ``context`` (JSON) by its deliverer right before the send (mail/rendering.py).
     body_text: Mapped[str | None] = mapped_column(Text)
     body_html: Mapped[str | None] = mapped_column(Text)
     template: Mapped[str | None] = mapped_column(String(64))

@@ -34,20 +34,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import flask_mail
 from flask import Flask
-from sqlalchemy import update
+from jinja2 import Environment
+from sqlalchemy import case, update
 
 from authserver.config import Settings
 from authserver.db import Database
 from authserver.leases import Outbox
 from authserver.mail.message import SMTPUTF8_OPTION, address, needs_smtputf8, render
 from authserver.mail.pace import late
-from authserver.mail.rendering import WAITING
+from authserver.mail.rendering import FACTS, WAITING, bodies
 from authserver.metrics import MAIL_FAILURES, MAIL_SENT
 from authserver.models import OutboxMail, utcnow
 
@@ -80,6 +81,9 @@ class Outgoing:
     body_text: str
     body_html: str | None
     created_at: datetime | None = None
+    # A mail queued as its facts (an alert): its words are made just before it is sent.
+    template: str | None = None
+    context: str | None = None
 
 
 class Sender(Protocol):
@@ -252,27 +256,64 @@ def _concerns_one_mail(exc: BaseException) -> bool:
 OUTBOX = Outbox(OutboxMail, waiting=WAITING)
 
 
+_COLUMNS = (
+    OutboxMail.id,
+    OutboxMail.recipient,
+    OutboxMail.subject,
+    OutboxMail.body_text,
+    OutboxMail.body_html,
+    OutboxMail.created_at,
+    OutboxMail.template,
+    OutboxMail.context,
+)
+
+
 def _claim(
-    database: Database, token: str, now: datetime, limit: int, eager: bool = False
-) -> list[Outgoing]:
-    """Claim up to ``limit`` due rows for ``token`` in one statement; oldest first."""
-    rows = OUTBOX.claim(
-        database,
-        token=token,
-        now=now,
-        limit=limit,
-        lease=LEASE,
-        eager=eager,
-        columns=(
-            OutboxMail.id,
-            OutboxMail.recipient,
-            OutboxMail.subject,
-            OutboxMail.body_text,
-            OutboxMail.body_html,
-            OutboxMail.created_at,
-        ),
+    database: Database,
+    token: str,
+    now: datetime,
+    limit: int,
+    statuses: tuple[str, ...] = ("pending",),
+) -> tuple[list[Outgoing], bool]:
+    """Claim up to ``limit`` due rows for ``token``, of each status in turn (one statement
+    each, the longest due first); and whether the claims took SQLite's lock eagerly."""
+    batch: list[Outgoing] = []
+    eager = False
+    for status in statuses:
+        room = limit - len(batch)
+        if room <= 0:
+            break
+        late_rows = False
+        if database.is_sqlite:
+            # A claim takes SQLite's one write lock even when it finds nothing: a look first.
+            first = OUTBOX.first_due_created(database, now, status)
+            if first is None:
+                continue
+            # Late mail no longer gives way to the logins for the lock (pace.py).
+            late_rows = late(first, now)
+        rows = OUTBOX.claim(
+            database,
+            token=token,
+            now=now,
+            limit=room,
+            lease=LEASE,
+            eager=late_rows,
+            status=status,
+            columns=_COLUMNS,
+        )
+        batch.extend(Outgoing(*row) for row in rows)
+        eager = eager or late_rows
+    return batch, eager
+
+
+def _worded(mail: Outgoing, templates: Environment) -> Outgoing:
+    """The mail with its words: as claimed, or made now from its facts (rendering.py)."""
+    if mail.template is None:
+        return mail
+    text, html = bodies(
+        templates, mail.subject, mail.body_text, mail.body_html, mail.template, mail.context
     )
-    return [Outgoing(*row) for row in rows]
+    return replace(mail, body_text=text, body_html=html)
 
 
 def _finish(
@@ -285,7 +326,12 @@ def _finish(
 
 
 def _record_failure(
-    database: Database, mail_id: int, token: str, exc: BaseException, settings: Settings
+    database: Database,
+    mail_id: int,
+    token: str,
+    exc: BaseException,
+    settings: Settings,
+    error: str | None = None,
 ) -> None:
     permanent = is_permanent(exc)
     recorded = OUTBOX.record_failure(
@@ -293,7 +339,7 @@ def _record_failure(
         mail_id,
         token,
         # Class and short text only: never the message body (it may hold a link token).
-        error=f"{type(exc).__name__}: {str(exc)[:200]}",
+        error=error or f"{type(exc).__name__}: {str(exc)[:200]}",
         retry_in=lambda attempts: backoff(attempts, settings),
         give_up=lambda _attempts: permanent,
     )
@@ -312,24 +358,25 @@ def deliver_due(
     limit: int = BATCH,
     should_stop: Callable[[], bool] | None = None,
     sender: Sender | None = None,
+    templates: Environment | None = None,
 ) -> tuple[int, int]:
     """Claim one batch of due mail and send it on one connection; return (sent, failed).
 
     ``should_stop`` is asked between two mails: the mail being sent is finished, the rest of
     the batch released for another worker. ``sender``: a connection the caller keeps open
     for its next batches (and closes); by default one is opened for this batch.
+    ``templates`` (the app's Jinja environment): the alerts queued as their facts are
+    claimed too, after the mail queued with its words, and put into words one by one
+    right before their send; without it, only mail queued with its words is claimed.
+
+    Words made at send time are never written back: a sent alert keeps its half-kilobyte
+    of facts (the dev mailbox words them again), where writing ~5 KB of words in a
+    transaction of its own took SQLite's write lock from the logins for each alert.
     """
     token = secrets.token_hex(16)
     now = utcnow()
-    eager = False
-    if database.is_sqlite:
-        # A claim takes SQLite's one write lock even when it finds nothing: a look first.
-        first = OUTBOX.first_due_created(database, now)
-        if first is None:
-            return 0, 0
-        # Late mail no longer gives way to the logins for the lock (pace.py).
-        eager = late(first, now)
-    batch = _claim(database, token, now, limit, eager)
+    statuses = WAITING if templates is not None else ("pending",)
+    batch, eager = _claim(database, token, now, limit, statuses)
     if not batch:
         return 0, 0
     sent: list[int] = []
@@ -350,7 +397,17 @@ def deliver_due(
             if mail.id not in held:
                 continue  # the lease ran out and another worker has it now
             try:
-                sender.send(mail)
+                worded = _worded(mail, templates) if templates is not None else mail
+            except Exception as exc:  # a template or a value: tried again with the backoff
+                # The class only: a rendering error's text may quote the values (a link).
+                failed += 1
+                MAIL_FAILURES.inc()
+                log.warning("mail %s could not be put into words: %s", mail.id, type(exc).__name__)
+                error = f"{type(exc).__name__} (mise en forme)"
+                _record_failure(database, mail.id, token, exc, settings, error=error)
+                continue
+            try:
+                sender.send(worded)
             except Exception as exc:  # any transport failure is retried later
                 failed += 1
                 MAIL_FAILURES.inc()
@@ -372,19 +429,24 @@ def deliver_due(
 
 
 def next_due_in(database: Database) -> float | None:
-    """Seconds until some mail can be claimed, or put into words (its facts, facts.py)."""
+    """Seconds until some mail (with its words or its facts) can be claimed."""
     return OUTBOX.next_due_in(database)
 
 
 def requeue_failed(database: Database, ids: list[int] | None = None) -> int:
-    """Put ``failed`` rows (all, or these ids) back in the queue, due now; return how many."""
+    """Put ``failed`` rows (all, or these ids) back in the queue, due now; return how many.
+
+    An alert queued as its facts goes back to waiting as its facts: made ``pending`` without
+    its words, it would have been sent empty.
+    """
     statement = update(OutboxMail).where(OutboxMail.status == "failed")
     if ids:
         statement = statement.where(OutboxMail.id.in_(ids))
+    waiting = case((OutboxMail.template.is_not(None), FACTS), else_="pending")
     with database.session_scope() as session:
         return session.execute(
             statement.values(
-                status="pending", next_attempt_at=utcnow(), claimed_until=None, claim_token=None
+                status=waiting, next_attempt_at=utcnow(), claimed_until=None, claim_token=None
             ).execution_options(synchronize_session=False)
         ).rowcount
 
@@ -421,8 +483,7 @@ class DeliveryWorker:
         returns how many items it handled, a batch at most (0: none was waiting).
 
         Requests whose e-mail depends on an account (password reset, new activation link)
-        are resolved here, off the request path (``accounts/mail_jobs.py``), and the alerts
-        queued as their facts are put into words (``facts.py``).
+        are resolved here, off the request path (``accounts/mail_jobs.py``).
         """
         self._producers.append(produce)
 
@@ -463,9 +524,8 @@ class DeliveryWorker:
     def run_once(self) -> tuple[int, int]:
         """Produce pending mail, then deliver everything due now, batch after batch, on one
         SMTP connection (opened at the first mail), and again while the producers find more
-        (a peak's thousands of alerts are put into words a batch at a time: each batch goes
-        out before the next is rendered, and none waits for the next look); return the
-        totals."""
+        (none waits for the next look); return the totals. The alerts queued as their facts
+        are worded in the batches, each right before its send."""
         sent = failed = 0
         sender = self.transport.open()
         try:
@@ -478,6 +538,7 @@ class DeliveryWorker:
                         self.settings,
                         should_stop=self._stop.is_set,
                         sender=sender,
+                        templates=self.app.jinja_env,
                     )
                     sent, failed = sent + done, failed + errors
                     if done + errors == 0 or errors:

@@ -6,8 +6,14 @@ pages on SQLite, copied again at the next checkpoint) made that row the largest 
 what a new-browser login costs beyond a returning one. Queued as the values the templates
 need (about half a kilobyte of JSON), new-browser logins ran at a median of 0.68 of the
 returning rate instead of 0.54 (two versions interleaved in one run). The deliverer renders
-them, off the request path, with the same templates and the same values, at the start of
-its next round (facts.py); the development mailbox renders them for display.
+them, off the request path, with the same templates and the same values, right before it
+sends each (``delivery.deliver_due``), and never writes the words back: a sent alert keeps
+its facts, which the development mailbox renders for display.
+
+Such a row waits with the status ``facts``, never ``pending``: a deliverer of an earlier
+version, still running during a rolling deploy, claims ``pending`` rows only and would have
+sent it with an empty body. A row that cannot be rendered (a template or a value missing)
+keeps its facts and is tried again with the delivery's backoff; it holds up no other mail.
 
 Rows queued by ``outbox.enqueue`` (sign-up, reset, helpdesk…) are still rendered at once:
 their context holds objects (an account) that are not plain values.
@@ -22,7 +28,7 @@ from typing import Any
 from jinja2 import Environment
 
 _DATETIME = "$datetime"
-# The status of a row queued as its facts: no claim takes it before facts.py renders it.
+# The status of a row queued as its facts: claimed only by deliverers that word it.
 FACTS = "facts"
 # Every status of a mail not sent yet: /metrics, /readyz and the benchmarks count both.
 WAITING = ("pending", FACTS)
@@ -88,7 +94,7 @@ def queued_row(
 def unrendered_row(
     now: datetime, *, kind: str, to: str, subject: str, template: str, **context: Any
 ) -> dict[str, Any]:
-    """The row of a mail its deliverer puts into words before it can be sent (facts.py)."""
+    """The row of a mail its deliverer puts into words right before its send."""
     return queued_row(
         now, kind=kind, to=to, subject=subject, template=template, context=dump_context(context)
     )

@@ -14,7 +14,7 @@ bp = Blueprint("mail", __name__)
 
 # The outbox's states (leases.py), as the mailbox shows them.
 STATUS_LABELS = {
-    "facts": "En attente d'envoi",  # its words are put together just before (mail/facts.py)
+    "facts": "En attente d'envoi",  # its words are put together at its send (rendering.py)
     "pending": "En attente d'envoi",
     "sent": "Envoyé",
     "failed": "Échec de l'envoi",

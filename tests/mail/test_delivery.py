@@ -255,9 +255,9 @@ def test_a_worker_never_releases_or_marks_a_row_another_worker_holds(app: Flask,
     worker_of(app).stop()
     database = get_database(app)
     [mail_id] = queue(database, ["a@entreprise.fr"])
-    mine = delivery._claim(database, "token-a", utcnow(), 10)
+    mine, _eager = delivery._claim(database, "token-a", utcnow(), 10)
     assert [m.id for m in mine] == [mail_id]
-    assert delivery._claim(database, "token-b", utcnow(), 10) == []
+    assert delivery._claim(database, "token-b", utcnow(), 10) == ([], False)
     delivery.OUTBOX.release(database, "token-b", [mail_id])
     assert delivery.OUTBOX.mark_sent(database, mail_id, "token-b") is False
     row = rows(database)[mail_id]

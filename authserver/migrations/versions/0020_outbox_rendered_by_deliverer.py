@@ -25,17 +25,21 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    waiting = (
-        op.get_bind()
-        .execute(sa.text("SELECT count(*) FROM outbox_mails WHERE status = 'facts'"))
-        .scalar()
-    )
+    bind = op.get_bind()
+    # Not sent yet (waiting, or failed and requeueable): their words exist only once a
+    # deliverer makes them, at the send. Nothing is dropped silently.
+    waiting = bind.execute(
+        sa.text(
+            "SELECT count(*) FROM outbox_mails WHERE template IS NOT NULL AND status <> 'sent'"
+        )
+    ).scalar()
     if waiting:
-        # Their words exist only once a deliverer renders them: nothing is dropped silently.
         raise RuntimeError(
             f"{plural(waiting, 'e-mail')} still queued as their facts: deliver them first "
             "(authserver mail deliver --once), then downgrade"
         )
+    # A sent alert keeps its facts, not its words (they were made at its send).
+    bind.execute(sa.text("UPDATE outbox_mails SET body_text = '' WHERE body_text IS NULL"))
     with op.batch_alter_table("outbox_mails") as batch_op:
         batch_op.alter_column("body_text", existing_type=sa.Text(), nullable=False)
         batch_op.drop_column("context")
