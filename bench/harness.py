@@ -212,21 +212,19 @@ class ServerProcess:
         self.instance.mkdir(parents=True, exist_ok=True)
         self.cli("db", "upgrade")
 
-    def start(self, wait: bool = True) -> ServerProcess:
-        """Start ``authserver serve``; with ``wait=False`` call :meth:`wait_healthy` later."""
+    def command(self) -> list[str]:
+        """What :meth:`start` runs: ``authserver serve`` with these workers and threads."""
         if not AUTHSERVER.exists():
             raise ServerError(f"{AUTHSERVER} not found (run `make install`)")
+        workers, threads = str(self.workers), str(self.threads)
+        return [str(AUTHSERVER), "serve", "--workers", workers, "--threads", threads]
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        """Start the server; with ``wait=False`` call :meth:`wait_healthy` later."""
+        command = [*self.command(), *self.serve_args]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
-            [
-                str(AUTHSERVER),
-                "serve",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-                *self.serve_args,
-            ],
+            command,
             env=self.env,
             cwd=self.tmpdir,
             stdin=subprocess.DEVNULL,

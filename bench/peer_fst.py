@@ -149,34 +149,22 @@ class PeerServer(ServerProcess):
         )
         return users, authenticator
 
-    def start(self, wait: bool = True) -> PeerServer:
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            [
-                str(self.venv / "bin" / "gunicorn"),
-                "--no-control-socket",
-                "--worker-class",
-                "gthread",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--chdir",
-                str(_app_file().parent),
-                "peer_fst_app:app",
-            ],
-            env=self.env,
-            cwd=self.tmpdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        if wait:
-            self.wait_healthy()
-        return self
+    def command(self) -> list[str]:
+        return [
+            str(self.venv / "bin" / "gunicorn"),
+            "--no-control-socket",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--chdir",
+            str(_app_file().parent),
+            "peer_fst_app:app",
+        ]
 
 
 def _app_file() -> Path:
