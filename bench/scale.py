@@ -335,7 +335,14 @@ def run_backend(
         origin = f"http://localhost:{server.port}"
         state = {
             "passkeys": seed_users(url, 64 if options.quick else 500, origin, prefix="bench.pk"),
-            "passwords": seed_users(url, max(options.connections, 200), origin, prefix="bench.pw"),
+            # Enough accounts for the per-account throttle at full length; --quick checks the
+            # SQL, and each of these costs two Argon2id logins to prime.
+            "passwords": seed_users(
+                url,
+                max(options.connections, 32 if options.quick else 200),
+                origin,
+                prefix="bench.pw",
+            ),
             "verifiers": seed_users(url, options.connections, origin, prefix="bench.fa"),
             "devices": {},  # password users' device cookies, kept across the two phases
         }
