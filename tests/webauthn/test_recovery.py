@@ -37,6 +37,11 @@ RECOVERY_SUBJECT = "Créez une nouvelle clé d'accès"
 ALERT_SUBJECT = "Nouvelle connexion à votre espace France Travail"
 
 
+def without_csrf(html: str) -> str:
+    """The page with its CSRF tokens (meta and hidden fields) blanked out."""
+    return re.sub(r'(csrf[-_]token"[^>]*(?:content|value)=")[^"]+', r"\1", html)
+
+
 def ask_link(client: FlaskClient, **typed: str):
     page = client.get("/recovery")
     assert page.status_code == 200
@@ -133,7 +138,11 @@ def test_unknown_or_locked_accounts_get_the_same_answer_and_no_mail(
     browser = app.test_client()
     known = ask_link(browser, username="luc.verrou")
     unknown = ask_link(browser, username="personne.inconnue")
-    assert known.get_data(as_text=True) == unknown.get_data(as_text=True)
+    # The same page but for the CSRF token, whose signature is timed to the second (the two
+    # answers straddled a second under a loaded suite).
+    assert without_csrf(known.get_data(as_text=True)) == without_csrf(
+        unknown.get_data(as_text=True)
+    )
     add_user(app, "temoin")  # a control request, queued after the two others
     ask_link(browser, username="temoin")
     wait_mail(smtp, "temoin@example.fr", RECOVERY_SUBJECT)
