@@ -53,7 +53,7 @@ def postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server for this worker; ``postgres.url(dbname)``, ``create_database()``."""
     if not PostgresServer.available():
         _missing("PostgreSQL (initdb, pg_ctl)")
-    server = PostgresServer().start()
+    server = PostgresServer(in_memory=True).start()
     try:
         yield server
     finally:

@@ -106,6 +106,24 @@ def _pg_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
+def memory_dir(min_free: int = 4 << 30) -> str | None:
+    """``/dev/shm`` when it is a writable tmpfs with room to spare, else None (the default).
+
+    A test cluster's data directory grows to a gigabyte of per-test databases. On disk,
+    deleting it at the end of a full run took 16-18 s of each worker's time, waiting on the
+    page cache's writeback of files nobody will read again; in memory it takes a fraction
+    of a second, and nothing is written to disk at all.
+    """
+    path = "/dev/shm"
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    if not os.access(path, os.W_OK) or stat.f_bavail * stat.f_frsize < min_free:
+        return None
+    return path
+
+
 class PostgresServer:
     """A throwaway PostgreSQL cluster (initdb in a temp dir, trust auth, no durability).
 
@@ -115,7 +133,9 @@ class PostgresServer:
 
     user = "postgres"
 
-    def __init__(self, port: int | None = None, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self, port: int | None = None, startup_timeout: float = 10.0, in_memory: bool = False
+    ) -> None:
         self.initdb = _pg_tool("initdb")
         self.pg_ctl = _pg_tool("pg_ctl")
         if not (self.initdb and self.pg_ctl):
@@ -126,6 +146,7 @@ class PostgresServer:
         self.tmpdir: str | None = None
         self.running = False
         self._atexit = False
+        self.in_memory = in_memory
 
     @classmethod
     def available(cls) -> bool:
@@ -178,7 +199,9 @@ class PostgresServer:
         return "\n--- postgres.log (tail) ---\n" + "\n".join(text.splitlines()[-lines:])
 
     def _init_cluster(self) -> None:
-        self.tmpdir = tempfile.mkdtemp(prefix="pgtest-")
+        self.tmpdir = tempfile.mkdtemp(
+            prefix="pgtest-", dir=memory_dir() if self.in_memory else None
+        )
         if _is_root():
             shutil.chown(self.tmpdir, user=self.user, group=self.user)
         self._run(
