@@ -460,8 +460,15 @@ def oidc_keys() -> None:
     default=True,
     help="Un socket d'écoute par processus, le noyau répartit les connexions (défaut).",
 )
-def serve(workers: int | None, threads: int, reuse_port: bool) -> None:
-    """Serveur de production (gunicorn, plusieurs processus).
+@click.option(
+    "--engine",
+    type=click.Choice(["granian", "gunicorn"]),
+    default=None,
+    help="Serveur HTTP : granian (défaut ; HTTP traité hors de Python, moins de CPU) ou "
+    "gunicorn (défaut avec --shared-socket et sous activation par socket systemd).",
+)
+def serve(workers: int | None, threads: int, reuse_port: bool, engine: str | None) -> None:
+    """Serveur de production (plusieurs processus : granian, ou gunicorn).
 
     SIGTERM : arrêt propre — les requêtes en cours se terminent, l'e-mail en cours d'envoi
     aussi, le reste de la file attend le prochain démarrage ; code de sortie 0.
@@ -480,7 +487,7 @@ def serve(workers: int | None, threads: int, reuse_port: bool) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = created_metrics_dir
     master = os.getpid()
     try:
-        _serve(workers, threads, reuse_port)
+        _serve(workers, threads, reuse_port, engine)
     finally:
         # Workers are forked inside gunicorn and leave through here too: only the master cleans.
         if created_metrics_dir and os.getpid() == master:
@@ -501,14 +508,19 @@ def _recover_sqlite_files(settings: Settings) -> None:
         recover_wal(path)
 
 
-def _serve(workers: int | None, threads: int, reuse_port: bool) -> None:
+def _serve(workers: int | None, threads: int, reuse_port: bool, engine: str | None) -> None:
     import os
 
     from authserver import serving
-    from authserver.listening import connection_spread, port_is_free
+    from authserver.listening import connection_spread, port_is_free, serving_engine
 
     settings = _settings()
-    spread = connection_spread(reuse_port, threads, socket_activated="LISTEN_FDS" in os.environ)
+    socket_activated = "LISTEN_FDS" in os.environ
+    try:
+        engine = serving_engine(engine, reuse_port=reuse_port, socket_activated=socket_activated)
+    except ValueError as exc:
+        _fail(str(exc))
+    spread = connection_spread(reuse_port, threads, socket_activated=socket_activated)
     # Before anything touches the database: a server already running there keeps its files.
     if spread.reuse_port and not port_is_free(settings.host, settings.port):
         _fail(f"{settings.host}:{settings.port} : adresse déjà utilisée (un autre serveur ?)")
@@ -516,9 +528,15 @@ def _serve(workers: int | None, threads: int, reuse_port: bool) -> None:
     _recover_sqlite_files(settings)
     os.environ.setdefault("AUTHSERVER_ACCESS_LOG", "stdout")
     click.echo(f"authserver : {settings.base_url} (écoute sur {settings.host}:{settings.port})")
+    workers = workers or max(2, (os.cpu_count() or 1) * 2)
+    if engine == "granian":
+        from authserver import serving_granian
+
+        serving_granian.run(settings, workers=workers, threads=threads)
+        return
     serving.run(
         settings,
-        workers=workers or max(2, (os.cpu_count() or 1) * 2),
+        workers=workers,
         threads=threads,
         reuse_port=spread.reuse_port,
         connections=spread.worker_connections,

@@ -37,6 +37,19 @@ def connection_spread(reuse_port: bool, threads: int, *, socket_activated: bool)
     return Spread(reuse_port=False, worker_connections=threads * 4)
 
 
+def serving_engine(asked: str | None, *, reuse_port: bool, socket_activated: bool) -> str:
+    """Granian unless the listening socket must be one shared socket: Granian's workers
+    always bind their own (``SO_REUSEPORT``) and cannot take systemd's. ValueError (its
+    message for the operator) when Granian was asked for one anyway."""
+    shared = socket_activated or not reuse_port
+    if asked is None:
+        return "gunicorn" if shared else "granian"
+    if asked == "granian" and shared:
+        why = "l'activation par socket (systemd)" if socket_activated else "--shared-socket"
+        raise ValueError(f"--engine granian : {why} demande --engine gunicorn")
+    return asked
+
+
 def port_is_free(host: str, port: int) -> bool:
     """Whether a plain bind (no ``SO_REUSEPORT``) succeeds: it fails while any socket, with
     or without ``SO_REUSEPORT``, is bound to the port. ``SO_REUSEADDR`` as gunicorn sets it,

@@ -1,4 +1,5 @@
-"""``authserver serve``: gunicorn's workers, their hooks, and the mail deliverer beside them.
+"""``authserver serve --engine gunicorn``: gunicorn's workers, their hooks, and the mail
+deliverer beside them (the default engine, Granian, is serving_granian.py).
 
 The command line's checks (the port, the database, the SQLite files' recovery) stay in
 ``cli.py``; this module is what runs once they passed: the gunicorn application, the
@@ -18,14 +19,13 @@ GRACEFUL_TIMEOUT = 20
 
 def _worker_started(worker: Any) -> None:
     """gunicorn ``post_worker_init``: on SIGTERM, stop taking new back-channel logouts at
-    once; and the loaded app's objects are frozen for the garbage collector (see below).
+    once; and the loaded app's objects are frozen for the garbage collector.
 
     gunicorn lets the requests in flight finish first (up to the graceful timeout) and only
     then calls ``worker_exit``; meanwhile the back-channel thread finishes the logout it is
     sending and starts no other, so that the worker's exit never waits for a whole batch.
     (The workers send no mail: the deliverer beside them does, mail/child.py.)
     """
-    import gc
     import signal
 
     from authserver.sessions.oidc import backchannel_worker_of
@@ -40,16 +40,22 @@ def _worker_started(worker: Any) -> None:
 
     signal.signal(signal.SIGTERM, _on_term)
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: never disturb a request
-    # The app is loaded: its ~150,000 objects (models, templates, the password and
-    # passkey-provider lists) live as long as the worker. Frozen, the collector no longer
-    # walks them at each full collection, a pause of the whole worker (about 90 ms here)
-    # that showed as dips of a third in the passkey login benchmark's per-second rate.
+    freeze_loaded_app()
+    limit_hashing(app, worker.cfg.workers, home=worker.age)
+
+
+def freeze_loaded_app() -> None:
+    """The app is loaded: its ~150,000 objects (models, templates, the password and
+    passkey-provider lists) live as long as the worker. Frozen, the collector no longer
+    walks them at each full collection, a pause of the whole worker (about 90 ms here)
+    that showed as dips of a third in the passkey login benchmark's per-second rate."""
+    import gc
+
     gc.collect()
     gc.freeze()
-    _limit_hashing(app, worker.cfg.workers, home=worker.age)
 
 
-def _limit_hashing(app: Any, workers: int, home: int = 0) -> None:
+def limit_hashing(app: Any, workers: int, home: int = 0) -> None:
     """Each worker computes at most its share of the cores' Argon2id hashes at a time and,
     when there are more workers than cores, takes one of the cores' slots shared by all of
     them for each (accounts/hash_slots.py); ``home``: the worker's number."""
@@ -84,10 +90,10 @@ def _worker_exiting(_server: Any, worker: Any) -> None:
 
 def _child_exited(_server: Any, worker: Any) -> None:
     """gunicorn ``child_exit`` (in the master): the dead worker's live gauges go."""
-    _forget_process(worker.pid)
+    forget_process(worker.pid)
 
 
-def _forget_process(pid: int) -> None:
+def forget_process(pid: int) -> None:
     """A process of the server is gone: its live gauges go with it."""
     import os
 
@@ -106,9 +112,7 @@ def run(settings: Settings, workers: int, threads: int, reuse_port: bool, connec
     from authserver.mail.child import MailChild
 
     mail_child = (
-        MailChild(poll=settings.mail_poll, on_exit=_forget_process)
-        if settings.mail_worker
-        else None
+        MailChild(poll=settings.mail_poll, on_exit=forget_process) if settings.mail_worker else None
     )
     # ``threads`` sizes each worker's database pool; the workers deliver no mail themselves.
     worker_settings = replace(settings, threads=threads, mail_worker=False)

@@ -51,8 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-operations", type=int, default=1_000_000, help="cap of operations per scenario"
     )
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument(
+        "--engine", choices=("granian", "gunicorn"), default="granian", help="serve --engine"
+    )
     parser.add_argument("--results-dir", type=Path, default=None)
     return parser.parse_args(argv)
 
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         max_operations=args.max_operations,
         workers=args.workers,
         threads=args.threads,
+        engine=args.engine,
     )
     results_dir = args.results_dir
     if results_dir is None:

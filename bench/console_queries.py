@@ -573,7 +573,9 @@ def run_backend(backend: str, options: Options, sizes: Sizes) -> dict[str, Any]:
 
         postgres = PostgresServer().start()
         extra["AUTHSERVER_DATABASE_URL"] = postgres.create_database("bench_console")
-    server = ServerProcess(workers=options.workers, threads=options.threads, env=extra)
+    server = ServerProcess(
+        workers=options.workers, threads=options.threads, env=extra, engine=options.engine
+    )
     database_url = server.env["AUTHSERVER_DATABASE_URL"]
     now = datetime.now(timezone.utc)
     data = make_dataset(sizes, now)

@@ -138,7 +138,7 @@ def run(options: Options) -> Report:
     }
     results: dict[str, Any] = {}
     rows = []
-    server = ServerProcess(workers=options.workers, threads=options.threads)
+    server = ServerProcess(workers=options.workers, threads=options.threads, engine=options.engine)
     try:
         t0 = time.perf_counter()
         server.migrate()

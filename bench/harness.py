@@ -126,6 +126,17 @@ def workers_requests(metrics_dir: Path, pid: int) -> dict[int, int]:
     return counts
 
 
+def listening_sockets(port: int) -> int:
+    """Sockets in LISTEN state on ``port`` (IPv4), from the kernel's own table: one per
+    worker when each binds its own (SO_REUSEPORT)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            count += 1
+    return count
+
+
 def self_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -148,8 +159,10 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 30.0,
         serve_args: Sequence[str] = (),
+        engine: str = "granian",
     ) -> None:
         self.workers = workers
+        self.engine = engine
         self.serve_args = tuple(serve_args)
         self.threads = threads
         self.extra_env = dict(env or {})
@@ -217,7 +230,8 @@ class ServerProcess:
         if not AUTHSERVER.exists():
             raise ServerError(f"{AUTHSERVER} not found (run `make install`)")
         workers, threads = str(self.workers), str(self.threads)
-        return [str(AUTHSERVER), "serve", "--workers", workers, "--threads", threads]
+        command = [str(AUTHSERVER), "serve", "--workers", workers, "--threads", threads]
+        return [*command, "--engine", self.engine]
 
     def start(self, wait: bool = True) -> ServerProcess:
         """Start the server; with ``wait=False`` call :meth:`wait_healthy` later."""
@@ -253,6 +267,12 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 raise ServerError(f"no /healthz after {self.startup_timeout} s{self.tail()}")
             time.sleep(0.1)
+        # Granian's workers bind their sockets once their app is loaded, after the first
+        # answers: connections opened before would all go to the workers already up.
+        while self.engine == "granian" and listening_sockets(self.port) < self.workers:
+            if time.monotonic() > deadline:
+                raise ServerError(f"not every worker listens after {self.startup_timeout} s")
+            time.sleep(0.05)
 
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.proc.pid) if self.proc else 0.0
@@ -673,6 +693,7 @@ class Options:
     max_operations: int = 1_000_000  # cap per scenario: runs are bounded by count and time
     workers: int = 2
     threads: int = 4
+    engine: str = "granian"  # authserver serve --engine
 
 
 @dataclass

@@ -137,6 +137,7 @@ def run_backend(
         workers=options.workers,
         threads=options.threads,
         env={**env, "AUTHSERVER_MAIL_URL": smtp.url},
+        engine=options.engine,
     )
     try:
         server.migrate()
@@ -366,16 +367,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--engine", choices=("granian", "gunicorn"), default="granian")
     parser.add_argument("--backend", choices=("sqlite", "pg", "both"), default="both")
     parser.add_argument("--rounds", type=int, default=None, help="returning/new pairs (3)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     backends = ("sqlite", "pg") if args.backend == "both" else (args.backend,)
     options = Options(
-        quick=args.quick, duration=args.duration, workers=args.workers, threads=args.threads
+        quick=args.quick,
+        duration=args.duration,
+        workers=args.workers,
+        threads=args.threads,
+        engine=args.engine,
     )
     report = run(options, backends, args.rounds)
     report.data["machine"] = machine()
+    report.data["engine"] = args.engine
     print(table(report.rows, TABLE_HEADER))
     if not args.quick or args.out:
         out = args.out or RESULTS_DIR / f"{NAME}.json"

@@ -343,7 +343,9 @@ def run_one(
         "login_includes": LOGIN_INCLUDES,
         "goal": f"passkey logins/s >= {GOAL:.0%} of healthz/s / 2",
     }
-    server = ServerProcess(workers=options.workers, threads=options.threads, env=env)
+    server = ServerProcess(
+        workers=options.workers, threads=options.threads, env=env, engine=options.engine
+    )
     try:
         server.migrate()
         server.start(wait=False)

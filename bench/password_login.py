@@ -344,7 +344,7 @@ def run(options: Options) -> Report:
         "login_includes": LOGIN_INCLUDES,
     }
     results: dict[str, Any] = {}
-    server = ServerProcess(workers=options.workers, threads=options.threads)
+    server = ServerProcess(workers=options.workers, threads=options.threads, engine=options.engine)
     try:
         t0 = time.perf_counter()
         server.migrate()

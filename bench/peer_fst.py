@@ -217,7 +217,10 @@ def run(options: Options, rounds: int) -> Report:
     count = 64 if options.quick else 500
     sink = SinkProcess().start()  # the new browsers' alert e-mails
     ours = ServerProcess(
-        workers=options.workers, threads=options.threads, env={"AUTHSERVER_MAIL_URL": sink.url}
+        workers=options.workers,
+        threads=options.threads,
+        env={"AUTHSERVER_MAIL_URL": sink.url},
+        engine=options.engine,
     )
     peer = PeerServer(venv, options.workers, options.threads)
     results: dict[str, list[dict[str, Any]]] = {"authserver": [], "authserver_new": [], "fst": []}
@@ -342,14 +345,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--engine", choices=("granian", "gunicorn"), default="granian")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     options = Options(
-        quick=args.quick, duration=args.duration, workers=args.workers, threads=args.threads
+        quick=args.quick,
+        duration=args.duration,
+        workers=args.workers,
+        threads=args.threads,
+        engine=args.engine,
     )
     report = run(options, 1 if args.quick else args.rounds)
     report.data["machine"] = machine()
+    report.data["engine"] = args.engine
     print(table(report.rows, TABLE_HEADER))
     if not args.quick or args.out:
         out = args.out or RESULTS_DIR / f"{NAME}.json"

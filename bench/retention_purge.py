@@ -139,7 +139,9 @@ def _run(options: Options, events: int, backend: str, env: dict[str, str]) -> Re
         },
         "results": {},
     }
-    server = ServerProcess(workers=options.workers, threads=options.threads, env=env)
+    server = ServerProcess(
+        workers=options.workers, threads=options.threads, env=env, engine=options.engine
+    )
     try:
         server.migrate()
         url = server.env["AUTHSERVER_DATABASE_URL"]

@@ -328,7 +328,9 @@ def run_backend(
     from argon2 import PasswordHasher
 
     out: dict[str, Any] = {"counts": counts}
-    server = ServerProcess(workers=options.workers, threads=options.threads, env=env)
+    server = ServerProcess(
+        workers=options.workers, threads=options.threads, env=env, engine=options.engine
+    )
     try:
         server.migrate()
         url = server.env["AUTHSERVER_DATABASE_URL"]

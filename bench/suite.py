@@ -154,7 +154,9 @@ def run_backend(
     password_users = max(options.connections, 32 if quick else 200)
     out: dict[str, Any] = {"results": {}}
     rows: list[list[Any]] = []
-    server = ServerProcess(workers=options.workers, threads=options.threads, env=env)
+    server = ServerProcess(
+        workers=options.workers, threads=options.threads, env=env, engine=options.engine
+    )
     try:
         started = time.perf_counter()
         server.migrate()

@@ -3,9 +3,10 @@
 The serve defaults (2 × cores workers, 4 threads) take passkey logins from 16 keep-alive
 connections, opened afresh each round as a load balancer's pool or a benchmark opens them.
 Each round prints the requests every worker answered (from the workers' own metric files):
-a worker with none sat idle for the round while the others queued. Both listening modes
-are measured in one run, alternating rounds: ``--reuse-port`` (the default: one socket per
-worker, the kernel spreads connections) and ``--shared-socket`` (gunicorn's one socket).
+a worker with none sat idle for the round while the others queued. Three setups are
+measured in one run, alternating rounds: Granian (the default engine, one socket per
+worker), gunicorn ``--reuse-port`` (the same, the kernel spreads connections) and gunicorn
+``--shared-socket`` (one socket for all).
 
 ``python -m bench.worker_spread [--rounds 15] [--workers 4]``
 """
@@ -33,11 +34,18 @@ from bench.harness import (
 from bench.passkey_login import passkey_login_op, prime, seed_users
 
 NAME = "worker_spread"
-MODES = ("--reuse-port", "--shared-socket")
+# Label -> (engine, serve arguments): Granian's workers each bind their own socket.
+SETUPS = {
+    "granian": ("granian", ()),
+    "gunicorn --reuse-port": ("gunicorn", ("--reuse-port",)),
+    "gunicorn --shared-socket": ("gunicorn", ("--shared-socket",)),
+}
+MODES = tuple(SETUPS)
 
 
 def start(mode: str, workers: int, threads: int, users: int, connections: int) -> Any:
-    server = ServerProcess(workers=workers, threads=threads, serve_args=(mode,))
+    engine, serve_args = SETUPS[mode]
+    server = ServerProcess(workers=workers, threads=threads, serve_args=serve_args, engine=engine)
     server.migrate()
     server.start(wait=False)
     population = seed_users(

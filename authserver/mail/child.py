@@ -13,11 +13,12 @@ SQLite's write lock, not the CPU, that holds the deliverer back, and a deliverer
 while holding that lock held up every login (at nice 19: fewer logins, p99 124-180 ms;
 nice 10 and 0 the same within this machine's noise).
 
-The gunicorn master starts it, starts it again if it dies (waiting longer after each quick
-death), and stops it after the web workers on shutdown: the mail being sent is finished,
-the rest of its batch given back. A commit that queues mail rings a doorbell, a pipe whose
-writing end every worker inherits, so the deliverer sends at once as the thread did; a ring
-that is lost (the pipe full, the deliverer restarting) costs at most its one-second look.
+The server's master (gunicorn's arbiter, or a thread of Granian's main process) starts it,
+starts it again if it dies (waiting longer after each quick death), and stops it after the
+web workers on shutdown: the mail being sent is finished, the rest of its batch given back.
+A commit that queues mail rings a doorbell, a pipe whose writing end every worker inherits,
+so the deliverer sends at once as the thread did; a ring that is lost (the pipe full, the
+deliverer restarting) costs at most its one-second look.
 """
 
 from __future__ import annotations

@@ -406,10 +406,10 @@ def test_hashes_at_once_is_a_workers_share_of_the_cores(cores, workers, at_once)
 
 def test_serve_limits_each_workers_hashing(app):
     from authserver.accounts.service import HASHING_KEY
-    from authserver.serving import _limit_hashing
+    from authserver.serving import limit_hashing
 
     hashing = app.extensions[HASHING_KEY]
-    _limit_hashing(app, workers=10_000)
+    limit_hashing(app, workers=10_000)
     assert hashing._turns.acquire(blocking=False)
     assert not hashing._turns.acquire(blocking=False)  # one turn: the worker's share
     hashing._turns.release()
@@ -494,11 +494,11 @@ def test_a_killed_workers_slot_is_free_again(tmp_path):
 def test_serve_shares_slots_when_workers_outnumber_cores(app):
     from authserver.accounts.passwords import usable_cores
     from authserver.accounts.service import HASHING_KEY
-    from authserver.serving import _limit_hashing
+    from authserver.serving import limit_hashing
 
     hashing = app.extensions[HASHING_KEY]
-    _limit_hashing(app, workers=usable_cores())
+    limit_hashing(app, workers=usable_cores())
     assert hashing._slots is None  # a share of the cores each: nothing to share
-    _limit_hashing(app, workers=usable_cores() + 1, home=3)
+    limit_hashing(app, workers=usable_cores() + 1, home=3)
     assert hashing._slots is not None and hashing._slots.cores == usable_cores()
     assert hashing.verify(hashing.hash("un mot de passe"), "un mot de passe").ok

@@ -11,23 +11,14 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from bench.harness import listening_sockets
 from tests.multi.cluster import AUTHSERVER
-from tests.multi.single import start_server
+from tests.multi.single import start_server, wait_until
 
 WORKERS = 4
-LISTEN = "0A"
-
-
-def listening_sockets(port: int) -> int:
-    """Sockets in LISTEN state on ``port``, from the kernel's own table."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            count += 1
-    return count
 
 
 def login_pages_per_worker(folder: Path) -> dict[str, int]:
@@ -60,7 +51,10 @@ def open_and_ask(port: int, count: int) -> list[int]:
             sock.close()
 
 
-def test_every_worker_has_its_socket_and_takes_connections(tmp_path: Path, sqlite_template: Path):
+@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+def test_every_worker_has_its_socket_and_takes_connections(
+    tmp_path: Path, sqlite_template: Path, engine: str
+):
     database = tmp_path / "authserver.db"
     shutil.copy(sqlite_template, database)
     metrics = tmp_path / "metrics"
@@ -70,10 +64,12 @@ def test_every_worker_has_its_socket_and_takes_connections(tmp_path: Path, sqlit
         f"sqlite:///{database}",
         "console",
         workers=WORKERS,
+        args=("--engine", engine),
         PROMETHEUS_MULTIPROC_DIR=str(metrics),
     )
     try:
-        assert listening_sockets(server.port) == WORKERS
+        # A Granian worker binds its socket once its app is loaded, after the first answers.
+        wait_until(lambda: listening_sockets(server.port) == WORKERS, 30, "every worker")
         # 64 connections opened at once: with one shared socket the first worker to wake
         # may take them all; hashed over 4 sockets, a worker left with none is a 1-in-10^7.
         assert set(open_and_ask(server.port, 64)) == {200}
@@ -95,15 +91,18 @@ def test_shared_socket_on_request(tmp_path: Path, sqlite_template: Path):
         server.stop()
 
 
-def test_a_second_server_on_the_same_port_is_refused(tmp_path: Path, sqlite_template: Path):
+@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
+def test_a_second_server_on_the_same_port_is_refused(
+    tmp_path: Path, sqlite_template: Path, engine: str
+):
     """SO_REUSEPORT would let it bind too and quietly take half the traffic (old code, another
     database): it must stop at once, saying why."""
     database = tmp_path / "authserver.db"
     shutil.copy(sqlite_template, database)
-    first = start_server(tmp_path, f"sqlite:///{database}", "console")
+    first = start_server(tmp_path, f"sqlite:///{database}", "console", args=("--engine", engine))
     try:
         second = subprocess.run(
-            [str(AUTHSERVER), "serve", "--workers", "2"],
+            [str(AUTHSERVER), "serve", "--workers", "2", "--engine", engine],
             env=first.env,
             cwd=tmp_path,
             capture_output=True,

@@ -1,6 +1,6 @@
 """SIGTERM: in-flight requests and the mail being sent finish, the outbox stays consistent.
 
-``authserver serve`` (gunicorn) and ``authserver mail deliver`` are real processes here, on a
+``authserver serve`` (each engine) and ``authserver mail deliver`` are real processes here, on a
 relay that takes a second per mail, so that the signal always lands in the middle of a send.
 """
 
@@ -81,13 +81,16 @@ def assert_outbox_consistent(database_url: str, relay: FaultySMTPServer) -> set[
     return sent
 
 
+@pytest.mark.parametrize("engine", ["gunicorn", "granian"])
 def test_serve_on_sigterm_finishes_the_request_and_the_mail_in_flight(
-    tmp_path: Path, database_url: str, relay: FaultySMTPServer
+    tmp_path: Path, database_url: str, relay: FaultySMTPServer, engine: str
 ):
     ids = queue(database_url, 8)
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    server = start_server(tmp_path, database_url, relay.url, TMPDIR=str(scratch))
+    server = start_server(
+        tmp_path, database_url, relay.url, args=("--engine", engine), TMPDIR=str(scratch)
+    )
     assert server.proc is not None
     try:
         assert len(list(scratch.glob("authserver-metrics-*"))) == 1

@@ -1,0 +1,191 @@
+"""``authserver serve --engine granian``: the same app and mail deliverer under Granian.
+
+Why a second engine: under gunicorn's threaded workers, the HTTP layer (its Python request
+parsing, the hand-offs between the poller thread and the pool threads, all under the
+interpreter lock) cost about as much as our own code on a returning passkey login. Granian
+parses HTTP and holds connections in Rust, outside the interpreter lock, and gives each
+request to a thread that only runs the app: the same returning passkey login cost 1.4 ms
+of server CPU against 2.6 ms under gunicorn (``python -m bench.engines``).
+
+What gunicorn's hooks do (serving.py) is done here by other means:
+- each worker's start (garbage collector frozen, Argon2id limits): in the app factory that
+  Granian calls in each worker after the fork (``worker_app``);
+- the back-channel logout thread's clean stop: a multiprocessing finalizer, which runs when
+  Granian's worker leaves after its requests in flight;
+- the mail deliverer beside the workers: a thread of the master keeps it alive (as the
+  gunicorn arbiter's loop does) and stops it after the workers.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+from authserver.config import Settings
+from authserver.serving import GRACEFUL_TIMEOUT, freeze_loaded_app, limit_hashing
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the workers need from the master: set before Granian forks them."""
+
+    settings: Settings
+    workers: int
+    doorbell: Any  # the mail deliverer's Doorbell, or None
+
+
+_plan: _Plan | None = None
+_started = 0  # workers started by this process's forks so far: a worker's home slot
+
+
+def worker_app() -> Any:
+    """Granian's app factory, called once in each worker process after the fork."""
+    import multiprocessing.util
+    import os
+
+    from authserver import create_app
+    from authserver.mail import worker_of
+    from authserver.sessions.oidc import backchannel_worker_of
+
+    plan = _plan
+    assert plan is not None, "worker_app is for serving_granian.run's workers"
+    relay_stop_to_main_thread()
+    app = create_app(settings=plan.settings)
+    app.wsgi_app = environ_as_gunicorn(app.wsgi_app)  # type: ignore[method-assign]
+    if plan.doorbell is not None:
+        worker_of(app).notify = plan.doorbell.ring
+    # The back-channel thread finishes the logout it is sending before the worker exits.
+    multiprocessing.util.Finalize(app, backchannel_worker_of(app).stop, exitpriority=10)
+    freeze_loaded_app()
+    limit_hashing(app, plan.workers, home=os.getpid())
+    return app
+
+
+def relay_stop_to_main_thread() -> None:
+    """Make sure a worker's main thread hears SIGTERM (or SIGINT), whenever it came and
+    whichever thread the kernel gave it to. Called first thing in the worker.
+
+    Granian's worker installs its stop handler only once the app is loaded (a second or
+    so), and waits for the signal in its main thread, blocked on a lock. Two ways a stop
+    was lost, each leaving the worker to be killed after the 20 s timeout (in about one
+    stop in three right after a start):
+    - a SIGTERM during the app's loading went to the handler inherited from the master;
+    - Python runs handlers in the main thread only, and a signal the kernel delivers to
+      another thread of the process (the app's, or Granian's own) does not wake its wait.
+    Here a handler of ours keeps an early stop, and Python writes every signal it catches,
+    in any thread, to the wakeup fd. A thread waits for Granian's handler, then sends a
+    stop it learned of to the main thread itself, again every half second until the
+    process is gone (Granian's handler only sets an event: once or more is the same).
+    """
+    import os
+    import signal
+    import time
+
+    stops = (signal.SIGTERM, signal.SIGINT)
+    early: list[int] = []
+
+    def keep(signum: int, _frame: Any) -> None:
+        early.append(signum)
+
+    for stop in stops:
+        signal.signal(stop, keep)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def relay() -> None:
+        deadline = time.monotonic() + 300
+        while signal.getsignal(signal.SIGTERM) is keep and time.monotonic() < deadline:
+            time.sleep(0.02)
+        caught = early[0] if early else 0
+        while not caught and (chunk := os.read(read_fd, 64)):
+            caught = next((int(s) for s in stops if int(s) in chunk), 0)
+        if caught:
+            signal.pthread_kill(main, caught)
+
+    threading.Thread(target=relay, name="stop-relay", daemon=True).start()
+
+
+def environ_as_gunicorn(wsgi_app: Any) -> Any:
+    """Two of Granian's WSGI environ values, made as gunicorn (and PEP 3333) give them.
+
+    An HTTP/1.0 request without a Host header (a load balancer's plain health check) comes
+    with ``HTTP_HOST`` empty, which the allowed-hosts check refuses (400), where gunicorn
+    leaves the key out and the server's own name is used; and its ``SERVER_PROTOCOL`` is
+    ``HTTP/1``, not ``HTTP/1.0``.
+    """
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_HOST") == "":
+            del environ["HTTP_HOST"]
+        if environ.get("SERVER_PROTOCOL") == "HTTP/1":
+            environ["SERVER_PROTOCOL"] = "HTTP/1.0"
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def run(settings: Settings, workers: int, threads: int) -> None:
+    """Run Granian's WSGI workers until SIGTERM or SIGINT; with ``settings.mail_worker``,
+    one mail deliverer beside them (mail/child.py), as under gunicorn."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.server import Server
+
+    from authserver.mail.child import MailChild
+    from authserver.serving import forget_process
+
+    global _plan
+    mail_child = (
+        MailChild(poll=settings.mail_poll, on_exit=forget_process) if settings.mail_worker else None
+    )
+    # ``threads`` sizes each worker's database pool; the workers deliver no mail themselves.
+    worker_settings = replace(settings, threads=threads, mail_worker=False)
+    _plan = _Plan(worker_settings, workers, mail_child.doorbell if mail_child else None)
+
+    server = Server(
+        "authserver.serving_granian:worker_app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.WSGI,
+        workers=workers,
+        blocking_threads=threads,
+        http=HTTPModes.http1,
+        websockets=False,
+        factory=True,
+        log_level="warning",  # type: ignore[arg-type]
+        workers_kill_timeout=GRACEFUL_TIMEOUT,
+        respawn_failed_workers=True,
+    )
+    keeper: _Keeper | None = None
+    if mail_child is not None:
+        keeper = _Keeper(mail_child)
+        server.on_startup(keeper.start)
+        server.on_shutdown(keeper.stop)
+    server.serve()
+
+
+class _Keeper:
+    """A thread of Granian's master: starts the mail deliverer, starts it again if it dies
+    (``MailChild.keep_alive`` about once a second, as gunicorn's arbiter loop calls it)."""
+
+    def __init__(self, mail_child: Any) -> None:
+        self.mail_child = mail_child
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="mail-keeper", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            self.mail_child.keep_alive()
+            self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.mail_child.request_stop()  # the mail being sent is finished, the rest given back
+        self.mail_child.wait(GRACEFUL_TIMEOUT)
