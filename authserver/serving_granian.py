@@ -1,19 +1,22 @@
-"""``authserver serve --engine granian``: the same app and mail deliverer under Granian.
+"""``authserver serve`` (its default engine): the app and the mail deliverer under Granian.
 
-Why a second engine: under gunicorn's threaded workers, the HTTP layer (its Python request
-parsing, the hand-offs between the poller thread and the pool threads, all under the
-interpreter lock) cost about as much as our own code on a returning passkey login. Granian
-parses HTTP and holds connections in Rust, outside the interpreter lock, and gives each
-request to a thread that only runs the app: the same returning passkey login cost 1.4 ms
-of server CPU against 2.6 ms under gunicorn (``python -m bench.engines``).
+Why not gunicorn alone: under its threaded workers the HTTP layer (Python request parsing,
+the hand-offs between the poller thread and the pool threads, all under the interpreter
+lock) cost about as much as our own code on a returning passkey login. Granian parses HTTP
+and holds connections in Rust, outside the interpreter lock, and gives each request to a
+thread that only runs the app: the same returning passkey login cost 1.4 ms of server CPU
+against 2.6 ms under gunicorn (``python -m bench.engines``). gunicorn stays for one shared
+socket (``--shared-socket``, systemd socket activation), serving.py.
 
-What gunicorn's hooks do (serving.py) is done here by other means:
+What gunicorn's hooks do there is done here by other means:
 - each worker's start (garbage collector frozen, Argon2id limits): in the app factory that
   Granian calls in each worker after the fork (``worker_app``);
-- the back-channel logout thread's clean stop: a multiprocessing finalizer, which runs when
-  Granian's worker leaves after its requests in flight;
+- the back-channel logout thread's clean stop, then the worker's live metric gauges gone:
+  multiprocessing finalizers, run when Granian's worker leaves after its requests in flight;
 - the mail deliverer beside the workers: a thread of the master keeps it alive (as the
-  gunicorn arbiter's loop does) and stops it after the workers.
+  gunicorn arbiter's loop does) and stops it after the workers;
+- a stop signal always reaches the worker (``relay_stop_to_main_thread``), and two environ
+  values are made as gunicorn gives them (``environ_as_gunicorn``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from authserver.config import Settings
-from authserver.serving import GRACEFUL_TIMEOUT, freeze_loaded_app, limit_hashing
+from authserver.serving import (
+    GRACEFUL_TIMEOUT,
+    forget_process,
+    freeze_loaded_app,
+    limit_hashing,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ def worker_app() -> Any:
         worker_of(app).notify = plan.doorbell.ring
     # The back-channel thread finishes the logout it is sending before the worker exits.
     multiprocessing.util.Finalize(app, backchannel_worker_of(app).stop, exitpriority=10)
+    # Then its live gauges go (gunicorn's master does it at child_exit; Granian's has no hook).
+    multiprocessing.util.Finalize(app, forget_process, args=(os.getpid(),), exitpriority=5)
     freeze_loaded_app()
     limit_hashing(app, plan.workers, home=os.getpid())
     return app
@@ -135,7 +145,6 @@ def run(settings: Settings, workers: int, threads: int) -> None:
     from granian.server import Server
 
     from authserver.mail.child import MailChild
-    from authserver.serving import forget_process
 
     global _plan
     mail_child = (

@@ -104,7 +104,7 @@ class PeerServer(ServerProcess):
     worker takes its share of the benchmark's connections, as ours do with a socket each)."""
 
     def __init__(self, venv: Path, workers: int, threads: int) -> None:
-        super().__init__(workers=workers, threads=threads)
+        super().__init__(workers=workers, threads=threads, engine="gunicorn")
         self.venv = venv
         self.database = self.tmpdir / "peer.db"
 
