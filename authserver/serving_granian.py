@@ -112,7 +112,7 @@ def relay_stop_to_main_thread() -> None:
             time.sleep(0.02)
         caught = early[0] if early else 0
         while not caught and (chunk := os.read(read_fd, 64)):
-            caught = next((int(s) for s in stops if int(s) in chunk), 0)
+            caught = next((int(stop) for stop in stops if int(stop) in chunk), 0)
         if caught:
             signal.pthread_kill(main, caught)
 
@@ -178,7 +178,10 @@ def run(settings: Settings, workers: int, threads: int) -> None:
 
 class _Keeper:
     """A thread of Granian's master: starts the mail deliverer, starts it again if it dies
-    (``MailChild.keep_alive`` about once a second, as gunicorn's arbiter loop calls it)."""
+    (``MailChild.keep_alive`` about once a second, as gunicorn's arbiter loop calls it), and
+    asks it to stop as soon as the master's shutdown begins, so that it finishes its mail
+    while the workers finish their requests (and a deliverer stopped by the terminal's
+    Ctrl-C is not started again meanwhile)."""
 
     def __init__(self, mail_child: Any) -> None:
         self.mail_child = mail_child
@@ -186,15 +189,28 @@ class _Keeper:
         self.thread = threading.Thread(target=self._loop, name="mail-keeper", daemon=True)
 
     def start(self) -> None:
+        """Granian's startup hook: its stop handlers are installed; ours goes in front."""
+        import signal
+
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            granian_handler = signal.getsignal(stop)
+
+            def handler(signum: int, frame: Any, then: Any = granian_handler) -> None:
+                self.stopping.set()
+                if callable(then):
+                    then(signum, frame)
+
+            signal.signal(stop, handler)
         self.thread.start()
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
             self.mail_child.keep_alive()
             self.stopping.wait(1.0)
+        self.mail_child.request_stop()  # the mail being sent is finished, the rest given back
 
     def stop(self) -> None:
+        """Granian's shutdown hook, once the workers are gone."""
         self.stopping.set()
         self.thread.join()
-        self.mail_child.request_stop()  # the mail being sent is finished, the rest given back
         self.mail_child.wait(GRACEFUL_TIMEOUT)
