@@ -2,9 +2,11 @@
 
 Issue 13 asks for returning passkey logins at 3 × Flask-Security-Too's or more, with a p99
 under 50 ms, "the peer via the same load generator where you can". Both servers run here
-side by side, each with the same gunicorn workers × threads, on SQLite in WAL mode, and the
-same load generator drives them in turn (A, B, A, B…: the machine's drift weighs on both),
-16 keep-alive connections, a software ES256 authenticator signing every assertion:
+side by side, each with the same workers × threads (ours under ``serve``'s default engine,
+Granian; the peer under gunicorn, or Granian with ``--peer-engine granian``), on SQLite in
+WAL mode, and the same load generator drives them in turn (A, B, A, B…: the machine's drift
+weighs on both), 16 keep-alive connections, a software ES256 authenticator signing every
+assertion:
 
 - **authserver**: ``POST /webauthn/login/options`` then ``POST /webauthn/login/verify``, the
   browser's device cookie kept (no new-device e-mail), as ``bench/passkey_login.py``;
@@ -22,7 +24,7 @@ virtual environment of its own, made on first use under ``~/.cache/authserver-be
 the versions authserver has of the libraries both use (Flask, Werkzeug, SQLAlchemy,
 py_webauthn, gunicorn…).
 
-``python -m bench.peer_fst [--rounds 3] [--duration 6]``.
+``python -m bench.peer_fst [--rounds 3] [--duration 6] [--peer-engine granian]``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ SHARED = (
     "sqlalchemy",
     "webauthn",
     "gunicorn",
+    "granian",
     "cryptography",
     "flask-login",
     "flask-wtf",
@@ -84,6 +87,9 @@ def peer_venv() -> Path:
     venv = cache / "authserver-bench" / "fst-5.9.2"
     python = venv / "bin" / "python"
     if (venv / "bin" / "gunicorn").exists():
+        if not (venv / "bin" / "granian").exists():  # made before the peer could run on it
+            granian = f"granian=={metadata.version('granian')}"
+            subprocess.run([str(python), "-m", "pip", "install", "-q", granian], check=True)
         return venv
     log(f"[{NAME}] making {venv} ({PEER}) ...")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -103,8 +109,8 @@ class PeerServer(ServerProcess):
     """Flask-Security-Too under gunicorn (gthread, the same workers × threads as ours; each
     worker takes its share of the benchmark's connections, as ours do with a socket each)."""
 
-    def __init__(self, venv: Path, workers: int, threads: int) -> None:
-        super().__init__(workers=workers, threads=threads, engine="gunicorn")
+    def __init__(self, venv: Path, workers: int, threads: int, engine: str = "gunicorn") -> None:
+        super().__init__(workers=workers, threads=threads, engine=engine)
         self.venv = venv
         self.database = self.tmpdir / "peer.db"
 
@@ -155,6 +161,26 @@ class PeerServer(ServerProcess):
         return users, authenticator
 
     def command(self) -> list[str]:
+        if self.engine == "granian":  # as ours: a socket per worker, HTTP outside Python
+            return [
+                str(self.venv / "bin" / "granian"),
+                "--interface",
+                "wsgi",
+                "--workers",
+                str(self.workers),
+                "--blocking-threads",
+                str(self.threads),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "--working-dir",
+                str(_app_file().parent),
+                "peer_fst_app:app",
+            ]
         return [
             str(self.venv / "bin" / "gunicorn"),
             "--no-control-socket",
@@ -205,7 +231,7 @@ def peer_login_op(load: Load, users: list[PeerUser], authenticator: Any, connect
     return op
 
 
-def run(options: Options, rounds: int) -> Report:
+def run(options: Options, rounds: int, peer_engine: str = "gunicorn") -> Report:
     if str(PROJECT_ROOT) not in sys.path:
         sys.path.insert(0, str(PROJECT_ROOT))
     from bench.new_browser import new_browser_op, pending_mail
@@ -222,7 +248,7 @@ def run(options: Options, rounds: int) -> Report:
         env={"AUTHSERVER_MAIL_URL": sink.url},
         engine=options.engine,
     )
-    peer = PeerServer(venv, options.workers, options.threads)
+    peer = PeerServer(venv, options.workers, options.threads, engine=peer_engine)
     results: dict[str, list[dict[str, Any]]] = {"authserver": [], "authserver_new": [], "fst": []}
     rows: list[list[Any]] = []
     try:
@@ -274,7 +300,9 @@ def run(options: Options, rounds: int) -> Report:
                     min_operations=10,
                 ).as_dict()
                 results[side].append(result)
-                label = "Flask-Security-Too 5.9.2" if side == "fst" else "authserver"
+                label = (
+                    f"Flask-Security-Too 5.9.2 ({peer_engine})" if side == "fst" else "authserver"
+                )
                 rows.append(load_row(f"{label}: {what}, round {number}", result))
                 if side == "authserver_new":
                     drain()
@@ -304,6 +332,8 @@ def run(options: Options, rounds: int) -> Report:
             "duration_s": duration,
             "rounds": rounds,
             "peer": PEER,
+            "engine": options.engine,
+            "peer_engine": peer_engine,
         },
         "results": results,
         "ratio_by_round": [round(r, 2) for r in ratios],
@@ -346,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--engine", choices=("granian", "gunicorn"), default="granian")
+    parser.add_argument(
+        "--peer-engine",
+        choices=("gunicorn", "granian"),
+        default="gunicorn",
+        help="the peer's HTTP server (gunicorn: the one its documentation deploys it with)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -356,9 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         engine=args.engine,
     )
-    report = run(options, 1 if args.quick else args.rounds)
+    report = run(options, 1 if args.quick else args.rounds, args.peer_engine)
     report.data["machine"] = machine()
-    report.data["engine"] = args.engine
     print(table(report.rows, TABLE_HEADER))
     if not args.quick or args.out:
         out = args.out or RESULTS_DIR / f"{NAME}.json"
