@@ -512,12 +512,18 @@ def _serve(workers: int | None, threads: int, reuse_port: bool, engine: str | No
     import os
 
     from authserver import serving
-    from authserver.listening import connection_spread, port_is_free, serving_engine
+    from authserver.listening import (
+        connection_spread,
+        numeric_host,
+        port_is_free,
+        serving_engine,
+    )
 
     settings = _settings()
     socket_activated = "LISTEN_FDS" in os.environ
     try:
         engine = serving_engine(engine, reuse_port=reuse_port, socket_activated=socket_activated)
+        address = numeric_host(settings.host, settings.port) if engine == "granian" else ""
     except ValueError as exc:
         _fail(str(exc))
     spread = connection_spread(reuse_port, threads, socket_activated=socket_activated)
@@ -532,7 +538,7 @@ def _serve(workers: int | None, threads: int, reuse_port: bool, engine: str | No
     if engine == "granian":
         from authserver import serving_granian
 
-        serving_granian.run(settings, workers=workers, threads=threads)
+        serving_granian.run(settings, workers=workers, threads=threads, address=address)
         return
     serving.run(
         settings,

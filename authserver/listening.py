@@ -50,6 +50,22 @@ def serving_engine(asked: str | None, *, reuse_port: bool, socket_activated: boo
     return asked
 
 
+def numeric_host(host: str, port: int) -> str:
+    """The IP address to bind for ``host``: Granian takes addresses only, where gunicorn also
+    took a name (``localhost``) and bound its first address. ValueError (its message for the
+    operator) when the name does not resolve."""
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return host
+    except OSError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ValueError(f"AUTHSERVER_HOST : « {host} » ne correspond à aucune adresse") from exc
+    return str(found[0][4][0])
+
+
 def port_is_free(host: str, port: int) -> bool:
     """Whether a plain bind (no ``SO_REUSEPORT``) succeeds: it fails while any socket, with
     or without ``SO_REUSEPORT``, is bound to the port. ``SO_REUSEADDR`` as gunicorn sets it,

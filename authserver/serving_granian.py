@@ -138,9 +138,10 @@ def environ_as_gunicorn(wsgi_app: Any) -> Any:
     return app
 
 
-def run(settings: Settings, workers: int, threads: int) -> None:
-    """Run Granian's WSGI workers until SIGTERM or SIGINT; with ``settings.mail_worker``,
-    one mail deliverer beside them (mail/child.py), as under gunicorn."""
+def run(settings: Settings, workers: int, threads: int, address: str) -> None:
+    """Run Granian's WSGI workers on ``address`` (an IP address: listening.numeric_host)
+    until SIGTERM or SIGINT; with ``settings.mail_worker``, one mail deliverer beside them
+    (mail/child.py), as under gunicorn."""
     from granian.constants import HTTPModes, Interfaces
     from granian.server import Server
 
@@ -156,7 +157,7 @@ def run(settings: Settings, workers: int, threads: int) -> None:
 
     server = Server(
         "authserver.serving_granian:worker_app",
-        address=settings.host,
+        address=address,
         port=settings.port,
         interface=Interfaces.WSGI,
         workers=workers,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from authserver.listening import serving_engine
+from authserver.listening import numeric_host, serving_engine
 from tests.multi.cluster import AUTHSERVER, PASSWORD, Browser, passkey_login
 from tests.multi.single import start_server
 from tests.softauthn import SoftAuthenticator
@@ -120,3 +120,25 @@ def test_the_engine_is_granian_unless_the_socket_must_be_shared():
         serving_engine("granian", reuse_port=False, socket_activated=False)
     with pytest.raises(ValueError, match="activation par socket"):
         serving_engine("granian", reuse_port=True, socket_activated=True)
+
+
+def test_a_host_name_is_bound_at_its_address(tmp_path: Path, sqlite_template):  # type: ignore[no-untyped-def]
+    """Granian takes IP addresses only: AUTHSERVER_HOST=localhost stopped it with a traceback."""
+    database = tmp_path / "authserver.db"
+    shutil.copy(sqlite_template, database)
+    server = start_server(
+        tmp_path, f"sqlite:///{database}", "console", args=ENGINE, AUTHSERVER_HOST="localhost"
+    )
+    try:
+        status, _ = _raw(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert status.startswith("HTTP/1.0 200")
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_host_name_that_does_not_resolve_is_a_clear_error():
+    with pytest.raises(ValueError, match="ne correspond à aucune adresse"):
+        numeric_host("no-such-host.invalid", 5000)
+    assert numeric_host("127.0.0.1", 5000) == "127.0.0.1"
+    assert numeric_host("::1", 5000) == "::1"
