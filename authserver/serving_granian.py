@@ -44,7 +44,6 @@ class _Plan:
 
 
 _plan: _Plan | None = None
-_started = 0  # workers started by this process's forks so far: a worker's home slot
 
 
 def worker_app() -> Any:
@@ -84,9 +83,10 @@ def relay_stop_to_main_thread() -> None:
     - Python runs handlers in the main thread only, and a signal the kernel delivers to
       another thread of the process (the app's, or Granian's own) does not wake its wait.
     Here a handler of ours keeps an early stop, and Python writes every signal it catches,
-    in any thread, to the wakeup fd. A thread waits for Granian's handler, then sends a
-    stop it learned of to the main thread itself, again every half second until the
-    process is gone (Granian's handler only sets an event: once or more is the same).
+    in any thread, to the wakeup fd. A thread waits for Granian's handler, then sends the
+    first stop it learns of to the main thread itself, once: Granian's handler only sets an
+    event, so a stop heard twice is the same stop. (Sent again and again, every half second,
+    it cut the requests in flight short.)
     """
     import os
     import signal
