@@ -106,8 +106,9 @@ def test_sigterm_right_after_a_start_stops_every_worker_at_once(tmp_path: Path, 
             assert server.proc.wait(timeout=15) == 0, server.tail()
         finally:
             server.stop()
+        # A lost stop waited out the 20 s kill timeout. (Granian may still log « Killing
+        # worker » for a worker already gone: its watcher thread reaped it first.)
         assert time.monotonic() - started < 10, attempt
-        assert "refused to gracefully stop" not in server.log_text(), server.tail()
 
 
 def test_the_engine_is_granian_unless_the_socket_must_be_shared():
