@@ -40,8 +40,37 @@ def _worker_started(worker: Any) -> None:
 
     signal.signal(signal.SIGTERM, _on_term)
     signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn: never disturb a request
+    worker_ready(app, worker.cfg.workers, home=worker.age)
+
+
+def load_worker_app(settings: Settings, threads: int, doorbell: Any) -> Any:
+    """A web worker's app, under either engine: ``threads`` sizes its database pool; it
+    sends no mail itself, the deliverer beside the workers does, woken by ``doorbell``
+    (mail/child.py; None: no deliverer) at each commit that queues mail."""
+    from authserver import create_app
+    from authserver.mail import worker_of
+
+    app = create_app(settings=replace(settings, threads=threads, mail_worker=False))
+    if doorbell is not None:
+        worker_of(app).notify = doorbell.ring
+    return app
+
+
+def worker_ready(app: Any, workers: int, home: int) -> None:
+    """A worker's app is loaded (either engine): frozen for the collector, its share of
+    the Argon2id hashes set."""
     freeze_loaded_app()
-    limit_hashing(app, worker.cfg.workers, home=worker.age)
+    limit_hashing(app, workers, home=home)
+
+
+def mail_deliverer(settings: Settings) -> Any:
+    """The one mail deliverer beside the web workers (mail/child.MailChild), or None when
+    ``settings.mail_worker`` is off."""
+    from authserver.mail.child import MailChild
+
+    if not settings.mail_worker:
+        return None
+    return MailChild(poll=settings.mail_poll, on_exit=forget_process)
 
 
 def freeze_loaded_app() -> None:
@@ -109,13 +138,7 @@ def run(settings: Settings, workers: int, threads: int, reuse_port: bool, connec
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
 
-    from authserver.mail.child import MailChild
-
-    mail_child = (
-        MailChild(poll=settings.mail_poll, on_exit=forget_process) if settings.mail_worker else None
-    )
-    # ``threads`` sizes each worker's database pool; the workers deliver no mail themselves.
-    worker_settings = replace(settings, threads=threads, mail_worker=False)
+    mail_child = mail_deliverer(settings)
 
     class ServeArbiter(Arbiter):  # type: ignore[misc]
         """gunicorn's master, which also keeps the mail deliverer alive and stops it last."""
@@ -162,13 +185,7 @@ def run(settings: Settings, workers: int, threads: int, reuse_port: bool, connec
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from authserver import create_app
-            from authserver.mail import worker_of
-
-            app = create_app(settings=worker_settings)
-            if mail_child is not None:
-                worker_of(app).notify = mail_child.doorbell.ring
-            return app
+            return load_worker_app(settings, threads, mail_child and mail_child.doorbell)
 
         def run(self) -> None:
             import sys

@@ -22,15 +22,16 @@ What gunicorn's hooks do there is done here by other means:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from authserver.config import Settings
 from authserver.serving import (
     GRACEFUL_TIMEOUT,
     forget_process,
-    freeze_loaded_app,
-    limit_hashing,
+    load_worker_app,
+    mail_deliverer,
+    worker_ready,
 )
 
 
@@ -40,6 +41,7 @@ class _Plan:
 
     settings: Settings
     workers: int
+    threads: int
     doorbell: Any  # the mail deliverer's Doorbell, or None
 
 
@@ -51,23 +53,18 @@ def worker_app() -> Any:
     import multiprocessing.util
     import os
 
-    from authserver import create_app
-    from authserver.mail import worker_of
     from authserver.sessions.oidc import backchannel_worker_of
 
     plan = _plan
     assert plan is not None, "worker_app is for serving_granian.run's workers"
     relay_stop_to_main_thread()
-    app = create_app(settings=plan.settings)
-    app.wsgi_app = environ_as_gunicorn(app.wsgi_app)  # type: ignore[method-assign]
-    if plan.doorbell is not None:
-        worker_of(app).notify = plan.doorbell.ring
+    app = load_worker_app(plan.settings, plan.threads, plan.doorbell)
+    app.wsgi_app = environ_as_gunicorn(app.wsgi_app)
     # The back-channel thread finishes the logout it is sending before the worker exits.
     multiprocessing.util.Finalize(app, backchannel_worker_of(app).stop, exitpriority=10)
     # Then its live gauges go (gunicorn's master does it at child_exit; Granian's has no hook).
     multiprocessing.util.Finalize(app, forget_process, args=(os.getpid(),), exitpriority=5)
-    freeze_loaded_app()
-    limit_hashing(app, plan.workers, home=os.getpid())
+    worker_ready(app, plan.workers, home=os.getpid())
     return app
 
 
@@ -145,15 +142,9 @@ def run(settings: Settings, workers: int, threads: int, address: str) -> None:
     from granian.constants import HTTPModes, Interfaces
     from granian.server import Server
 
-    from authserver.mail.child import MailChild
-
     global _plan
-    mail_child = (
-        MailChild(poll=settings.mail_poll, on_exit=forget_process) if settings.mail_worker else None
-    )
-    # ``threads`` sizes each worker's database pool; the workers deliver no mail themselves.
-    worker_settings = replace(settings, threads=threads, mail_worker=False)
-    _plan = _Plan(worker_settings, workers, mail_child.doorbell if mail_child else None)
+    mail_child = mail_deliverer(settings)
+    _plan = _Plan(settings, workers, threads, mail_child and mail_child.doorbell)
 
     server = Server(
         "authserver.serving_granian:worker_app",

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.forward_auth import healthz_op
 from bench.harness import (
     RESULTS_DIR,
     TABLE_HEADER,
@@ -43,12 +44,6 @@ from bench.smtp_sink import SinkProcess
 NAME = "engines"
 ENGINES = ("gunicorn", "granian")
 CONNECTIONS = 16
-
-
-def _healthz_op(load: Load) -> Any:
-    from bench.forward_auth import healthz_op
-
-    return healthz_op(load)
 
 
 def cpu_ms(result: dict[str, Any]) -> float:
@@ -97,7 +92,7 @@ def run(options: Options, rounds: int) -> Report:
                 server, population = servers[engine], populations[engine]
                 url = server.env["AUTHSERVER_DATABASE_URL"]
                 scenarios = {
-                    "healthz": _healthz_op,
+                    "healthz": healthz_op,
                     "returning": lambda load, p=population: passkey_login_op(load, p, CONNECTIONS),
                     "new": lambda load, p=population: new_browser_op(load, p, CONNECTIONS),
                 }
