@@ -101,6 +101,8 @@ def test_a_second_server_on_the_same_port_is_refused(
     shutil.copy(sqlite_template, database)
     first = start_server(tmp_path, f"sqlite:///{database}", "console", args=("--engine", engine))
     try:
+        # A Granian worker binds its socket once its app is loaded, after the first answers.
+        wait_until(lambda: listening_sockets(first.port) == 2, 30, "both workers")
         second = subprocess.run(
             [str(AUTHSERVER), "serve", "--workers", "2", "--engine", engine],
             env=first.env,
