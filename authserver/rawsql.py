@@ -97,6 +97,10 @@ class Prepared:
         """The SQL text run for values with these keys."""
         return self._for(frozenset(keys)).sql
 
+    def compiled(self, values: Mapping[str, Any]) -> _Compiled:
+        """The compiled form for values with these keys (onestatement.py composes them)."""
+        return self._for(frozenset(values))
+
     def execute(self, cursor: Any, values: Mapping[str, Any]) -> _Compiled:
         compiled = self._for(frozenset(values))
         cursor.execute(compiled.sql, compiled.params(values))

@@ -43,7 +43,7 @@ def challenge_key(challenge: bytes) -> bytes:
 
 
 class ChallengeStore(Protocol):
-    def save(self, challenge: bytes, pending: Pending, ttl: int) -> None: ...
+    def save(self, challenge: bytes, pending: Pending, ttl: float) -> None: ...
 
     def consume(self, challenge: bytes) -> Pending | None: ...
 
@@ -54,6 +54,17 @@ class ChallengeStore(Protocol):
     def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
         """Spend the ceremony only if it is ``pending`` (purpose, user, browser) and live:
         the check and the single use together, without a read before."""
+        ...
+
+    def take_pending(self, challenge: bytes, pending: Pending) -> float | None:
+        """``spend_pending`` for a caller that may have to give it back: the seconds the
+        ceremony had left, or None when nothing was spent."""
+        ...
+
+    def put_back(self, challenge: bytes, pending: Pending, seconds: float) -> None:
+        """A ceremony taken by ``take_pending`` whose login then wrote nothing, live again
+        for the ``seconds`` it had left: the view that judges the login next finds it as
+        the browser left it."""
         ...
 
 
@@ -73,7 +84,7 @@ class DatabaseChallengeStore:
     def _db(self) -> Session:
         return self._session()  # type: ignore[operator, no-any-return]
 
-    def save(self, challenge: bytes, pending: Pending, ttl: int) -> None:
+    def save(self, challenge: bytes, pending: Pending, ttl: float) -> None:
         session = self._db()
         now = utcnow()
         if random.random() < 0.02:  # sweep expired ceremonies now and then
@@ -118,6 +129,19 @@ class DatabaseChallengeStore:
     def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
         return self.peek(challenge) == pending and self.spend(challenge)
 
+    def take_pending(self, challenge: bytes, pending: Pending) -> float | None:
+        row = self._db().execute(_PEEK, {"key": challenge_key(challenge)}).first()
+        if row is None or Pending(row.purpose, row.user_id, row.binding) != pending:
+            return None
+        left = (row.expires_at - utcnow()).total_seconds()
+        if left <= 0 or not self.spend(challenge):
+            return None
+        return left
+
+    def put_back(self, challenge: bytes, pending: Pending, seconds: float) -> None:
+        if seconds > 0:
+            self.save(challenge, pending, seconds)
+
     def consume(self, challenge: bytes) -> Pending | None:
         # One statement: the row is deleted and read back at once (DELETE … RETURNING, SQLite
         # 3.35+ and PostgreSQL), so of two concurrent verifies only one gets it.
@@ -147,8 +171,9 @@ class RedisChallengeStore:
     def __init__(self, client: object) -> None:
         self.client = client
 
-    def save(self, challenge: bytes, pending: Pending, ttl: int) -> None:
-        self.client.set(self.PREFIX + challenge_key(challenge).hex(), _value(pending), ex=ttl)  # type: ignore[attr-defined]
+    def save(self, challenge: bytes, pending: Pending, ttl: float) -> None:
+        key = self.PREFIX + challenge_key(challenge).hex()
+        self.client.set(key, _value(pending), px=max(1, round(ttl * 1000)))  # type: ignore[attr-defined]
 
     def consume(self, challenge: bytes) -> Pending | None:
         raw = self.client.getdel(self.PREFIX + challenge_key(challenge).hex())  # type: ignore[attr-defined]
@@ -166,6 +191,17 @@ class RedisChallengeStore:
         key = self.PREFIX + challenge_key(challenge).hex()
         return self.client.eval(_SPEND_PENDING, 1, key, _value(pending)) == 1  # type: ignore[attr-defined]
 
+    def take_pending(self, challenge: bytes, pending: Pending) -> float | None:
+        """One script: the ceremony's time left read and the key deleted together."""
+        key = self.PREFIX + challenge_key(challenge).hex()
+        left = self.client.eval(_TAKE_PENDING, 1, key, _value(pending))  # type: ignore[attr-defined]
+        return None if left < 0 else left / 1000
+
+    def put_back(self, challenge: bytes, pending: Pending, seconds: float) -> None:
+        if seconds > 0:
+            key = self.PREFIX + challenge_key(challenge).hex()
+            self.client.set(key, _value(pending), px=max(1, round(seconds * 1000)), nx=True)  # type: ignore[attr-defined]
+
     @staticmethod
     def _pending(raw: bytes | str | None) -> Pending | None:
         if raw is None:
@@ -177,6 +213,13 @@ class RedisChallengeStore:
 # Redis expires the key itself: a live key is an unexpired ceremony.
 _SPEND_PENDING = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+# The same, answering the milliseconds the ceremony had left (-3: not spent).
+_TAKE_PENDING = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then"
+    " local left = redis.call('PTTL', KEYS[1]) redis.call('DEL', KEYS[1])"
+    " if left < 0 then return 0 end return left"
+    " end return -3"
 )
 
 

@@ -19,14 +19,18 @@ was written*: they then do the whole work again and answer as always. Tests comp
 answers, and the whole database after the same logins answered both ways
 (tests/sessions/test_login_equivalence.py).
 
-Writes happen in one short transaction on a driver connection (rawsql.py): the counter's
-compare-and-set first (a lost race goes to Flask with nothing spent), then the ceremony
-is spent (single use: of two concurrent verifies only one spends it; the other is handed
-to Flask, which refuses it), then the login core's rows (device, alert, session, login
-event). On SQLite the writes of the logins a worker is answering at the same moment share
-one transaction, each in a savepoint of its own (groupcommit.py): one turn of the database's
-write lock and one commit for them all. The security log lines, metrics and the mail
-worker's wake-up follow the commit.
+Writes happen on a driver connection (rawsql.py): the counter's compare-and-set (a lost
+race goes to Flask), the ceremony spent (single use: of two concurrent verifies only one
+spends it; the other is handed to Flask, which refuses it), the login core's rows (device,
+alert, session, login event).
+- On SQLite the writes of the logins a worker is answering at the same moment share one
+  transaction, each in a savepoint of its own (groupcommit.py): one turn of the database's
+  write lock and one commit for them all.
+- On PostgreSQL the ceremony is spent first, then the compare-and-set and the rows are one
+  statement (onestatement.py): one round trip instead of six to ten.
+A login whose rows were not written gives its ceremony back before Flask is handed the
+request, so the view judges the assertion as the browser sent it. The security log lines,
+metrics and the mail worker's wake-up follow the commit.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from authserver.logthrottle import FailureLog
 from authserver.mail import EXTENSION_KEY as MAIL_EXTENSION
 from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
 from authserver.models import utcnow
+from authserver.onestatement import Composer, LostRace
 from authserver.rawsql import Prepared, RawConnections
 from authserver.sessions import login_core, login_row
 from authserver.sessions import store as session_store
@@ -98,6 +103,25 @@ class _Checked:
 
     plan: login_core.LoginPlan  # every row of the login, built before the write lock
     use: dict[str, Any] | None  # the passkey's RECORD_USE values, if anything changed
+
+
+class _Ceremony:
+    """The login's ceremony, and the seconds it had left once this login took it (until
+    the login's rows are committed: then it stays spent)."""
+
+    def __init__(self, challenge: bytes, pending: Pending) -> None:
+        self.challenge = challenge
+        self.pending = pending
+        self.left: float | None = None
+
+    def take(self, store: Any) -> None:
+        """Spend it (Fallback when it is not this browser's live discoverable login)."""
+        self.left = store.take_pending(self.challenge, self.pending)
+        if self.left is None:
+            raise Fallback
+
+    def kept(self) -> None:
+        self.left = None
 
 
 class _CursorWriter:
@@ -154,8 +178,10 @@ class FastLogin:
         self.read_login = self.raw.prepare(LOGIN_ROW)
         self.record_use = self.raw.prepare(service.RECORD_USE)
         # SQLite: the writes of concurrent logins share one transaction (groupcommit.py).
-        # PostgreSQL has no single write lock: one transaction per login.
+        # PostgreSQL has no single write lock: each login's writes are one statement
+        # (onestatement.py).
         self.group = GroupCommit(self.raw) if self.raw.short_waits else None
+        self.composer = None if self.group is not None else Composer(self.raw)
         self._prepared: dict[int, Prepared] = {}
         self.observe_options = FastObserver("webauthn.login_options", "POST", OPTIONS_PATH)
         self.observe_verify = FastObserver("webauthn.login_verify", "POST", VERIFY_PATH)
@@ -374,15 +400,21 @@ class FastLogin:
         browser: login_core.Browser,
         mount: str,
     ) -> tuple[login_core.Written, _Checked]:
-        with self.raw.transaction() as cursor:
-            checked = self._check(cursor, assertion, browser, mount)
-            if self.group is None:
-                self.raw.begin_write(cursor)
-                written, queued = self._write(cursor, assertion, checked, binding)
-        if self.group is not None:
-            written, queued = self.group.run(
-                lambda cursor: self._write(cursor, assertion, checked, binding)
-            )
+        ceremony = _Ceremony(
+            assertion.challenge, Pending("login", None, service.binding_hash(binding))
+        )
+        try:
+            with self.raw.transaction() as cursor:
+                checked = self._check(cursor, assertion, browser, mount)
+                if self.composer is not None:
+                    written, queued = self._write_at_once(cursor, ceremony, checked)
+            if self.group is not None:
+                written, queued = self.group.run(
+                    lambda cursor: self._write(cursor, ceremony, checked)
+                )
+        except BaseException:
+            self._put_back(ceremony)
+            raise
         if queued:
             self._wake_mail()
         return written, checked
@@ -395,12 +427,19 @@ class FastLogin:
         on the same cursor; the password login fast path's."""
 
         def job(cursor: Any) -> tuple[login_core.Written, bool]:
-            done = self._write_login(cursor, plan)
+            writer = _CursorWriter(self, cursor)
+            done = self._write_login(writer, plan)
             if also is not None:
                 also(cursor)
-            return done
+            return done, writer.queued
 
-        if self.group is None:
+        if self.composer is not None and also is None:
+            with self.raw.transaction() as cursor:
+                one = self.composer.statement(cursor)
+                written = self._write_login(one, plan)
+                one.run()
+                queued = one.queued
+        elif self.group is None:
             with self.raw.transaction() as cursor:
                 self.raw.begin_write(cursor)
                 written, queued = job(cursor)
@@ -512,30 +551,53 @@ class FastLogin:
         return _Checked(plan, use)
 
     def _write(
-        self,
-        cursor: Any,
-        assertion: authentication.Assertion,
-        checked: _Checked,
-        binding: str,
+        self, cursor: Any, ceremony: _Ceremony, checked: _Checked
     ) -> tuple[login_core.Written, bool]:
-        """The counter's compare-and-set, the ceremony spent, then the login core's rows;
-        Fallback (the caller rolls back) on a lost race. The rows, and whether mail was
-        queued."""
+        """SQLite, in a transaction shared with the logins of the same moment: the
+        counter's compare-and-set, the ceremony spent, then the login core's rows; Fallback
+        (the caller rolls back) on a lost race. The rows, and whether mail was queued."""
         if checked.use is not None and self.record_use.rowcount(cursor, checked.use) != 1:
             raise Fallback  # a concurrent login moved the counter: the view judges it
         # The ceremony is checked and spent in one step: it must be a discoverable login
         # begun in this browser, live, and not spent by a concurrent verify (which the view
         # then refuses); anything else goes to the view.
-        expected = Pending("login", None, service.binding_hash(binding))
-        if not self.store.spend_pending(assertion.challenge, expected):
-            raise Fallback
-        return self._write_login(cursor, checked.plan)
+        ceremony.take(self.store)
+        writer = _CursorWriter(self, cursor)
+        return self._write_login(writer, checked.plan), writer.queued
+
+    def _write_at_once(
+        self, cursor: Any, ceremony: _Ceremony, checked: _Checked
+    ) -> tuple[login_core.Written, bool]:
+        """PostgreSQL: the ceremony spent first, then the counter's compare-and-set and the
+        login core's rows in one statement (onestatement.py), which commits itself."""
+        assert self.composer is not None
+        ceremony.take(self.store)
+        one = self.composer.statement(cursor)
+        if checked.use is not None:
+            one.gate(service.RECORD_USE, checked.use)
+        written = self._write_login(one, checked.plan)
+        try:
+            one.run()
+        except LostRace:
+            raise Fallback from None  # a concurrent login moved the counter: the view
+        ceremony.kept()  # written: from here on the ceremony is spent for good
+        return written, one.queued
+
+    def _put_back(self, ceremony: _Ceremony) -> None:
+        """A login that wrote nothing gives back the ceremony it took: the view it is
+        handed to then judges the assertion as the browser sent it (a moved counter, a
+        database error), instead of refusing a ceremony spent for nothing."""
+        if ceremony.left is None:
+            return
+        try:
+            self.store.put_back(ceremony.challenge, ceremony.pending, ceremony.left)
+        except Exception:  # the view then refuses the spent ceremony: the user tries again
+            log.warning("passkey login fast path: the ceremony was not put back", exc_info=True)
 
     def _write_login(
-        self, cursor: Any, plan: login_core.LoginPlan
-    ) -> tuple[login_core.Written, bool]:
-        """The login core's rows on ``cursor``; and whether mail was queued."""
-        writer = _CursorWriter(self, cursor)
+        self, writer: login_core.Writer, plan: login_core.LoginPlan
+    ) -> login_core.Written:
+        """The login core's rows through ``writer``."""
 
         def open_session(device_id: int) -> str:
             token, session_row = session_store.new_session_row(
@@ -550,7 +612,7 @@ class FastLogin:
             writer.execute(session_store.OPEN, session_row)
             return token
 
-        return login_core.write_login(writer, plan, open_session), writer.queued
+        return login_core.write_login(writer, plan, open_session)
 
     def _wake_mail(self) -> None:
         worker = self.app.extensions.get(MAIL_EXTENSION)

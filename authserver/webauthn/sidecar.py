@@ -45,6 +45,7 @@ _SAVE = (
 _PEEK = "SELECT purpose, user_id, binding, expires_at FROM ceremonies WHERE challenge_hash = ?"
 _SPEND = "DELETE FROM ceremonies WHERE challenge_hash = ?"
 _SPEND_PENDING = _SPEND + " AND purpose = ? AND user_id IS ? AND binding = ? AND expires_at > ?"
+_TAKE_PENDING = _SPEND_PENDING + " RETURNING expires_at"
 _CONSUME = _SPEND + " RETURNING purpose, user_id, binding, expires_at"
 _SWEEP = "DELETE FROM ceremonies WHERE expires_at < ?"
 
@@ -84,7 +85,7 @@ class SidecarChallengeStore:
         db = self._db()
         return retry_busy(lambda: db.execute(sql, values))
 
-    def save(self, challenge: bytes, pending: Pending, ttl: int) -> None:
+    def save(self, challenge: bytes, pending: Pending, ttl: float) -> None:
         now = time.time()
         if random.random() < 0.02:  # sweep expired ceremonies now and then
             self._run(_SWEEP, (now,))
@@ -100,6 +101,25 @@ class SidecarChallengeStore:
     def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
         values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
         return self._run(_SPEND_PENDING, (*values, time.time())).rowcount == 1
+
+    def take_pending(self, challenge: bytes, pending: Pending) -> float | None:
+        db = self._db()
+        values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
+        now = time.time()
+
+        def delete_returning() -> tuple[float] | None:
+            cursor = db.execute(_TAKE_PENDING, (*values, now))
+            row = cursor.fetchone()
+            cursor.close()
+            return row  # type: ignore[no-any-return]
+
+        row = retry_busy(delete_returning)
+        return None if row is None else max(0.0, row[0] - now)
+
+    def put_back(self, challenge: bytes, pending: Pending, seconds: float) -> None:
+        if seconds > 0:
+            values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
+            self._run(_SAVE, (*values, time.time() + seconds))
 
     def consume(self, challenge: bytes) -> Pending | None:
         db = self._db()

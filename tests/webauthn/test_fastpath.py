@@ -338,6 +338,64 @@ def test_a_driver_error_in_the_fast_path_hands_the_login_over(
     assert len(rows(fast_app, AuthSession, AuthSession.method == "passkey")) == 1
 
 
+def test_a_failure_while_the_rows_are_written_gives_the_ceremony_back(
+    fast_app, enrolled, auth, monkeypatch
+):
+    """The ceremony is spent before the rows are written (PostgreSQL: before the one
+    statement; SQLite: in the shared transaction). When the rows are not written, the fast
+    path gives the ceremony back, so the view logs in with the same assertion instead of
+    refusing a ceremony spent for nothing."""
+    credential = auth.assert_(enrolled.login_options())
+    path = fast(fast_app)
+
+    def broken(*_: Any) -> Any:
+        raise path.raw.errors("the connection went away mid-login")
+
+    monkeypatch.setattr(path, "_write_login", broken)
+    with Counted(fast_app) as counted:
+        response = enrolled.login_verify(credential)
+    assert (counted.answered, counted.handed) == (0, 1)
+    assert response.status_code == 200, response.get_json()
+    assert len(rows(fast_app, AuthSession, AuthSession.method == "passkey")) == 1
+    # Spent for good by the view's login: a replay is refused.
+    enrolled.logout()
+    assert_json_error(enrolled.login_verify(credential), 400, "challenge_invalid")
+
+
+def test_a_counter_moved_by_a_concurrent_login_leaves_the_login_to_the_view(
+    fast_app, enrolled, auth, monkeypatch
+):
+    """Between the fast path's read and its write, another login of the same passkey moved
+    the counter: its compare-and-set changes nothing, nothing of the login is written, and
+    the view, handed the request with its ceremony given back, judges the counter as it
+    now stands."""
+    app = fast_app
+    assert enrolled.login(auth).status_code == 200  # counter 1
+    enrolled.logout()
+    credential = auth.assert_(enrolled.login_options())  # counter 2, read as after 1
+    path = fast(app)
+    check = path._check
+
+    def check_then_move(*args: Any) -> Any:
+        checked = check(*args)
+        with get_database(app).session_scope() as session:
+            session.execute(update(WebAuthnCredential).values(sign_count=0))
+        return checked
+
+    monkeypatch.setattr(path, "_check", check_then_move)
+    sessions = len(rows(app, AuthSession, AuthSession.method == "passkey"))
+    events = len(rows(app, LoginEvent))
+    with Counted(app) as counted:
+        response = enrolled.login_verify(credential)
+    assert (counted.answered, counted.handed) == (0, 1)
+    assert response.status_code == 200, response.get_json()
+    # One login (the view's), not two.
+    assert len(rows(app, AuthSession, AuthSession.method == "passkey")) == sessions + 1
+    assert len(rows(app, LoginEvent)) == events + 1
+    (passkey,) = passkeys(app)
+    assert passkey.sign_count == 2
+
+
 def test_behind_a_mount_point_the_redirect_is_the_views(fast_app, enrolled, auth):
     """Served under a prefix (SCRIPT_NAME, e.g. a proxy's /portail): the same redirect."""
     mounted = {"SCRIPT_NAME": "/portail"}

@@ -113,3 +113,55 @@ def test_of_concurrent_spends_exactly_one_wins(store):
     with ThreadPoolExecutor(8) as pool:
         won = list(pool.map(lambda _: store.spend_pending(mine, LOGIN), range(8)))
     assert won.count(True) == 1
+
+
+def test_a_ceremony_taken_tells_its_time_left_and_is_spent(store):
+    mine = challenge()
+    store.save(mine, LOGIN, 60)
+    left = store.take_pending(mine, LOGIN)
+    assert left is not None and 55 < left <= 60
+    assert store.take_pending(mine, LOGIN) is None
+    assert store.spend_pending(mine, LOGIN) is False
+
+
+@pytest.mark.parametrize(
+    "other", [Pending("register", None, BINDING), Pending("login", None, b"\x02" * 32)]
+)
+def test_a_ceremony_that_is_not_the_one_named_is_not_taken(store, other):
+    mine = challenge()
+    store.save(mine, other, 60)
+    assert store.take_pending(mine, LOGIN) is None
+    assert store.peek(mine) == other
+    assert store.take_pending(challenge(), LOGIN) is None  # unknown
+
+
+def test_a_ceremony_put_back_is_live_again_for_the_time_it_had_left(store):
+    """A login that took the ceremony and then wrote nothing gives it back: the view that
+    judges the login next finds it; and it still ends when it would have."""
+    mine = challenge()
+    store.save(mine, LOGIN, 60)
+    left = store.take_pending(mine, LOGIN)
+    assert left is not None
+    store.put_back(mine, LOGIN, left)
+    assert store.peek(mine) == LOGIN
+    assert store.spend_pending(mine, LOGIN) is True
+    short = challenge()
+    store.save(short, LOGIN, 60)
+    assert store.take_pending(short, LOGIN) is not None
+    store.put_back(short, LOGIN, 1.0)
+    if isinstance(store, RedisChallengeStore):
+        time.sleep(1.2)
+    else:
+        store.expire_all()
+    assert store.take_pending(short, LOGIN) is None
+    spent = challenge()
+    store.put_back(spent, LOGIN, 0.0)  # nothing left: nothing to give back
+    assert store.peek(spent) is None
+
+
+def test_of_concurrent_takes_exactly_one_wins(store):
+    mine = challenge()
+    store.save(mine, LOGIN, 60)
+    with ThreadPoolExecutor(8) as pool:
+        taken = list(pool.map(lambda _: store.take_pending(mine, LOGIN), range(8)))
+    assert sum(left is not None for left in taken) == 1
