@@ -84,8 +84,15 @@ def relay_stop_to_main_thread() -> None:
     first stop it learns of to the main thread itself, once: Granian's handler only sets an
     event, so a stop heard twice is the same stop. (Sent again and again, every half second,
     it cut the requests in flight short.)
+
+    The same thread stops the worker when the master is gone (killed outright: the OOM
+    killer, ``kill -9``). Granian's workers do not notice it themselves: they went on
+    listening, and answered with the old code beside the next server on the port. As
+    gunicorn's workers do, each looks at its parent once a second, and stops as the
+    master would have had it stop.
     """
     import os
+    import select
     import signal
     import time
 
@@ -102,16 +109,21 @@ def relay_stop_to_main_thread() -> None:
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
     main = threading.main_thread().ident
     assert main is not None
+    master = os.getppid()
 
     def relay() -> None:
+        caught = 0
+        while not caught:
+            if select.select([read_fd], [], [], 1.0)[0]:
+                chunk = os.read(read_fd, 64)
+                caught = next((int(stop) for stop in stops if int(stop) in chunk), 0)
+            elif os.getppid() != master:
+                caught = int(signal.SIGTERM)
+            caught = early[0] if early else caught
         deadline = time.monotonic() + 300
         while signal.getsignal(signal.SIGTERM) is keep and time.monotonic() < deadline:
             time.sleep(0.02)
-        caught = early[0] if early else 0
-        while not caught and (chunk := os.read(read_fd, 64)):
-            caught = next((int(stop) for stop in stops if int(stop) in chunk), 0)
-        if caught:
-            signal.pthread_kill(main, caught)
+        signal.pthread_kill(main, caught)
 
     threading.Thread(target=relay, name="stop-relay", daemon=True).start()
 

@@ -41,6 +41,28 @@ QUICK_DEATH = 30.0  # a deliverer that lived less than this doubles the next wai
 
 DELIVER = ("-c", "from authserver.cli import main; main()", "mail", "deliver")
 
+# No fork of this process while a child is being spawned here. Popen waits for its child's
+# exec on a pipe whose writing end only the child should hold; a process forked meanwhile
+# by another thread (Granian's master forks its workers, and forks them again, from its
+# main thread while a thread of its starts the deliverer) inherits that end and keeps it
+# open for its whole life, and the Popen never returned: the deliverer was then never
+# started again after a death (a test found it in 7 runs out of 10). Every os.fork (the
+# workers', through multiprocessing) waits for the lock; a spawn holds it.
+_SPAWNING = threading.RLock()
+os.register_at_fork(
+    before=_SPAWNING.acquire,
+    after_in_parent=_SPAWNING.release,
+    after_in_child=_SPAWNING.release,
+)
+
+
+def spawn(command: Sequence[str], pass_fds: Sequence[int] = ()) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(command)``, never beside a fork of another thread."""
+    with _SPAWNING:
+        return subprocess.Popen(  # noqa: S603 (this interpreter, our own arguments)
+            list(command), pass_fds=tuple(pass_fds), stdin=subprocess.DEVNULL
+        )
+
 
 class Doorbell:
     """A pipe made in the master before the workers fork: they ring, the deliverer listens.
@@ -133,9 +155,7 @@ class MailChild:
             self._start()
 
     def _start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603 (this interpreter, our own arguments)
-            self.command(), pass_fds=(self.doorbell.read_fd,), stdin=subprocess.DEVNULL
-        )
+        self.proc = spawn(self.command(), pass_fds=(self.doorbell.read_fd,))
         self.started_at = self.clock()
         log.info("mail deliverer started (pid %s)", self.proc.pid)
 

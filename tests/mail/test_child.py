@@ -157,3 +157,39 @@ def test_a_ring_wakes_the_listener_and_never_blocks_when_nobody_reads():
         assert woken.wait(5)
     finally:
         child.doorbell.close()
+
+
+def test_a_fork_of_another_thread_never_holds_up_a_spawn():
+    """Granian's master forks its workers from its main thread while a thread of its starts
+    the deliverer. A process forked while Popen waits for its child's exec inherited the
+    end of the pipe Popen waits on, and Popen waited as long as that process lived (the
+    deliverer was then never started again). Each round here forks a process that lives
+    3 s at the moment another thread spawns: the spawn must not wait for it."""
+    from authserver.mail.child import spawn
+
+    waits = []
+    for round_ in range(20):
+        barrier = threading.Barrier(2)
+        took: list[float] = []
+
+        def spawner(barrier: threading.Barrier = barrier, took: list[float] = took) -> None:
+            barrier.wait()
+            started = time.monotonic()
+            proc = spawn([sys.executable, "-c", "pass"])
+            took.append(time.monotonic() - started)
+            proc.wait()
+
+        thread = threading.Thread(target=spawner)
+        thread.start()
+        barrier.wait()
+        time.sleep(round_ * 0.0003)  # somewhere in the spawn's few milliseconds
+        pid = os.fork()
+        if pid == 0:  # as a worker would: lives on, holding whatever it inherited
+            time.sleep(3)
+            os._exit(0)
+        thread.join(10)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        waits.extend(took)
+    assert len(waits) == 20
+    assert max(waits) < 2.0, sorted(waits)[-3:]

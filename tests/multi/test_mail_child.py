@@ -117,13 +117,17 @@ def test_one_deliverer_beside_the_workers_woken_by_their_commits_and_kept_alive(
         seen.add(second)
         assert f"mail deliverer (pid {first}) stopped (killed by SIGKILL)" in server.log_text()
 
-        # The master killed outright: the deliverer does not outlive it.
+        # The master killed outright (the OOM killer, kill -9): neither the deliverer nor
+        # the workers outlive it (a worker left listening would answer with the old code
+        # beside the next server, on the same port).
+        seen.update(workers)
         os.kill(master, signal.SIGKILL)
         server.proc.wait(10)
         wait_until(lambda: not alive(second), 10, what="the deliverer to leave")
+        wait_until(lambda: not any(alive(w) for w in workers), 15, what="the workers to leave")
     finally:
         server.stop()
-        for pid in seen:  # a failed test leaves no deliverer behind
+        for pid in seen:  # a failed test leaves no deliverer or worker behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         relay.stop()
