@@ -127,7 +127,6 @@ class Composer:
 
         self.raw = raw
         self.division_by_zero: type[BaseException] = psycopg.errors.DivisionByZero
-        self._prepared: dict[int, Prepared] = {}
         self._counting: dict[int, Update] = {}
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
         self._sequences: dict[str, Prepared] = {}
@@ -135,13 +134,6 @@ class Composer:
     def statement(self, cursor: Any) -> OneStatement:
         """A new statement to collect, sent on ``cursor`` (in autocommit: it commits itself)."""
         return OneStatement(self, cursor)
-
-    def prepared(self, statement: ClauseElement) -> Prepared:
-        found = self._prepared.get(id(statement))
-        if found is None:
-            found = self.raw.prepare(statement)
-            self._prepared = {**self._prepared, id(statement): found}  # readers never see half
-        return found
 
     def counting(self, statement: Update) -> Update:
         """``statement`` answering the ids of the rows it changed (the gate's count)."""
@@ -173,7 +165,7 @@ class Composer:
         if found is None:
             parts: list[_Part] = []
             for index, (statement, row) in enumerate(statements):
-                compiled = self.prepared(statement).compiled(row)
+                compiled = self.raw.prepared(statement).compiled(row)
                 parts.append((compiled, "g0_" if gated and index == 0 else f"w{index}_"))
             found = _Shape(parts, gated)
             self._shapes = {**self._shapes, key: found}

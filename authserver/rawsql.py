@@ -183,6 +183,7 @@ class RawConnections:
         self.dialect = engine.dialect
         self.errors: type[BaseException] = engine.dialect.loaded_dbapi.Error
         self.idle: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=keep)
+        self._prepared: dict[int, Prepared] = {}
         # SQLite only: the connections kept here wait for locks in retry_busy's short steps
         # (their busy_timeout is 0 while they are here), see begin_write.
         self.short_waits = short_waits and engine.dialect.name == "sqlite"
@@ -196,6 +197,15 @@ class RawConnections:
 
     def prepare(self, statement: ClauseElement) -> Prepared:
         return Prepared(statement, self.dialect)
+
+    def prepared(self, statement: ClauseElement) -> Prepared:
+        """``prepare(statement)`` once per statement object, for callers handed statements
+        (the login core's) rather than holding their own."""
+        found = self._prepared.get(id(statement))
+        if found is None:
+            found = self.prepare(statement)
+            self._prepared = {**self._prepared, id(statement): found}  # readers never see half
+        return found
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:

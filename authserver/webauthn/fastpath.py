@@ -59,7 +59,7 @@ from authserver.mail import EXTENSION_KEY as MAIL_EXTENSION
 from authserver.metrics import PASSKEY_CEREMONIES, FastObserver
 from authserver.models import utcnow
 from authserver.onestatement import Composer, LostRace
-from authserver.rawsql import Prepared, RawConnections
+from authserver.rawsql import RawConnections
 from authserver.sessions import login_core, login_row
 from authserver.sessions import store as session_store
 from authserver.sessions.completion import safe_next
@@ -133,12 +133,12 @@ class _CursorWriter:
         self.queued = False
 
     def insert(self, statement: Any, row: dict[str, Any]) -> int:
-        found = self.fast.prepared(statement).first(self.cursor, row)
+        found = self.fast.raw.prepared(statement).first(self.cursor, row)
         assert found is not None
         return int(found[0])
 
     def execute(self, statement: Any, row: dict[str, Any]) -> None:
-        self.fast.prepared(statement).execute(self.cursor, row)
+        self.fast.raw.prepared(statement).execute(self.cursor, row)
 
     def mail_queued(self) -> None:
         self.queued = True
@@ -182,7 +182,6 @@ class FastLogin:
         # (onestatement.py).
         self.group = GroupCommit(self.raw) if self.raw.short_waits else None
         self.composer = None if self.group is not None else Composer(self.raw)
-        self._prepared: dict[int, Prepared] = {}
         self.observe_options = FastObserver("webauthn.login_options", "POST", OPTIONS_PATH)
         self.observe_verify = FastObserver("webauthn.login_verify", "POST", VERIFY_PATH)
         self.settings = app.config["AUTHSERVER"]
@@ -384,14 +383,6 @@ class FastLogin:
                 self.drop_flask_session,
             ],
         )
-
-    def prepared(self, statement: Any) -> Prepared:
-        """The login core's statements, compiled once for this database."""
-        found = self._prepared.get(id(statement))
-        if found is None:
-            found = self.raw.prepare(statement)
-            self._prepared = {**self._prepared, id(statement): found}  # readers never see half
-        return found
 
     def _transaction(
         self,
