@@ -148,11 +148,8 @@ def test_a_ceremony_put_back_is_live_again_for_the_time_it_had_left(store):
     short = challenge()
     store.save(short, LOGIN, 60)
     assert store.take_pending(short, LOGIN) is not None
-    store.put_back(short, LOGIN, 1.0)
-    if isinstance(store, RedisChallengeStore):
-        time.sleep(1.2)
-    else:
-        store.expire_all()
+    store.put_back(short, LOGIN, 0.05)
+    time.sleep(0.1)  # Redis and the sidecar expire by the clock, the database store too
     assert store.take_pending(short, LOGIN) is None
     spent = challenge()
     store.put_back(spent, LOGIN, 0.0)  # nothing left: nothing to give back
