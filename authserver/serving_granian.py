@@ -21,6 +21,7 @@ What gunicorn's hooks do there is done here by other means:
 
 from __future__ import annotations
 
+import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,11 @@ def worker_app() -> Any:
     return app
 
 
+# Sent by the stop relay to wake a worker's main thread (its handler does nothing); a
+# terminal's resize sends it too, harmlessly.
+WAKE = signal.SIGWINCH
+
+
 def relay_stop_to_main_thread() -> None:
     """Make sure a worker's main thread hears SIGTERM (or SIGINT), whenever it came and
     whichever thread the kernel gave it to. Called first thing in the worker.
@@ -80,10 +86,14 @@ def relay_stop_to_main_thread() -> None:
     - Python runs handlers in the main thread only, and a signal the kernel delivers to
       another thread of the process (the app's, or Granian's own) does not wake its wait.
     Here a handler of ours keeps an early stop, and Python writes every signal it catches,
-    in any thread, to the wakeup fd. A thread waits for Granian's handler, then sends the
-    first stop it learns of to the main thread itself, once: Granian's handler only sets an
-    event, so a stop heard twice is the same stop. (Sent again and again, every half second,
-    it cut the requests in flight short.)
+    in any thread, to the wakeup fd. A thread waits for Granian's handler, then:
+    - a stop our handler kept is sent to the main thread, once (Granian never heard it);
+    - a later stop is already Granian's to handle (Python marks a signal caught in any
+      thread for the main thread's handler): the main thread is only woken, by a signal
+      whose handler does nothing (``WAKE``), and runs Granian's handler once.
+    Sending the stop itself again was wrong: when the kernel had given it to the main
+    thread, Granian's handler ran twice, and the second time it could block for good (one
+    Ctrl-C of ``make run`` in about seven left the worker to be killed after 20 s).
 
     The same thread stops the worker when the master is gone (killed outright: the OOM
     killer, ``kill -9``). Granian's workers do not notice it themselves: they went on
@@ -104,6 +114,7 @@ def relay_stop_to_main_thread() -> None:
 
     for stop in stops:
         signal.signal(stop, keep)
+    signal.signal(WAKE, lambda _signum, _frame: None)  # interrupts the main thread's wait
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
@@ -113,17 +124,20 @@ def relay_stop_to_main_thread() -> None:
 
     def relay() -> None:
         caught = 0
+        unheard = False  # a stop Granian's handler will not run for by itself
         while not caught:
             if select.select([read_fd], [], [], 1.0)[0]:
                 chunk = os.read(read_fd, 64)
                 caught = next((int(stop) for stop in stops if int(stop) in chunk), 0)
             elif os.getppid() != master:
-                caught = int(signal.SIGTERM)
-            caught = early[0] if early else caught
+                caught, unheard = int(signal.SIGTERM), True
         deadline = time.monotonic() + 300
         while signal.getsignal(signal.SIGTERM) is keep and time.monotonic() < deadline:
             time.sleep(0.02)
-        signal.pthread_kill(main, caught)
+        if early or unheard:
+            signal.pthread_kill(main, early[0] if early else caught)
+        else:
+            signal.pthread_kill(main, WAKE)
 
     threading.Thread(target=relay, name="stop-relay", daemon=True).start()
 
