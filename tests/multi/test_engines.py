@@ -123,15 +123,15 @@ def test_ctrl_c_after_requests_stops_every_process_at_once(tmp_path: Path, sqlit
     for attempt in range(4):
         server = start_server(tmp_path, f"sqlite:///{database}", "console", args=ENGINE)
         assert server.proc is not None
-        for _ in range(2):  # every worker is up and has answered
-            status, _ = _raw(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
-            assert status == "HTTP/1.0 200 OK"
-        started = time.monotonic()
-        os.killpg(server.proc.pid, signal.SIGINT)
         try:
+            for _ in range(2):  # every worker is up and has answered
+                status, _ = _raw(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+                assert status == "HTTP/1.0 200 OK"
+            started = time.monotonic()
+            os.killpg(server.proc.pid, signal.SIGINT)
             assert server.proc.wait(timeout=25) == 0, server.tail()
         finally:
-            server.stop()
+            server.stop()  # whatever failed above, no server is left behind
         assert time.monotonic() - started < 10, (attempt, server.tail())
 
 
