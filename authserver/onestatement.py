@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert, Update
 
-from authserver.rawsql import Prepared, RawConnections
+from authserver.rawsql import RawConnections
 
 _BIND = re.compile(r"%\(([^)]+)\)s")
 
@@ -129,7 +129,10 @@ class Composer:
         self.division_by_zero: type[BaseException] = psycopg.errors.DivisionByZero
         self._counting: dict[int, Update] = {}
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
-        self._sequences: dict[str, Prepared] = {}
+        # The next id of a table's ``id`` sequence, the table named at each call.
+        self._nextval = raw.prepare(
+            select(func.nextval(func.pg_get_serial_sequence(bindparam("table"), "id")))
+        )
 
     def statement(self, cursor: Any) -> OneStatement:
         """A new statement to collect, sent on ``cursor`` (in autocommit: it commits itself)."""
@@ -147,13 +150,7 @@ class Composer:
     def next_id(self, cursor: Any, statement: Insert) -> int:
         """The next id of the table ``statement`` inserts into, from its sequence."""
         table: Any = statement.table
-        nextval = self._sequences.get(table.name)
-        if nextval is None:
-            nextval = self.raw.prepare(
-                select(func.nextval(func.pg_get_serial_sequence(bindparam("table"), "id")))
-            )
-            self._sequences = {**self._sequences, table.name: nextval}
-        found = nextval.first(cursor, {"table": table.name})
+        found = self._nextval.first(cursor, {"table": table.name})
         assert found is not None
         return int(found[0])
 

@@ -92,8 +92,10 @@ def relay_stop_to_main_thread() -> None:
       thread for the main thread's handler): the main thread is only woken, by a signal
       whose handler does nothing (``WAKE``), and runs Granian's handler once.
     Sending the stop itself again was wrong: when the kernel had given it to the main
-    thread, Granian's handler ran twice, and the second time it could block for good (one
-    Ctrl-C of ``make run`` in about seven left the worker to be killed after 20 s).
+    thread, Granian's handler ran twice, and it could then block for good (one Ctrl-C of
+    ``make run`` in about seven left the worker to be killed after 20 s). That stall is
+    rarer since, not gone: the master's own SIGTERM at shutdown still runs the handler a
+    second time after a Ctrl-C.
 
     The same thread stops the worker when the master is gone (killed outright: the OOM
     killer, ``kill -9``). Granian's workers do not notice it themselves: they went on
@@ -103,7 +105,6 @@ def relay_stop_to_main_thread() -> None:
     """
     import os
     import select
-    import signal
     import time
 
     stops = (signal.SIGTERM, signal.SIGINT)
@@ -208,8 +209,6 @@ class _Keeper:
 
     def start(self) -> None:
         """Granian's startup hook: its stop handlers are installed; ours goes in front."""
-        import signal
-
         for stop in (signal.SIGTERM, signal.SIGINT):
             granian_handler = signal.getsignal(stop)
 

@@ -127,7 +127,7 @@ class DatabaseChallengeStore:
         return self._db().execute(_SPEND, {"key": challenge_key(challenge)}).rowcount == 1
 
     def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
-        return self.peek(challenge) == pending and self.spend(challenge)
+        return self.take_pending(challenge, pending) is not None
 
     def take_pending(self, challenge: bytes, pending: Pending) -> float | None:
         row = self._db().execute(_PEEK, {"key": challenge_key(challenge)}).first()
@@ -187,12 +187,11 @@ class RedisChallengeStore:
         return self.client.delete(self.PREFIX + challenge_key(challenge).hex()) == 1  # type: ignore[attr-defined]
 
     def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
-        """One script, atomic on the server: DEL only if the value is this ceremony's."""
-        key = self.PREFIX + challenge_key(challenge).hex()
-        return self.client.eval(_SPEND_PENDING, 1, key, _value(pending)) == 1  # type: ignore[attr-defined]
+        return self.take_pending(challenge, pending) is not None
 
     def take_pending(self, challenge: bytes, pending: Pending) -> float | None:
-        """One script: the ceremony's time left read and the key deleted together."""
+        """One script, atomic on the server: the key deleted only if its value is this
+        ceremony's, and the time it had left read in the same step."""
         key = self.PREFIX + challenge_key(challenge).hex()
         left = self.client.eval(_TAKE_PENDING, 1, key, _value(pending))  # type: ignore[attr-defined]
         return None if left < 0 else left / 1000
@@ -210,11 +209,8 @@ class RedisChallengeStore:
         return Pending(data["purpose"], data["user_id"], bytes.fromhex(data["binding"]))
 
 
-# Redis expires the key itself: a live key is an unexpired ceremony.
-_SPEND_PENDING = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-)
-# The same, answering the milliseconds the ceremony had left (-3: not spent).
+# Redis expires the key itself: a live key is an unexpired ceremony. The answer: the
+# milliseconds it had left (-3: not spent).
 _TAKE_PENDING = (
     "if redis.call('GET', KEYS[1]) == ARGV[1] then"
     " local left = redis.call('PTTL', KEYS[1]) redis.call('DEL', KEYS[1])"

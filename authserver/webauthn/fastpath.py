@@ -413,9 +413,9 @@ class FastLogin:
     def write_plan(
         self, plan: login_core.LoginPlan, also: Callable[[Any], None] | None = None
     ) -> login_core.Written:
-        """The login core's rows of ``plan`` in one short write transaction (shared with the
-        logins answered at the same moment on SQLite), and ``also``'s statements after them
-        on the same cursor; the password login fast path's."""
+        """The login core's rows of ``plan``, the password login fast path's: on SQLite in
+        one short write transaction shared with the logins of the same moment, ``also``'s
+        statements after them on the same cursor; on PostgreSQL as one statement."""
 
         def job(cursor: Any) -> tuple[login_core.Written, bool]:
             writer = _CursorWriter(self, cursor)
@@ -424,18 +424,18 @@ class FastLogin:
                 also(cursor)
             return done, writer.queued
 
-        if self.composer is not None and also is None:
+        if self.group is not None:
+            written, queued = self.group.run(job)
+        else:
+            # PostgreSQL: this path runs only with Redis, where the throttle's counters are
+            # too; statements of the counters here would not be in the one statement.
+            if also is not None or self.composer is None:
+                raise ValueError("statements beside the login need a transaction")
             with self.raw.transaction() as cursor:
                 one = self.composer.statement(cursor)
                 written = self._write_login(one, plan)
                 one.run()
                 queued = one.queued
-        elif self.group is None:
-            with self.raw.transaction() as cursor:
-                self.raw.begin_write(cursor)
-                written, queued = job(cursor)
-        else:
-            written, queued = self.group.run(job)
         if queued:
             self._wake_mail()
         return written

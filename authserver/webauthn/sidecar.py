@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from authserver.rawsql import retry_busy
 from authserver.webauthn.challenges import Pending, challenge_key
@@ -44,8 +45,10 @@ _SAVE = (
 )
 _PEEK = "SELECT purpose, user_id, binding, expires_at FROM ceremonies WHERE challenge_hash = ?"
 _SPEND = "DELETE FROM ceremonies WHERE challenge_hash = ?"
-_SPEND_PENDING = _SPEND + " AND purpose = ? AND user_id IS ? AND binding = ? AND expires_at > ?"
-_TAKE_PENDING = _SPEND_PENDING + " RETURNING expires_at"
+_TAKE_PENDING = (
+    _SPEND + " AND purpose = ? AND user_id IS ? AND binding = ? AND expires_at > ?"
+    " RETURNING expires_at"
+)
 _CONSUME = _SPEND + " RETURNING purpose, user_id, binding, expires_at"
 _SWEEP = "DELETE FROM ceremonies WHERE expires_at < ?"
 
@@ -99,38 +102,32 @@ class SidecarChallengeStore:
         return self._run(_SPEND, (challenge_key(challenge),)).rowcount == 1
 
     def spend_pending(self, challenge: bytes, pending: Pending) -> bool:
-        values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
-        return self._run(_SPEND_PENDING, (*values, time.time())).rowcount == 1
+        return self.take_pending(challenge, pending) is not None
 
     def take_pending(self, challenge: bytes, pending: Pending) -> float | None:
-        db = self._db()
         values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
         now = time.time()
-
-        def delete_returning() -> tuple[float] | None:
-            cursor = db.execute(_TAKE_PENDING, (*values, now))
-            row = cursor.fetchone()
-            cursor.close()
-            return row  # type: ignore[no-any-return]
-
-        row = retry_busy(delete_returning)
+        row = self._delete_returning(_TAKE_PENDING, (*values, now))
         return None if row is None else max(0.0, row[0] - now)
 
     def put_back(self, challenge: bytes, pending: Pending, seconds: float) -> None:
         if seconds > 0:
-            values = (challenge_key(challenge), pending.purpose, pending.user_id, pending.binding)
-            self._run(_SAVE, (*values, time.time() + seconds))
+            self.save(challenge, pending, seconds)
 
     def consume(self, challenge: bytes) -> Pending | None:
+        return _live(self._delete_returning(_CONSUME, (challenge_key(challenge),)))
+
+    def _delete_returning(self, sql: str, values: tuple[object, ...]) -> Any:
+        """The row a DELETE … RETURNING removed (None: none), waiting for the file's lock."""
         db = self._db()
 
-        def delete_returning() -> tuple[str, int | None, bytes, float] | None:
-            cursor = db.execute(_CONSUME, (challenge_key(challenge),))
+        def run() -> Any:
+            cursor = db.execute(sql, values)
             row = cursor.fetchone()
             cursor.close()  # the DELETE … RETURNING is done once its cursor is closed
-            return row  # type: ignore[no-any-return]
+            return row
 
-        return _live(retry_busy(delete_returning))
+        return retry_busy(run)
 
     def expire_all(self) -> None:
         """For tests: every pending ceremony is now past its time."""
