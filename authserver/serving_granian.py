@@ -58,6 +58,7 @@ def worker_app() -> Any:
 
     plan = _plan
     assert plan is not None, "worker_app is for serving_granian.run's workers"
+    stop_handler_runs_once()
     relay_stop_to_main_thread()
     app = load_worker_app(plan.settings, plan.threads, plan.doorbell)
     app.wsgi_app = environ_as_gunicorn(app.wsgi_app)
@@ -67,6 +68,76 @@ def worker_app() -> Any:
     multiprocessing.util.Finalize(app, forget_process, args=(os.getpid(),), exitpriority=5)
     worker_ready(app, plan.workers, home=os.getpid())
     return app
+
+
+def stop_handler_runs_once() -> None:
+    """Make Granian's worker run its stop handler once, however many stops it hears.
+
+    The handler puts a value in a Rust channel of one place (``WorkerSignal.set``) without
+    releasing the interpreter lock. Its reader takes the first value, then holds its end
+    until the worker's threads are done, and drops it only once it has the interpreter lock
+    back: a third stop blocked the main thread on a full channel, lock held, for good, and
+    the master killed the worker after its 20 s timeout. A worker hears its stop more than
+    once in the usual Ctrl-C: the terminal's SIGINT, then the master's SIGTERM as it shuts
+    down (one Ctrl-C of ``make run`` in about seven). Granian installs the handler after the
+    app is loaded, through ``granian._signals.set_main_signals``, looked up when called: the
+    handler it is given is wrapped here, before that."""
+    import granian._signals as granian_signals
+
+    install = granian_signals.set_main_signals
+    if getattr(install, "runs_once", False):
+        return
+
+    def set_main_signals(handler: Any, reload_handler: Any = None) -> None:
+        heard: list[int] = []
+
+        def once(signum: int, frame: Any) -> None:
+            if not heard:
+                heard.append(signum)
+                handler(signum, frame)
+
+        install(once, reload_handler)  # type: ignore[no-untyped-call]
+
+    set_main_signals.runs_once = True  # type: ignore[attr-defined]
+    granian_signals.set_main_signals = set_main_signals
+
+
+STOPS = (signal.SIGTERM, signal.SIGINT)
+_holding = False
+
+
+def hold_stops_across_forks() -> None:
+    """Every fork of the master starts its child with SIGTERM and SIGINT blocked, and the
+    worker unblocks them once its own handler is in place (``relay_stop_to_main_thread``).
+
+    A forked worker starts with the master's handlers, which only flag the master's own loop:
+    a stop that came between the fork and the worker's first line (Granian's logging set-up,
+    the app factory's lookup; tens of milliseconds on busy cores) was lost, and the master
+    killed the worker after its 20 s timeout. It happened when the server was stopped while
+    it started a new worker (after a crash, a worker's lifetime, a reload): four stops in
+    ten in a test on two busy cores. A blocked signal waits, pending, until it is unblocked;
+    the master blocks them only for the fork's instant, in the forking thread."""
+    import os
+
+    global _holding
+    if _holding:
+        return
+    _holding = True
+    saved: list[Any] = []
+
+    def before() -> None:
+        saved.append(signal.pthread_sigmask(signal.SIG_BLOCK, STOPS))
+
+    def after_in_parent() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, saved.pop())
+
+    os.register_at_fork(before=before, after_in_parent=after_in_parent, after_in_child=saved.clear)
+
+
+def take_held_stops() -> None:
+    """Unblock the stops held since the fork, once the worker's own handler is in place:
+    one that came meanwhile is delivered now, to that handler."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
 
 
 # Sent by the stop relay to wake a worker's main thread (its handler does nothing); a
@@ -92,10 +163,8 @@ def relay_stop_to_main_thread() -> None:
       thread for the main thread's handler): the main thread is only woken, by a signal
       whose handler does nothing (``WAKE``), and runs Granian's handler once.
     Sending the stop itself again was wrong: when the kernel had given it to the main
-    thread, Granian's handler ran twice, and it could then block for good (one Ctrl-C of
-    ``make run`` in about seven left the worker to be killed after 20 s). That stall is
-    rarer since, not gone: the master's own SIGTERM at shutdown still runs the handler a
-    second time after a Ctrl-C.
+    thread, Granian's handler ran once more, and it could then block for good (see
+    ``stop_handler_runs_once``, which makes any number of stops safe).
 
     The same thread stops the worker when the master is gone (killed outright: the OOM
     killer, ``kill -9``). Granian's workers do not notice it themselves: they went on
@@ -107,7 +176,7 @@ def relay_stop_to_main_thread() -> None:
     import select
     import time
 
-    stops = (signal.SIGTERM, signal.SIGINT)
+    stops = STOPS
     early: list[int] = []
 
     def keep(signum: int, _frame: Any) -> None:
@@ -122,6 +191,7 @@ def relay_stop_to_main_thread() -> None:
     main = threading.main_thread().ident
     assert main is not None
     master = os.getppid()
+    take_held_stops()  # a stop that came since the fork is kept now
 
     def relay() -> None:
         caught = 0
@@ -187,6 +257,7 @@ def run(settings: Settings, workers: int, threads: int, address: str) -> None:
         workers_kill_timeout=GRACEFUL_TIMEOUT,
         respawn_failed_workers=True,
     )
+    hold_stops_across_forks()
     keeper: _Keeper | None = None
     if mail_child is not None:
         keeper = _Keeper(mail_child)

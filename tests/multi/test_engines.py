@@ -7,6 +7,8 @@ body), how several Set-Cookie headers of one answer come back, the workers' own 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -109,6 +111,81 @@ def test_sigterm_right_after_a_start_stops_every_worker_at_once(tmp_path: Path, 
         # A lost stop waited out the 20 s kill timeout. (Granian may still log « Killing
         # worker » for a worker already gone: its watcher thread reaped it first.)
         assert time.monotonic() - started < 10, attempt
+
+
+SLOW_HEAD = (
+    b"POST /webauthn/login/options HTTP/1.1\r\nHost: localhost\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()  # left, not yet reaped
+    except FileNotFoundError:
+        return True
+
+
+def _workers(master: int) -> set[int]:
+    found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True)
+    children = [int(pid) for pid in found.stdout.split()]
+    return {pid for pid in children if b"deliver" not in _cmdline(pid)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b"deliver"  # gone: not a worker to count
+
+
+def test_a_worker_told_to_stop_several_times_then_its_successor_stop_at_once(granian):  # type: ignore[no-untyped-def]
+    """Two ways a worker missed or choked on its stop, each leaving it to the master's kill
+    after 20 s.
+
+    A worker hears its stop more than once: a terminal's Ctrl-C reaches every process of
+    the group, then the master sends each worker SIGTERM as it shuts down. Granian's stop
+    handler puts a value in a channel of one place without releasing the interpreter lock,
+    and the channel's reader lets go of it only once it has that lock back: a stop heard
+    while the worker was leaving blocked it for good (one Ctrl-C of ``make run`` in about
+    seven). Here, five stops each while requests are in flight.
+
+    The master then starts new workers, as for any worker that left on its own, and is
+    stopped at once: a stop that reached a new worker before its first line was lost."""
+    master = granian.proc.pid
+    workers = _workers(master)
+    assert len(workers) == 2, workers
+    # Requests in flight (their bodies not sent yet) keep the workers leaving for a while.
+    pending = []
+    for _ in range(6):
+        sock = socket.create_connection(("127.0.0.1", granian.port), timeout=15)
+        sock.sendall(SLOW_HEAD)
+        pending.append(sock)
+    try:
+        for _ in range(5):
+            for worker in workers:
+                with contextlib.suppress(ProcessLookupError):  # gone already: as it should
+                    os.kill(worker, signal.SIGTERM)
+            time.sleep(0.02)  # one handler run each (two signals at once may make one)
+        for sock in pending:
+            with contextlib.suppress(OSError):  # closed by its worker, gone already
+                sock.sendall(b"{}")
+        deadline = time.monotonic() + 8
+        while not all(map(_gone, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        for sock in pending:
+            sock.close()
+    assert all(map(_gone, workers)), granian.tail()
+
+    deadline = time.monotonic() + 10
+    while len(_workers(master) - workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert len(_workers(master) - workers) == 2, granian.tail()
+    started = time.monotonic()
+    granian.proc.send_signal(signal.SIGTERM)  # the new workers are starting
+    assert granian.proc.wait(timeout=25) == 0, granian.tail()
+    assert time.monotonic() - started < 10, granian.tail()
 
 
 def test_the_engine_is_granian_unless_the_socket_must_be_shared():

@@ -97,7 +97,9 @@ def test_make_run_starts_both_and_ctrl_c_stops_both(tmp_path: Path) -> None:
         started = time.monotonic()
         os.killpg(launcher.pid, signal.SIGINT)
         assert launcher.wait(timeout=40) == 0
-        assert time.monotonic() - started < 40
+        # Not the master's 20 s kill timeout: every process heard its stop (a worker's stop
+        # handler run once more used to block it for good, about one Ctrl-C in seven).
+        assert time.monotonic() - started < 10
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
