@@ -245,6 +245,15 @@ def hashes_at_once(cores: int, workers: int) -> int:
     return max(1, -(-cores // max(1, workers)))
 
 
+@lru_cache(maxsize=8)
+def _dummy_hash(memory_kib: int, time_cost: int, parallelism: int) -> str:
+    """A hash with these parameters, verified instead of an unknown account's so that it
+    costs the same. Made once per process and parameters: each app of a process (a test
+    run makes hundreds) paid a whole Argon2id computation for it, 40 % of its start."""
+    hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+    return hasher.hash("dummy password for timing equality")
+
+
 class PasswordHashing:
     """Argon2id with configurable cost; verifying an unknown account costs the same.
 
@@ -263,7 +272,7 @@ class PasswordHashing:
         )
         self._turns = threading.BoundedSemaphore(usable_cores())
         self._slots: HashSlots | None = None
-        self._dummy = self.hasher.hash("dummy password for timing equality")
+        self._dummy = _dummy_hash(memory_kib, time_cost, parallelism)
 
     def limit(self, at_once: int) -> None:
         """At most ``at_once`` computations at the same time in this process from now on."""
