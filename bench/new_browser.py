@@ -221,8 +221,28 @@ def run_backend(
     return out, rows
 
 
+CPU_PARTS = ("web_workers", "mail", "relay_and_rest", "load_generator")
+
+
+def cpu_per_login(result: dict[str, Any]) -> dict[str, float]:
+    """Where one login's CPU went during a round, in ms: the web workers; the mail deliverer
+    (and the idle master); the rest of the machine (the SMTP relay, PostgreSQL and Redis);
+    the load generator (the simulated browsers and their authenticators)."""
+    rate = result["rate_per_s"] or 1.0
+    workers = sum(result["worker_cpu_cores"])
+    server = result["server_cpu_cores"]
+    client = result["client_cpu_cores"]
+    rest = max(0.0, result["machine_busy_cores"] - client - server)
+    cores = (workers, max(0.0, server - workers), rest, client)
+    return {part: round(1000 * core / rate, 3) for part, core in zip(CPU_PARTS, cores, strict=True)}
+
+
 def figures(out: dict[str, Any], rounds: int) -> dict[str, Any]:
     results = out["results"]
+
+    def cpu(prefix: str) -> dict[str, float]:
+        each = [cpu_per_login(results[f"{prefix}_{n}"]) for n in range(1, rounds + 1)]
+        return {part: statistics.median(one[part] for one in each) for part in CPU_PARTS}
 
     def median(prefix: str, field: str) -> float:
         return statistics.median(results[f"{prefix}_{n}"][field] for n in range(1, rounds + 1))
@@ -246,6 +266,8 @@ def figures(out: dict[str, Any], rounds: int) -> dict[str, Any]:
         # New-browser logins per second counted until their alerts were delivered too.
         "new_browser_with_delivery_per_s": median("new_browser", "with_delivery_per_s"),
         "backlog_p99_ms": out["backlog"]["p99_ms"],
+        # Why a new browser's login costs more: the median of the rounds, part by part.
+        "cpu_ms_per_login": {"returning": cpu("returning"), "new_browser": cpu("new_browser")},
     }
 
 
@@ -310,6 +332,15 @@ def run(
                 f"{share:.2f} (info)",
             )
         )
+        for kind, parts in f["cpu_ms_per_login"].items():
+            rows.append(
+                summary_row(
+                    f"{backend}: CPU ms per {kind.replace('_', ' ')} login "
+                    "(web workers + mail + relay & rest + load generator)",
+                    round(sum(parts.values()), 2),
+                    " + ".join(f"{parts[part]:.2f}" for part in CPU_PARTS) + " (info)",
+                )
+            )
     return Report(name=NAME, data=data, rows=rows)
 
 

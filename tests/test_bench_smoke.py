@@ -107,3 +107,19 @@ def test_smtp_sink_counts_messages_in_its_own_process():
     finally:
         sink.stop()
     assert sink.process is None
+
+
+def test_a_new_browser_logins_cpu_is_split_by_process_and_adds_up():
+    """bench/new_browser's « CPU ms per login » rows: where a new browser's extra cost goes."""
+    from bench.new_browser import cpu_per_login
+
+    result = {
+        "rate_per_s": 500.0,
+        "worker_cpu_cores": [0.6, 0.5],
+        "server_cpu_cores": 1.2,  # the workers, the mail deliverer and the master
+        "client_cpu_cores": 0.3,
+        "machine_busy_cores": 1.7,  # the SMTP relay (and PostgreSQL, Redis) is the rest
+    }
+    parts = cpu_per_login(result)
+    assert parts == {"web_workers": 2.2, "mail": 0.2, "relay_and_rest": 0.4, "load_generator": 0.6}
+    assert round(sum(parts.values()), 6) == 1000 * 1.7 / 500
