@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import uuid
@@ -60,10 +61,22 @@ def is_local_base_url(base_url: str | None) -> bool:
     return parts.scheme == "http" and is_loopback_host(parts.hostname or "")
 
 
+# The apps of make_app hash passwords with Argon2id at a small cost (1 MiB, one pass: about
+# 0.5 ms instead of 20): the sign-ups and logins of the unit tests test what a login does, and
+# at the production cost they were 11 % of their time. The production cost is tested where it
+# matters: tests/accounts/test_passwords_policy.py (the parameters), the servers of tests/multi
+# and tests/e2e (the defaults), the timing tests (marked ``argon2_production_cost``), bench/.
+TEST_ARGON2_MEMORY_KIB = 1024
+TEST_ARGON2_TIME_COST = 1
+
+
 @pytest.fixture
-def make_app(tmp_path: Path, sqlite_template: Path, smtp: SMTPServer) -> Iterator[AppFactory]:
+def make_app(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, smtp: SMTPServer
+) -> Iterator[AppFactory]:
     """Build an app on a fresh copy of the migrated database, mail to the test SMTP server."""
     apps: list[Flask] = []
+    production_cost = request.node.get_closest_marker("argon2_production_cost") is not None
 
     def factory(database_url: str | None = None, **env: str) -> Flask:
         if database_url is None:
@@ -87,7 +100,14 @@ def make_app(tmp_path: Path, sqlite_template: Path, smtp: SMTPServer) -> Iterato
             values.setdefault("AUTHSERVER_IDENTITY_PROVIDER", "hosted")
             values.setdefault("AUTHSERVER_IDENTITY_URL", "https://identite.example.fr")
             values.setdefault("AUTHSERVER_IDENTITY_SECRET", "hosted-secret-0123456789")
-        app = create_app(settings=load_settings(values), test_config={"TESTING": True})
+        settings = load_settings(values)
+        if not production_cost:
+            settings = dataclasses.replace(
+                settings,
+                argon2_memory_kib=TEST_ARGON2_MEMORY_KIB,
+                argon2_time_cost=TEST_ARGON2_TIME_COST,
+            )
+        app = create_app(settings=settings, test_config={"TESTING": True})
         apps.append(app)
         return app
 
