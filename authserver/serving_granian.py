@@ -114,9 +114,9 @@ def hold_stops_across_forks() -> None:
     a stop that came between the fork and the worker's first line (Granian's logging set-up,
     the app factory's lookup; tens of milliseconds on busy cores) was lost, and the master
     killed the worker after its 20 s timeout. It happened when the server was stopped while
-    it started a new worker (after a crash, a worker's lifetime, a reload): four stops in
-    ten in a test on two busy cores. A blocked signal waits, pending, until it is unblocked;
-    the master blocks them only for the fork's instant, in the forking thread."""
+    it started a new worker (after a crash, a worker's lifetime, a reload): 2 stops in 8 in
+    a test on two busy cores. A blocked signal waits, pending, until it is unblocked; the
+    master blocks them only for the fork's instant, in the forking thread."""
     import os
 
     global _holding

@@ -151,7 +151,8 @@ def test_a_worker_told_to_stop_several_times_then_its_successor_stop_at_once(gra
     seven). Here, five stops each while requests are in flight.
 
     The master then starts new workers, as for any worker that left on its own, and is
-    stopped at once: a stop that reached a new worker before its first line was lost."""
+    stopped as soon as the first one is there: a stop that reached a new worker before its
+    first line was lost (2 runs in 8 beside two CPU burners, none in 14 since)."""
     master = granian.proc.pid
     workers = _workers(master)
     assert len(workers) == 2, workers
@@ -179,11 +180,11 @@ def test_a_worker_told_to_stop_several_times_then_its_successor_stop_at_once(gra
     assert all(map(_gone, workers)), granian.tail()
 
     deadline = time.monotonic() + 10
-    while len(_workers(master) - workers) < 2 and time.monotonic() < deadline:
-        time.sleep(0.002)
-    assert len(_workers(master) - workers) == 2, granian.tail()
+    while not _workers(master) - workers and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert _workers(master) - workers, granian.tail()
     started = time.monotonic()
-    granian.proc.send_signal(signal.SIGTERM)  # the new workers are starting
+    granian.proc.send_signal(signal.SIGTERM)  # a new worker is starting, the next one too
     assert granian.proc.wait(timeout=25) == 0, granian.tail()
     assert time.monotonic() - started < 10, granian.tail()
 
