@@ -35,6 +35,9 @@ from authserver.serving import (
     worker_ready,
 )
 
+# The signals that stop a worker or the master (Granian's own handlers take these two).
+STOPS = (signal.SIGTERM, signal.SIGINT)
+
 
 @dataclass(frozen=True)
 class _Plan:
@@ -102,7 +105,6 @@ def stop_handler_runs_once() -> None:
     granian_signals.set_main_signals = set_main_signals
 
 
-STOPS = (signal.SIGTERM, signal.SIGINT)
 _holding = False
 
 
@@ -176,13 +178,12 @@ def relay_stop_to_main_thread() -> None:
     import select
     import time
 
-    stops = STOPS
     early: list[int] = []
 
     def keep(signum: int, _frame: Any) -> None:
         early.append(signum)
 
-    for stop in stops:
+    for stop in STOPS:
         signal.signal(stop, keep)
     signal.signal(WAKE, lambda _signum, _frame: None)  # interrupts the main thread's wait
     read_fd, write_fd = os.pipe()
@@ -199,7 +200,7 @@ def relay_stop_to_main_thread() -> None:
         while not caught:
             if select.select([read_fd], [], [], 1.0)[0]:
                 chunk = os.read(read_fd, 64)
-                caught = next((int(stop) for stop in stops if int(stop) in chunk), 0)
+                caught = next((int(stop) for stop in STOPS if int(stop) in chunk), 0)
             elif os.getppid() != master:
                 caught, unheard = int(signal.SIGTERM), True
         deadline = time.monotonic() + 300
@@ -280,7 +281,7 @@ class _Keeper:
 
     def start(self) -> None:
         """Granian's startup hook: its stop handlers are installed; ours goes in front."""
-        for stop in (signal.SIGTERM, signal.SIGINT):
+        for stop in STOPS:
             granian_handler = signal.getsignal(stop)
 
             def handler(signum: int, frame: Any, then: Any = granian_handler) -> None:

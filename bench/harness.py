@@ -719,6 +719,7 @@ TABLE_HEADER = (
 )
 
 
+# Other processes using more than this (in cores) during a measurement make it noisy.
 NOISY_CORES = 0.25
 
 
@@ -733,17 +734,22 @@ def libpq_url(database_url: str) -> str:
     return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-"""Other processes using more than this (in cores) during a measurement make it noisy."""
+def cpu_split(result: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    """A LoadResult dict's CPU, in cores: the web workers; the rest of the server (its idle
+    master and the mail deliverer beside the workers); the rest of the machine (other
+    processes: an SMTP relay, PostgreSQL, Redis); this load generator."""
+    workers = sum(result["worker_cpu_cores"])
+    server = result["server_cpu_cores"]
+    client = result["client_cpu_cores"]
+    return workers, server - workers, result["machine_busy_cores"] - client - server, client
 
 
 def load_row(label: str, result: Mapping[str, Any]) -> list[Any]:
     """A table row for a LoadResult dict (CPU in cores; other = rest of the machine)."""
     workers = "/".join(f"{c:.2f}" for c in result["worker_cpu_cores"])
-    # The rest of the server's CPU: its master (idle) and the mail deliverer beside the workers.
-    rest = result["server_cpu_cores"] - sum(result["worker_cpu_cores"])
+    _, rest, other, _ = cpu_split(result)
     if rest >= 0.01:
         workers += f", mail {rest:.2f}"
-    other = result["machine_busy_cores"] - result["client_cpu_cores"] - result["server_cpu_cores"]
     return [
         label,
         result["rate_per_s"],

@@ -40,6 +40,7 @@ from bench.harness import (
     Options,
     Report,
     ServerProcess,
+    cpu_split,
     load_row,
     log,
     machine,
@@ -229,11 +230,7 @@ def cpu_per_login(result: dict[str, Any]) -> dict[str, float]:
     (and the idle master); the rest of the machine (the SMTP relay, PostgreSQL and Redis);
     the load generator (the simulated browsers and their authenticators)."""
     rate = result["rate_per_s"] or 1.0
-    workers = sum(result["worker_cpu_cores"])
-    server = result["server_cpu_cores"]
-    client = result["client_cpu_cores"]
-    rest = max(0.0, result["machine_busy_cores"] - client - server)
-    cores = (workers, max(0.0, server - workers), rest, client)
+    cores = [max(0.0, core) for core in cpu_split(result)]
     return {part: round(1000 * core / rate, 3) for part, core in zip(CPU_PARTS, cores, strict=True)}
 
 

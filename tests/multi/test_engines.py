@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from authserver.listening import numeric_host, serving_engine
+from bench.harness import web_workers
 from tests.multi.cluster import AUTHSERVER, PASSWORD, Browser, passkey_login
 from tests.multi.single import start_server
 from tests.softauthn import SoftAuthenticator
@@ -126,19 +127,6 @@ def _gone(pid: int) -> bool:
         return True
 
 
-def _workers(master: int) -> set[int]:
-    found = subprocess.run(["pgrep", "-P", str(master)], capture_output=True)
-    children = [int(pid) for pid in found.stdout.split()]
-    return {pid for pid in children if b"deliver" not in _cmdline(pid)}
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return b"deliver"  # gone: not a worker to count
-
-
 def test_a_worker_told_to_stop_several_times_then_its_successor_stop_at_once(granian):  # type: ignore[no-untyped-def]
     """Two ways a worker missed or choked on its stop, each leaving it to the master's kill
     after 20 s.
@@ -154,7 +142,7 @@ def test_a_worker_told_to_stop_several_times_then_its_successor_stop_at_once(gra
     stopped as soon as the first one is there: a stop that reached a new worker before its
     first line was lost (2 runs in 8 beside two CPU burners, none in 14 since)."""
     master = granian.proc.pid
-    workers = _workers(master)
+    workers = set(web_workers(master))
     assert len(workers) == 2, workers
     # Requests in flight (their bodies not sent yet) keep the workers leaving for a while.
     pending = []
@@ -180,9 +168,9 @@ def test_a_worker_told_to_stop_several_times_then_its_successor_stop_at_once(gra
     assert all(map(_gone, workers)), granian.tail()
 
     deadline = time.monotonic() + 10
-    while not _workers(master) - workers and time.monotonic() < deadline:
+    while not set(web_workers(master)) - workers and time.monotonic() < deadline:
         time.sleep(0.001)
-    assert _workers(master) - workers, granian.tail()
+    assert set(web_workers(master)) - workers, granian.tail()
     started = time.monotonic()
     granian.proc.send_signal(signal.SIGTERM)  # a new worker is starting, the next one too
     assert granian.proc.wait(timeout=25) == 0, granian.tail()
