@@ -51,6 +51,7 @@ from authserver.sessions import login_core, login_row
 from authserver.sessions.completion import safe_next
 from authserver.sessions.login import COOKIE_NAME as SESSION_COOKIE
 from authserver.sessions.login_row import with_facts
+from authserver.signing import kept_signers
 from authserver.throttle import EXTENSION_KEY as THROTTLE_KEY
 from authserver.throttle import refund_of
 from authserver.web import clean_ip, clean_user_agent, read_cookies, security_headers
@@ -127,9 +128,9 @@ class PasswordFastPath:
         self.hashing = app.extensions[HASHING_KEY]
         self.throttle = app.extensions[THROTTLE_KEY]
         secret_key: str = app.config.get("WTF_CSRF_SECRET_KEY") or app.config["SECRET_KEY"]
-        self.csrf = URLSafeTimedSerializer(secret_key, salt=_CSRF_SALT)
+        self.csrf = kept_signers(URLSafeTimedSerializer(secret_key, salt=_CSRF_SALT))
         self.csrf_time_limit = app.config.get("WTF_CSRF_TIME_LIMIT", 3600)
-        self.flask_sessions = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+        self.flask_sessions = kept_signers(app.session_interface.get_signing_serializer(app))  # type: ignore[attr-defined]
         self.flask_cookie = app.config["SESSION_COOKIE_NAME"]
         self.flask_max_age = int(app.permanent_session_lifetime.total_seconds())
         self.pages: dict[tuple[str, str, str], Page] = {}

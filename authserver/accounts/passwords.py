@@ -254,6 +254,15 @@ def _dummy_hash(memory_kib: int, time_cost: int, parallelism: int) -> str:
     return hasher.hash("dummy password for timing equality")
 
 
+def _shape(stored: str) -> str:
+    """What a hash's « needs rehash » depends on: its parameters and the lengths of its
+    salt and digest (``$argon2id$v=19$m=…,t=…,p=…$<salt>$<digest>``), the salt and
+    digest replaced by as many ``A``s (their values never change the answer)."""
+    head, _, tail = stored.rpartition("$")
+    head, _, salt = head.rpartition("$")
+    return f"{head}${'A' * len(salt)}${'A' * len(tail)}"
+
+
 class PasswordHashing:
     """Argon2id with configurable cost; verifying an unknown account costs the same.
 
@@ -306,7 +315,13 @@ class PasswordHashing:
                 self.hasher.verify(stored, normalize(password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return Verification(False)
-        return Verification(True, needs_rehash=self.hasher.check_needs_rehash(stored))
+        return Verification(True, needs_rehash=self._needs_rehash(_shape(stored)))
+
+    @lru_cache(maxsize=16)  # noqa: B019 (one hasher per app, as long-lived as the cache)
+    def _needs_rehash(self, shape: str) -> bool:
+        """argon2-cffi's check, once per kind of hash: it parses the whole string at each
+        call, a third of a password login's Python time around the hash (issue 16)."""
+        return self.hasher.check_needs_rehash(shape)
 
     def dummy_verify(self, password: str) -> None:
         with contextlib.suppress(VerificationError), self._turn():

@@ -200,6 +200,31 @@ def test_needs_rehash_when_parameters_change():
     assert not HASHING.verify(HASHING.hash("a new hash"), "a new hash").needs_rehash
 
 
+@pytest.mark.parametrize(
+    "hasher",
+    [
+        PasswordHasher(memory_cost=19 * 1024, time_cost=2, parallelism=1),  # HASHING's
+        PasswordHasher(memory_cost=19 * 1024, time_cost=2, parallelism=1, salt_len=8),
+        PasswordHasher(memory_cost=19 * 1024, time_cost=2, parallelism=1, hash_len=16),
+        PasswordHasher(memory_cost=19 * 1024, time_cost=3, parallelism=1),
+        PasswordHasher(memory_cost=8 * 1024, time_cost=2, parallelism=1),
+        PasswordHasher(memory_cost=19 * 1024, time_cost=2, parallelism=2),
+        PasswordHasher(memory_cost=8 * 1024, time_cost=1, parallelism=1, type=Argon2Type.I),
+    ],
+)
+def test_the_remembered_rehash_answer_is_argon2s_for_every_kind_of_hash(hasher):
+    """The answer is kept per parameters and salt and digest lengths: each of them alone
+    changes it as argon2-cffi's own check says, asked once and again (remembered)."""
+    password = "correct horse battery staple"
+    for _ in range(2):
+        stored = hasher.hash(passwords.normalize(password))
+        result = HASHING.verify(stored, password)
+        assert result.ok
+        assert result.needs_rehash == HASHING.hasher.check_needs_rehash(stored)
+    same = hasher.memory_cost == 19 * 1024 and hasher.time_cost == 2 and hasher.parallelism == 1
+    assert result.needs_rehash != (same and hasher.salt_len == 16 and hasher.hash_len == 32)
+
+
 # --------------------------------------------------------------------------- field rules
 
 USERNAME_TABLE = [
