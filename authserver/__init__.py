@@ -31,8 +31,10 @@ def create_app(
         instance_path=str(settings.instance_path),
     )
     from authserver.formdata import Request
+    from authserver.url_rules import LazyBuilderRule
 
     app.request_class = Request  # form bodies: named fields only
+    app.url_rule_class = LazyBuilderRule
     app.config.update(
         SECRET_KEY=settings.secret_key,
         # Flask's signed session cookie accepts the earlier keys too (issue 15).

@@ -63,3 +63,32 @@ def test_only_ascii_digits_are_ids(app, actions):
     actions.create_active_account()
     assert actions.login().status_code == 302
     assert actions.client.post("/account/passkeys/\u0661/delete").status_code == 404
+
+
+def test_every_url_is_built_as_werkzeug_builds_it(app):
+    """The app's rules compile their URL builders at first use (url_rules.py): each one
+    builds, with and without extra query arguments and with its defaults, the URL a plain
+    werkzeug rule builds, the first time and again."""
+    from werkzeug.routing import Map, Rule
+    from werkzeug.routing.converters import NumberConverter
+
+    from authserver.url_rules import LazyBuilderRule
+
+    rules = list(app.url_map.iter_rules())
+    assert sum(isinstance(rule, LazyBuilderRule) for rule in rules) > 50
+    plain = Map(
+        [Rule(r.rule, endpoint=r.endpoint, defaults=r.defaults, methods=r.methods) for r in rules],
+        converters=app.url_map.converters,
+    )
+    ours, theirs = app.url_map.bind("localhost"), plain.bind("localhost")
+    for rule in rules:
+        values: dict[str, object] = {
+            name: 7 if isinstance(rule._converters[name], NumberConverter) else "x y/é"
+            for name in rule.arguments
+            if name not in (rule.defaults or {})
+        }
+        method = sorted(rule.methods or {"GET"})[0]
+        for extra in ({}, {"next": "/espace?a=1&b=é", "page": 2}):
+            for _ in range(2):
+                built = ours.build(rule.endpoint, {**values, **extra}, method=method)
+                assert built == theirs.build(rule.endpoint, {**values, **extra}, method=method)
