@@ -20,6 +20,7 @@ is still in the histogram, and a failing ``/readyz`` logs its cause as a warning
 
 from __future__ import annotations
 
+import glob
 import hmac
 import os
 import time
@@ -162,13 +163,42 @@ def age_seconds(oldest: Any, now: datetime) -> float:
     return max((now - oldest).total_seconds(), 0.0)
 
 
+class SettledFiles:
+    """prometheus_client's multiprocess collector, leaving out the files being created.
+
+    A process's first value of a kind (its first counter, its first histogram) creates its
+    file empty and only then sizes it (``MmapedDict``). A scrape that read it in between
+    found no 4-byte header and failed whole, a 500 (``struct.error``): seen once in a full
+    test run, under ``authserver serve``. Such a file holds no value yet, so the scrape is
+    the one of a moment earlier without it; files only grow afterwards.
+    """
+
+    HEADER = 8  # the used-bytes count and its padding, written when the file is sized
+
+    def __init__(self, path: str) -> None:
+        if not os.path.isdir(path):  # as prometheus_client's own
+            raise ValueError("env PROMETHEUS_MULTIPROC_DIR is not set or not a directory")
+        self.path = path
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = []
+        for name in glob.glob(os.path.join(self.path, "*.db")):
+            try:
+                if os.path.getsize(name) >= self.HEADER:
+                    files.append(name)
+            except OSError:  # gone meanwhile (a dead process's live gauges)
+                continue
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
 def registry_for(app: Flask) -> CollectorRegistry:
     """This process's metrics (or every worker's, in multiprocess mode) and the outbox's."""
     registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.MultiProcessCollector(registry)
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        registry.register(SettledFiles(folder))
     else:
         from prometheus_client import REGISTRY
 

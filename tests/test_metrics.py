@@ -191,3 +191,48 @@ def test_request_latency_histograms_per_endpoint(app: Flask, client: FlaskClient
         if sample == f"{name}_bucket" and dict(labels).get("endpoint") == "accounts.login"
     )
     assert buckets[0] == 0.001 and buckets[-1] == float("inf")
+
+
+def workers_files(folder) -> None:
+    """A worker's counter file as prometheus_client writes it (3 logins), and another
+    process's first file at the moment it exists but is not yet sized."""
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    written = MmapedDict(str(folder / "counter_4101.db"))
+    key = mmap_key(
+        "authserver_logins_total", "authserver_logins_total", ("method", "outcome"),
+        ("password", "success"), "Logins",
+    )  # fmt: skip
+    written.write_value(key, 3.0, 0)
+    written.close()
+    (folder / "counter_4102.db").touch()
+
+
+def test_a_scrape_leaves_out_a_file_another_process_is_creating(tmp_path):
+    import struct
+
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from authserver.metrics import SettledFiles
+
+    workers_files(tmp_path)
+    with pytest.raises(struct.error):  # prometheus_client's own collector: the whole scrape
+        MultiProcessCollector(CollectorRegistry(), path=str(tmp_path)).collect()
+    [family] = SettledFiles(str(tmp_path)).collect()
+    assert [(s.labels, s.value) for s in family.samples if s.name.endswith("_total")] == [
+        ({"method": "password", "outcome": "success"}, 3.0)
+    ]
+    with pytest.raises(ValueError):
+        SettledFiles(str(tmp_path / "missing"))
+
+
+def test_metrics_of_every_worker_answer_while_a_file_is_being_created(
+    make_app, tmp_path, monkeypatch
+):
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    workers_files(folder)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    samples = scrape(make_app().test_client())  # a 500 before
+    assert value(samples, "authserver_logins_total", method="password", outcome="success") == 3
