@@ -402,6 +402,15 @@ class Throttle:
         self.storage.reset()
 
 
+def limits_uri(redis_url: str) -> str:
+    """``AUTHSERVER_REDIS_URL`` as ``limits`` names it: redis-py's ``unix://`` (a Redis on
+    this machine's socket, accepted by the settings) is its ``redis+unix://``. Passed as it
+    was, ``limits`` refused it and the server did not start."""
+    if redis_url.startswith("unix://"):
+        return "redis+" + redis_url
+    return redis_url
+
+
 def init_app(app: Flask) -> None:
     from authserver.db import get_database
     from authserver.ops import redis_options
@@ -409,7 +418,8 @@ def init_app(app: Flask) -> None:
     settings = app.config["AUTHSERVER"]
     if settings.redis_url:
         # Bounded waits: a hung Redis costs seconds, not a worker (ops.redis_options).
-        storage: Storage = storage_from_string(settings.redis_url, **redis_options())  # type: ignore[assignment]
+        uri = limits_uri(settings.redis_url)
+        storage: Storage = storage_from_string(uri, **redis_options())  # type: ignore[assignment]
     else:
         storage = DatabaseStorage(get_database(app).engine)
     app.extensions[EXTENSION_KEY] = Throttle(

@@ -364,6 +364,12 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        """The same server through its Unix socket (redis-py's ``unix://`` form)."""
+        assert self.tmpdir, "RedisServer not started"
+        return f"unix://{os.path.join(self.tmpdir, 'redis.sock')}?db=0"
+
     def client(self):
         """A client that does not retry (redis-py 6+ retries with backoff by default)."""
         import redis
@@ -385,6 +391,10 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
+                "--unixsocket",
+                os.path.join(self.tmpdir, "redis.sock"),
+                "--unixsocketperm",
+                "700",
                 "--daemonize",
                 "yes",
                 "--save",

@@ -336,3 +336,25 @@ def test_a_refused_reservation_takes_nothing(app):
         assert not refused.allowed and refused.retry_after > 0
         assert storage.get("login-ip/198.51.100.2") == 0
         assert storage.get("login-ip/198.51.100.1") == limiter.account_failures
+
+
+@pytest.mark.pg
+def test_a_redis_reached_through_its_unix_socket_holds_the_counters(make_app, smtp, redis_server):
+    """``AUTHSERVER_REDIS_URL=unix://…`` (accepted by the settings) made the server fail at
+    start: ``limits`` names that scheme ``redis+unix``. The counters now live in that Redis."""
+    from limits.storage import RedisStorage
+
+    from authserver.throttle import throttle
+
+    client = redis_server.client()
+    client.flushdb()
+    app = make_app(AUTHSERVER_REDIS_URL=redis_server.unix_url)  # failed before
+    with app.app_context():
+        assert isinstance(throttle().storage, RedisStorage)
+    browser(app, smtp, "192.0.2.10").create_active_account()
+    attacker = browser(app, smtp, "203.0.113.66")
+    for _ in range(settings_of(app).throttle_account_failures):
+        assert attacker.login(password=WRONG).status_code == 401
+    assert_throttled(attacker.login(password=WRONG), app)
+    assert any(b"login-acct/" in key for key in client.keys("*"))  # seen over TCP: one Redis
+    client.close()
