@@ -68,7 +68,7 @@ class KeptSigners(URLSafeTimedSerializer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._signers: dict[bytes, Signer] = {}
+        self._signers: dict[bytes | None, Signer] = {}
 
     def make_signer(self, salt: str | bytes | None = None) -> Signer:
         salt = self.salt if salt is None else want_bytes(salt)
