@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import (
+from bench.report import (
     NOISY_CORES,
     RESULTS_DIR,
     TABLE_HEADER,

@@ -34,19 +34,11 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from bench.harness import (
-    NOISY_CORES,
-    Connection,
-    HTTPError,
-    Options,
-    Report,
-    ServerProcess,
-    log,
-    percentile,
-    self_cpu_seconds,
-    system_cpu_seconds,
-    table,
-)
+from bench.client import Connection, HTTPError
+from bench.cpu import self_cpu_seconds, system_cpu_seconds
+from bench.load import percentile
+from bench.report import NOISY_CORES, Options, Report, log, table
+from bench.server import ServerProcess
 
 NAME = "console_queries"
 GOAL_MS = 200.0

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.forward_auth import healthz_op
-from bench.harness import (
+from bench.load import Load
+from bench.new_browser import new_browser_op, pending_mail
+from bench.passkey_login import passkey_login_op, prime, seed_users
+from bench.report import (
     RESULTS_DIR,
     TABLE_HEADER,
-    Load,
     Options,
     Report,
-    ServerProcess,
     load_row,
     log,
     machine,
@@ -37,8 +38,7 @@ from bench.harness import (
     table,
     write_json,
 )
-from bench.new_browser import new_browser_op, pending_mail
-from bench.passkey_login import passkey_login_op, prime, seed_users
+from bench.server import ServerProcess
 from bench.smtp_sink import SinkProcess
 
 NAME = "engines"

@@ -18,17 +18,10 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.harness import (
-    NOISY_CORES,
-    Connection,
-    HTTPError,
-    Load,
-    Options,
-    Report,
-    ServerProcess,
-    load_row,
-    log,
-)
+from bench.client import Connection, HTTPError
+from bench.load import Load
+from bench.report import NOISY_CORES, Options, Report, load_row, log
+from bench.server import ServerProcess
 
 NAME = "forward_auth"
 PASSWORD = "bench: correct horse battery staple 42"

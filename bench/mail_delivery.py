@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PROJECT_ROOT, Options, Report, log, summary_row
+from bench.report import Options, Report, log, summary_row
+from bench.server import PROJECT_ROOT
 
 NAME = "mail_delivery"
 

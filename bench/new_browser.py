@@ -30,16 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
-    PROJECT_ROOT,
+from bench.client import Connection, HTTPError
+from bench.load import Load
+from bench.passkey_login import JSON, Population, passkey_login_op, prime, seed_users
+from bench.report import (
     RESULTS_DIR,
     TABLE_HEADER,
-    Connection,
-    HTTPError,
-    Load,
     Options,
     Report,
-    ServerProcess,
     cpu_split,
     load_row,
     log,
@@ -48,7 +46,7 @@ from bench.harness import (
     table,
     write_json,
 )
-from bench.passkey_login import JSON, Population, passkey_login_op, prime, seed_users
+from bench.server import PROJECT_ROOT, ServerProcess
 
 NAME = "new_browser"
 CONNECTIONS = 16

@@ -38,23 +38,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
+from bench.client import Connection, HTTPError
+from bench.load import Load
+from bench.password_login import PASSWORD, argon2_parameters, healthz_op
+from bench.report import (
     NOISY_CORES,
     RESULTS_DIR,
     TABLE_HEADER,
-    Connection,
-    HTTPError,
-    Load,
     Options,
     Report,
-    ServerProcess,
     load_row,
     log,
     machine,
     table,
     write_json,
 )
-from bench.password_login import PASSWORD, argon2_parameters, healthz_op
+from bench.server import ServerProcess
 
 NAME = "passkey_login"
 GOAL = 0.50

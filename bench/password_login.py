@@ -30,21 +30,11 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from bench.harness import (
-    NOISY_CORES,
-    Connection,
-    HTTPError,
-    Load,
-    Options,
-    Report,
-    ServerProcess,
-    load_row,
-    log,
-    percentile,
-    self_cpu_seconds,
-    summary_row,
-    system_cpu_seconds,
-)
+from bench.client import Connection, HTTPError
+from bench.cpu import self_cpu_seconds, system_cpu_seconds
+from bench.load import Load, percentile
+from bench.report import NOISY_CORES, Options, Report, load_row, log, summary_row
+from bench.server import ServerProcess
 
 NAME = "password_login"
 LOGINS_VS_ARGON2 = 0.9  # issue 16: password logins per unit of hash cost

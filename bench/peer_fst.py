@@ -42,16 +42,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
-    PROJECT_ROOT,
+from bench.client import Connection, HTTPError
+from bench.load import Load
+from bench.report import (
     RESULTS_DIR,
     TABLE_HEADER,
-    Connection,
-    HTTPError,
-    Load,
     Options,
     Report,
-    ServerProcess,
     load_row,
     log,
     machine,
@@ -59,6 +56,7 @@ from bench.harness import (
     table,
     write_json,
 )
+from bench.server import PROJECT_ROOT, ServerProcess
 
 NAME = "peer_fst"
 PEER = "Flask-Security-Too==5.9.2"

@@ -22,13 +22,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
+from bench.load import Load
+from bench.passkey_login import Population, passkey_login_op, prime, seed_users
+from bench.report import (
     RESULTS_DIR,
     TABLE_HEADER,
-    Load,
     Options,
     Report,
-    ServerProcess,
     libpq_url,
     load_row,
     log,
@@ -37,7 +37,7 @@ from bench.harness import (
     table,
     write_json,
 )
-from bench.passkey_login import Population, passkey_login_op, prime, seed_users
+from bench.server import ServerProcess
 
 NAME = "retention_purge"
 CONNECTIONS = 16

@@ -36,18 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from authserver.alerts.console.detection import STATE_NAME as DETECTOR_STATE
-from bench.harness import (
-    RESULTS_DIR,
-    TABLE_HEADER,
-    Load,
-    Options,
-    ServerProcess,
-    libpq_url,
-    log,
-    machine,
-    table,
-    write_json,
-)
+from bench.load import Load
 from bench.passkey_login import login_sessions, passkey_login_op, prime, seed_users
 from bench.password_login import (
     PASSWORD,
@@ -56,6 +45,17 @@ from bench.password_login import (
     healthz_op,
     login_op,
 )
+from bench.report import (
+    RESULTS_DIR,
+    TABLE_HEADER,
+    Options,
+    libpq_url,
+    log,
+    machine,
+    table,
+    write_json,
+)
+from bench.server import ServerProcess
 from bench.suite import (
     row_of,
     service_versions,

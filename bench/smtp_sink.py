@@ -20,7 +20,8 @@ import sys
 import threading
 from typing import Any
 
-from bench.harness import PROJECT_ROOT, free_port, tree_cpu_seconds
+from bench.cpu import tree_cpu_seconds
+from bench.server import PROJECT_ROOT, free_port
 
 ACCEPTED = "250 Message accepted for delivery"
 

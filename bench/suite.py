@@ -31,23 +31,14 @@ import sys
 import time
 from typing import Any
 
-from bench.harness import (
-    NOISY_CORES,
-    PROJECT_ROOT,
-    Connection,
-    HTTPError,
-    Load,
-    Options,
-    Report,
-    ServerProcess,
-    load_row,
-    log,
-    machine,
-    tree_cpu_seconds,
-)
+from bench.client import Connection, HTTPError
+from bench.cpu import tree_cpu_seconds
+from bench.load import Load
 from bench.passkey_login import GOAL as PASSKEY_GOAL
 from bench.passkey_login import login_sessions, passkey_login_op, prime, seed_users
 from bench.password_login import argon2_parameters, argon2_verify_rate, healthz_op, login_op
+from bench.report import NOISY_CORES, Options, Report, load_row, log, machine
+from bench.server import PROJECT_ROOT, ServerProcess
 
 NAME = "suite"
 VERIFY_GOAL = 0.80

@@ -18,20 +18,20 @@ import statistics
 import sys
 from typing import Any
 
-from bench.harness import (
+from bench.load import Load
+from bench.passkey_login import passkey_login_op, prime, seed_users
+from bench.report import (
     RESULTS_DIR,
     TABLE_HEADER,
-    Load,
     Options,
     Report,
-    ServerProcess,
     load_row,
     log,
     machine,
     table,
     write_json,
 )
-from bench.passkey_login import passkey_login_op, prime, seed_users
+from bench.server import ServerProcess
 
 NAME = "worker_spread"
 # Label -> (engine, serve arguments): Granian's workers each bind their own socket.

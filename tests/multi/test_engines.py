@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from authserver.listening import numeric_host, serving_engine
-from bench.harness import web_workers
+from bench.cpu import web_workers
 from tests.multi.cluster import AUTHSERVER, PASSWORD, Browser, passkey_login
 from tests.multi.single import start_server
 from tests.softauthn import SoftAuthenticator

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
-from bench.harness import listening_sockets
+from bench.cpu import listening_sockets
 from tests.multi.cluster import AUTHSERVER
 from tests.multi.single import start_server, wait_until
 
