@@ -12,7 +12,8 @@ from pathlib import Path
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (every thread's), as ``/proc`` lists them."""
     found: list[int] = []
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
@@ -33,7 +34,7 @@ def tree_cpu_seconds(pid: int) -> float:
         except (OSError, IndexError):
             continue
         total += (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
-        stack.extend(_children(current))
+        stack.extend(children(current))
     return total
 
 
@@ -48,7 +49,7 @@ def system_cpu_seconds() -> tuple[float, float]:
     return (user + nice + system + irq + softirq) / _CLK_TCK, steal / _CLK_TCK
 
 
-def _is_mail_deliverer(pid: int) -> bool:
+def is_mail_deliverer(pid: int) -> bool:
     """The ``authserver mail deliver`` process ``authserver serve`` runs beside its workers."""
     try:
         words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -59,7 +60,7 @@ def _is_mail_deliverer(pid: int) -> bool:
 
 def web_workers(pid: int) -> list[int]:
     """The gunicorn workers of the server ``pid`` (its mail deliverer left out), pid order."""
-    return [child for child in sorted(_children(pid)) if not _is_mail_deliverer(child)]
+    return [child for child in sorted(children(pid)) if not is_mail_deliverer(child)]
 
 
 def workers_cpu_seconds(pid: int) -> list[float]:

@@ -17,26 +17,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.cpu import children, is_mail_deliverer
 from tests.multi.cluster import AUTHSERVER, PASSWORD, Browser, wait_until
 from tests.multi.single import queue, start_server
 from tests.services import SMTPServer
 
 
-def children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-def is_deliverer(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"mail" in cmdline and b"deliver" in cmdline
-
-
 def deliverers(master: int) -> list[int]:
-    return [pid for pid in children(master) if is_deliverer(pid)]
+    return [pid for pid in children(master) if is_mail_deliverer(pid)]
 
 
 def alive(pid: int) -> bool:
