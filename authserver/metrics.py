@@ -168,9 +168,10 @@ class SettledFiles:
 
     A process's first value of a kind (its first counter, its first histogram) creates its
     file empty and only then sizes it (``MmapedDict``). A scrape that read it in between
-    found no 4-byte header and failed whole, a 500 (``struct.error``): seen once in a full
-    test run, under ``authserver serve``. Such a file holds no value yet, so the scrape is
-    the one of a moment earlier without it; files only grow afterwards.
+    found no 4-byte header and failed whole, a 500 (``struct.error``): the likely cause of
+    a 500 seen once in a full test run, under ``authserver serve``. Such a file holds no
+    value yet, so the scrape is the one of a moment earlier without it; files only grow
+    afterwards.
     """
 
     HEADER = 8  # the used-bytes count and its padding, written when the file is sized

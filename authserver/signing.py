@@ -3,8 +3,9 @@
 At every ``dumps`` and ``loads`` itsdangerous makes a new signer, derives its key again (one
 hash or HMAC per secret key) and computes the HMAC by Python's pure-Python path (the digest
 is handed over as a function, not a name). A password login signs twice and checks twice —
-the CSRF token and Flask's session cookie, for the page then for the form — and this was
-about a sixth of its Python time around the hash.
+the CSRF token and Flask's session cookie, for the page then for the form — and itsdangerous
+was about a sixth of its Python time around the hash; a signature and its check took 25 µs,
+18 µs with the signer made once.
 
 ``kept_signers(serializer)`` is the same serializer (keys, fallback keys, salt, key
 derivation, digest, payload serializer: the same output, and it reads the same input) whose

@@ -1,8 +1,8 @@
 """URL rules whose builders are compiled when first used (a faster app start).
 
 werkzeug compiles two URL builders for every rule when it is added — Python source made
-from an AST, then ``compile`` — about 0.15 ms a rule: for our hundred rules, half of
-``create_app`` (15 of 28 ms). A worker builds URLs for a handful of its rules; every CLI
+from an AST, then ``compile`` — about 0.2 ms a rule: for our 98 rules, 19 of the 32 ms of
+``create_app``. A worker builds URLs for a handful of its rules; every CLI
 command, every worker start and each of the test suite's thousands of apps paid for all of
 them. The builders made here are werkzeug's own, compiled at their first call instead.
 """

@@ -320,7 +320,7 @@ class PasswordHashing:
     @lru_cache(maxsize=16)  # noqa: B019 (one hasher per app, as long-lived as the cache)
     def _needs_rehash(self, shape: str) -> bool:
         """argon2-cffi's check, once per kind of hash: it parses the whole string at each
-        call, a third of a password login's Python time around the hash (issue 16)."""
+        call, about 3 % of a password login's Python time around the hash (issue 16)."""
         return self.hasher.check_needs_rehash(shape)
 
     def dummy_verify(self, password: str) -> None:
