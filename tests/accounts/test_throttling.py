@@ -348,13 +348,18 @@ def test_a_redis_reached_through_its_unix_socket_holds_the_counters(make_app, sm
 
     client = redis_server.client()
     client.flushdb()
-    app = make_app(AUTHSERVER_REDIS_URL=redis_server.unix_url)  # failed before
-    with app.app_context():
-        assert isinstance(throttle().storage, RedisStorage)
-    browser(app, smtp, "192.0.2.10").create_active_account()
-    attacker = browser(app, smtp, "203.0.113.66")
-    for _ in range(settings_of(app).throttle_account_failures):
-        assert attacker.login(password=WRONG).status_code == 401
-    assert_throttled(attacker.login(password=WRONG), app)
-    assert any(b"login-acct/" in key for key in client.keys("*"))  # seen over TCP: one Redis
-    client.close()
+    try:
+        app = make_app(AUTHSERVER_REDIS_URL=redis_server.unix_url)  # failed before
+        with app.app_context():
+            assert isinstance(throttle().storage, RedisStorage)
+        browser(app, smtp, "192.0.2.10").create_active_account()
+        attacker = browser(app, smtp, "203.0.113.66")
+        for _ in range(settings_of(app).throttle_account_failures):
+            assert attacker.login(password=WRONG).status_code == 401
+        assert_throttled(attacker.login(password=WRONG), app)
+        assert any(b"login-acct/" in key for key in client.keys("*"))  # over TCP: one Redis
+    finally:
+        # The Redis serves the test worker's later tests: the throttled account must not
+        # be throttled there (test_conditional_create logs the same identifiant in).
+        client.flushdb()
+        client.close()
