@@ -113,7 +113,6 @@ class DatabaseStorage(Storage):
     def __init__(self, engine: Engine) -> None:
         super().__init__(None)
         self.engine = engine
-        self.table = ThrottleCounter.__table__
         # Two kept aside at most: each stays checked out of the worker's pool (ops.py budget).
         self.raw = RawConnections(engine, keep=KEPT_CONNECTIONS, short_waits=True)
         prepare = self.raw.prepare
@@ -141,16 +140,18 @@ class DatabaseStorage(Storage):
         if random.random() < PURGE_PROBABILITY:
             self._purge.execute(cursor, {"before": now - 60})
 
-    def _upsert(self, key: str, expiry: float, amount: int, limit: int | None) -> tuple | None:
+    def _upsert(
+        self, key: str, expiry: float, amount: int, limit: int | None
+    ) -> tuple[Any, ...] | None:
         return self._count_all([(key, limit)], expiry, amount)[0]
 
     def _count_all(
         self, limits: list[tuple[str, int | None]], expiry: float, amount: int = 1
-    ) -> tuple[tuple | None, str]:
+    ) -> tuple[tuple[Any, ...] | None, str]:
         """Count on every key in one write transaction, or on none: (the last key's row, its
         key), or (None, the full key) — rolled back — when one of them was full."""
         now = time.time()
-        row: tuple | None = None
+        row: tuple[Any, ...] | None = None
         key = ""
         with self.raw.transaction() as cursor:
             self.raw.begin_write(cursor)
@@ -224,7 +225,7 @@ class DatabaseStorage(Storage):
 
     def reset(self) -> int | None:
         with self.engine.begin() as connection:
-            return connection.execute(delete(self.table)).rowcount
+            return connection.execute(delete(ThrottleCounter)).rowcount
 
     def clear(self, key: str) -> None:
         with self.raw.transaction() as cursor:
@@ -308,7 +309,8 @@ class Throttle:
 
     def _release(self, key: str) -> None:
         if isinstance(self.storage, RedisStorage):
-            self.storage.get_connection().eval(_REDIS_REFUND, 1, self.storage.prefixed_key(key))
+            client: Any = self.storage.get_connection()
+            client.eval(_REDIS_REFUND, 1, self.storage.prefixed_key(key))
         else:
             self.storage.decr(key)  # type: ignore[attr-defined]
 
@@ -431,4 +433,5 @@ def init_app(app: Flask) -> None:
 
 
 def throttle() -> Throttle:
-    return current_app.extensions[EXTENSION_KEY]
+    found: Throttle = current_app.extensions[EXTENSION_KEY]
+    return found

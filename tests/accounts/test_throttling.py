@@ -303,6 +303,9 @@ def test_counters_live_in_the_database_when_redis_is_not_configured(app):
         storage.clear("essai")
         assert storage.get("essai") == 0
         assert storage.check()
+        storage.incr("essai", 60)
+        assert storage.reset() == 1  # the row of « essai », the only key
+        assert storage.get("essai") == 0
 
 
 def test_a_right_password_costs_one_short_transaction_besides_the_login(app, smtp, owner):
