@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.cpu import listening_sockets, tree_cpu_seconds, workers_cpu_seconds, workers_requests
 
@@ -27,6 +28,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_server(proc: subprocess.Popen[Any], timeout: float = 25.0) -> None:
+    """SIGTERM (the master's graceful shutdown), wait; then kill its process group."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
 
 
 class ServerError(RuntimeError):
@@ -184,15 +199,8 @@ class ServerProcess:
         return [line for line in text.splitlines() if any(n in line for n in needles)][:20]
 
     def stop(self, timeout: float = 25.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            stop_server(self.proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

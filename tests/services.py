@@ -370,6 +370,15 @@ class RedisServer:
         assert self.tmpdir, "RedisServer not started"
         return f"unix://{os.path.join(self.tmpdir, 'redis.sock')}?db=0"
 
+    def flush(self) -> None:
+        """Forget every key. The server lives as long as the test worker: a test that uses it
+        starts from empty counters and ceremonies, as it does from a fresh database."""
+        client = self.client()
+        try:
+            client.flushdb()
+        finally:
+            client.close()
+
     def client(self):
         """A client that does not retry (redis-py 6+ retries with backoff by default)."""
         import redis

@@ -349,8 +349,7 @@ def test_a_redis_reached_through_its_unix_socket_holds_the_counters(make_app, sm
 
     from authserver.throttle import throttle
 
-    client = redis_server.client()
-    client.flushdb()
+    redis_server.flush()
     try:
         app = make_app(AUTHSERVER_REDIS_URL=redis_server.unix_url)  # failed before
         with app.app_context():
@@ -360,9 +359,10 @@ def test_a_redis_reached_through_its_unix_socket_holds_the_counters(make_app, sm
         for _ in range(settings_of(app).throttle_account_failures):
             assert attacker.login(password=WRONG).status_code == 401
         assert_throttled(attacker.login(password=WRONG), app)
-        assert any(b"login-acct/" in key for key in client.keys("*"))  # over TCP: one Redis
+        client = redis_server.client()  # over TCP: the same Redis
+        assert any(b"login-acct/" in key for key in client.keys("*"))
+        client.close()
     finally:
         # The Redis serves the test worker's later tests: the throttled account must not
         # be throttled there (test_conditional_create logs the same identifiant in).
-        client.flushdb()
-        client.close()
+        redis_server.flush()

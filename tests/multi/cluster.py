@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from bench.server import stop_server
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,16 +239,8 @@ class Instance:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def stop(self, timeout: float = 25.0) -> None:
-        """SIGTERM (gunicorn's graceful shutdown), wait; then kill the process group."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        if self.proc is not None:
+            stop_server(self.proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

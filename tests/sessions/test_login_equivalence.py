@@ -23,7 +23,6 @@ from sqlalchemy import JSON, select, update
 from authserver.db import get_database
 from authserver.mail.rendering import bodies
 from authserver.models import Base, OutboxMail, User, WebAuthnCredential, utcnow
-from authserver.ops import redis_client
 from tests.conftest import PASSWORD
 from tests.softauthn import SoftAuthenticator
 from tests.webauthn.test_api import (
@@ -235,14 +234,12 @@ def app_factory(request: pytest.FixtureRequest, make_app: Any) -> Callable[[], F
 
     postgres = request.getfixturevalue("postgres")
     template = request.getfixturevalue("pg_template")
-    redis_url = request.getfixturevalue("redis_server").url
+    redis = request.getfixturevalue("redis_server")
 
     def factory() -> Flask:
-        client = redis_client(redis_url)
-        client.flushdb()
-        client.close()
+        redis.flush()
         url = fresh_pg_url(postgres, template)
-        return make_app(url, AUTHSERVER_REDIS_URL=redis_url, AUTHSERVER_MAIL_WORKER="0")
+        return make_app(url, AUTHSERVER_REDIS_URL=redis.url, AUTHSERVER_MAIL_WORKER="0")
 
     return factory
 

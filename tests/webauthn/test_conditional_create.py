@@ -139,9 +139,7 @@ def test_conditional_create_works_on_postgresql_and_redis(
 ):
     from tests.conftest import fresh_pg_url
 
-    client = redis_server.client()
-    client.flushdb()  # counters left by the worker's earlier tests (sign-ups, throttles)
-    client.close()
+    redis_server.flush()  # counters left by the worker's earlier tests (sign-ups, throttles)
     for app in (
         make_app(fresh_pg_url(postgres, pg_template)),
         make_app(AUTHSERVER_REDIS_URL=redis_server.url),

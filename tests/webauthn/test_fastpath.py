@@ -29,7 +29,6 @@ from authserver.models import (
     SecurityEvent,
     WebAuthnCredential,
 )
-from authserver.ops import redis_client
 from authserver.webauthn.fastpath import EXTENSION_KEY, FastLogin
 from tests.services import text_of
 from tests.sessions.test_forward_auth import NOT_UTF8
@@ -97,13 +96,9 @@ def fast_app(request: pytest.FixtureRequest, make_app: Any) -> Flask:
     from tests.conftest import fresh_pg_url
 
     url = fresh_pg_url(request.getfixturevalue("postgres"), request.getfixturevalue("pg_template"))
-    redis_url = request.getfixturevalue("redis_server").url
-    # The Redis server lives as long as the test session: start from empty counters (20
-    # sign-ups per hour per address), as a fresh database does.
-    client = redis_client(redis_url)
-    client.flushdb()
-    client.close()
-    return make_app(url, AUTHSERVER_REDIS_URL=redis_url)
+    redis = request.getfixturevalue("redis_server")
+    redis.flush()  # from empty counters (20 sign-ups per hour per address)
+    return make_app(url, AUTHSERVER_REDIS_URL=redis.url)
 
 
 @pytest.fixture
