@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import DateTime, Engine
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from authserver.db import BUSY_TIMEOUT_MS
 from authserver.sqlitecodes import is_busy
@@ -120,7 +121,7 @@ class Prepared:
 
 class _Compiled:
     def __init__(self, statement: ClauseElement, dialect: Dialect, keys: frozenset[str]) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=sorted(keys)))
         self.sql = compiled.string
         binds = compiled.binds
         self.positional = bool(compiled.positional)
@@ -146,7 +147,7 @@ class _Compiled:
         self.converts = any(self.results)
 
     def params(self, values: Mapping[str, Any]) -> Any:
-        converted = []
+        converted: list[Any] = []
         append = converted.append
         for name, literal, process in self._plan:
             value = values.get(name, literal)
@@ -179,7 +180,7 @@ def _remembered(type_: Any, impl: Any, dialect: Dialect) -> Processor:
     time zone: equal instants in two zones are equal datetimes, which a plain DateTime
     column stores as two different texts. A naive value still reaches UTCDateTime's refusal
     (an error is never remembered)."""
-    process = impl.bind_processor(dialect)
+    process: Processor = impl.bind_processor(dialect)
     if process is None:
         return process
     if not isinstance(getattr(type_, "impl_instance", type_), DateTime):  # UTCDateTime's impl
@@ -260,11 +261,12 @@ class RawConnections:
             connection = self.idle.get_nowait()
         except queue.Empty:
             connection = self.engine.raw_connection()
+            fresh: Any = connection.dbapi_connection
             if self.short_waits:
-                connection.dbapi_connection.execute("PRAGMA busy_timeout=0")
+                fresh.execute("PRAGMA busy_timeout=0")
             if self.checkpoints is not None:
-                connection.dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
-        driver = connection.dbapi_connection
+                fresh.execute("PRAGMA wal_autocheckpoint=0")
+        driver: Any = connection.dbapi_connection
         checkpoints = self.checkpoints
         try:
             if self.autocommit_reads and not driver.autocommit:
