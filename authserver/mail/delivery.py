@@ -28,12 +28,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import secrets
 import smtplib
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -118,6 +119,42 @@ class ConsoleTransport:
         sys.stdout.flush()
 
 
+# An address smtplib's ``quoteaddr`` returns as ``<address>``: a dot-atom local part and
+# domain of the plainest characters (nearly every employer's address; the rest go to it).
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+
+
+def envelope_address(value: str) -> str:
+    """``smtplib.quoteaddr(value)``, without parsing a plain address as a header: its
+    parser was a sixth of an alert e-mail's delivery CPU, once for MAIL and once for RCPT."""
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return f"<{value}>"
+    return smtplib.quoteaddr(value)
+
+
+class _Envelope(smtplib.SMTP):
+    """``MAIL`` and ``RCPT`` as smtplib sends them, each address quoted by
+    ``envelope_address``; with options (SMTPUTF8), smtplib's own."""
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        if options:
+            return super().mail(sender, options)
+        self.putcmd("mail", f"FROM:{envelope_address(sender)}")
+        return self.getreply()
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        if options:
+            return super().rcpt(recip, options)
+        self.putcmd("rcpt", f"TO:{envelope_address(recip)}")
+        return self.getreply()
+
+
+class _EnvelopeSSL(_Envelope, smtplib.SMTP_SSL):
+    pass
+
+
 class _TimeoutConnection(flask_mail.Connection):
     """Flask-Mail opens SMTP without a timeout; a stuck server must not stall delivery."""
 
@@ -125,9 +162,9 @@ class _TimeoutConnection(flask_mail.Connection):
         mail = self.mail
         host: smtplib.SMTP | smtplib.SMTP_SSL
         if mail.use_ssl:
-            host = smtplib.SMTP_SSL(mail.server, mail.port, timeout=SMTP_TIMEOUT)
+            host = _EnvelopeSSL(mail.server, mail.port, timeout=SMTP_TIMEOUT)
         else:
-            host = smtplib.SMTP(mail.server, mail.port, timeout=SMTP_TIMEOUT)
+            host = _Envelope(mail.server, mail.port, timeout=SMTP_TIMEOUT)
         if mail.use_tls:
             host.starttls()
         if mail.username and mail.password:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import smtplib
 import threading
 import time
 from collections import Counter
@@ -397,3 +398,37 @@ def test_a_worker_no_commit_wakes_looks_again_within_its_poll(app: Flask, smtp) 
         )
     finally:
         worker.stop()
+
+
+ENVELOPES = [
+    "client@entreprise.fr",
+    "prenom.nom+rh@sous-domaine.entreprise.example.fr",
+    "Martin_Dupont-2@ENTREPRISE.FR",
+    "Espace Entreprise <ne-pas-repondre@entreprise.example.fr>",
+    "<deja@entre-chevrons.fr>",
+    '"guillemets dans la partie locale"@entreprise.fr',
+    "deux..points@entreprise.fr",
+    ".point-initial@entreprise.fr",
+    "sans-domaine-complet@localhost",
+    "rh@xn--boulangerie-lodie-dmb.fr",
+    "o'brien@entreprise.fr",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", ENVELOPES)
+def test_an_envelope_address_is_quoted_as_smtplib_quotes_it(value: str):
+    assert delivery.envelope_address(value) == smtplib.quoteaddr(value)
+
+
+def test_the_relay_receives_the_envelope_smtplib_would_send(app: Flask, relay: FaultySMTPServer):
+    """MAIL FROM is the sender without its display name and RCPT TO the recipient, both
+    quoted once here instead of parsed by smtplib at every e-mail."""
+    worker_of(app).stop()
+    settings = relay_settings(app, relay)
+    database = get_database(app)
+    recipients = ["client@entreprise.fr", "prenom.nom+rh@sous-domaine.entreprise.example.fr"]
+    queue(database, recipients)
+    assert deliver_due(database, SMTPTransport(settings), settings) == (2, 0)
+    sender = smtplib.quoteaddr(settings.mail_sender)[1:-1]
+    assert sorted(relay.envelopes) == sorted((sender, [to]) for to in recipients)

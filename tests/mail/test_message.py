@@ -189,3 +189,50 @@ def test_every_header_line_is_compat32s() -> None:
     for name in ("To", "Subject", "Message-ID", "Content-Type", "Auto-Submitted"):
         for value in values:
             assert SMTP_LINES.fold_binary(name, value) == stock.fold_binary(name, value), value
+
+
+BODIES = [
+    TEXT,
+    HTML,
+    "ASCII seulement\n",  # 7bit, not 8bit
+    "",
+    "sans fin de ligne",
+    "From the start: a line the mbox format would mangle\nFrom here\n",
+    "Windows\r\nline ends\r\nand a lone\rCR, then\n\nblank lines\n\n\n",
+    "trailing CR\r",
+    "Ünïcödé\u00a0espace insécable, emoji 🔐, ligne " + "très " * 60 + "longue\n",
+    ".\n..\n. point\n",
+]
+
+
+@pytest.mark.parametrize("html", [*BODIES, None])
+@pytest.mark.parametrize("text", BODIES)
+def test_the_assembled_bytes_are_the_generators(
+    monkeypatch: pytest.MonkeyPatch, text: str, html: str | None
+) -> None:
+    """The message put together directly is byte for byte the one the standard library's
+    generator writes of the same MIME tree, whatever the bodies hold."""
+    from authserver.mail import message as module
+
+    monkeypatch.setattr(module.secrets, "token_hex", lambda _n: "0f" * 16)
+    for subject, sender, recipient in [
+        ("Nouvelle connexion à votre compte", SENDER, "contact@entreprise.fr"),
+        ("Activate", "ne-pas-repondre@entreprise.example.fr", "rh@boulangerie-élodie.fr"),
+        (
+            "Une connexion à votre compte Espace Entreprise depuis un nouvel appareil — "
+            "vérifiez qu'il s'agit bien de vous",
+            "Équipe Entreprise <ne-pas-repondre@entreprise.example.fr>",
+            "tres.long.prenom.et.nom.de.famille.du.responsable@etablissement-"
+            "du-groupe.entreprise.example.fr",
+        ),
+    ]:
+        headers = {
+            "Subject": module._header(subject),
+            "From": module.address(sender),
+            "To": module.address(recipient),
+            "Date": "Tue, 08 Dec 2026 03:00:00 +0100",
+            "Message-ID": MESSAGE_ID,
+            "Auto-Submitted": module.AUTO_SUBMITTED,
+        }
+        generated = module._generated(text, html, headers, module.SMTP_LINES)
+        assert module._assembled(text, html, headers) == generated
