@@ -26,6 +26,7 @@ an SMTP outage of any length delays mail but loses none.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -131,6 +132,11 @@ def envelope_address(value: str) -> str:
     parser was a sixth of an alert e-mail's delivery CPU, once for MAIL and once for RCPT."""
     if _PLAIN_ADDRESS.fullmatch(value):
         return f"<{value}>"
+    return _quoted(value)
+
+
+@functools.lru_cache(maxsize=256)  # the sender's, with its display name, at every e-mail
+def _quoted(value: str) -> str:
     return smtplib.quoteaddr(value)
 
 

@@ -191,7 +191,8 @@ def _assembled(body_text: str, body_html: str | None, headers: dict[str, str]) -
         head, _, body = text.partition(b"\r\n\r\n")
         return head + b"\r\n" + top + b"\r\n" + body
     boundary = _boundary()
-    kind = fold("Content-Type", f'multipart/alternative; boundary="{boundary}"')
+    # Too long for one line: folded at its parameter, as compat32 folds it.
+    kind = f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'.encode()
     delimiter = f"--{boundary}".encode()
     return b"".join(
         (
