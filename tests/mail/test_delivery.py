@@ -421,6 +421,32 @@ def test_an_envelope_address_is_quoted_as_smtplib_quotes_it(value: str):
     assert delivery.envelope_address(value) == smtplib.quoteaddr(value)
 
 
+def test_every_plain_address_is_quoted_as_smtplib_quotes_it():
+    """Random addresses of the characters the quick path accepts, and a few more: each
+    quoted as smtplib quotes it, whichever path it takes."""
+    import random
+
+    pick = random.Random(16)
+    plain_characters = "abcXYZ0189_+-"
+    noise = plain_characters + ".@'\"<> é()[],;:\\"
+
+    def word(characters: str) -> str:
+        return "".join(pick.choice(characters) for _ in range(pick.randint(1, 8)))
+
+    plain = 0
+    for number in range(3000):
+        if number % 2:  # a dot-atom of plain characters, dotted domain
+            local = ".".join(word(plain_characters) for _ in range(pick.randint(1, 3)))
+            domain = ".".join(word("abz09-") for _ in range(pick.randint(2, 3)))
+            value = f"{local}@{domain}"
+        else:  # odd characters anywhere, often before a plain domain: the other path
+            domain = pick.choice(["entreprise.fr", "a-b.example.fr", word(noise)])
+            value = word(noise) + pick.choice(["@", "@", ""]) + domain
+        plain += bool(delivery._PLAIN_ADDRESS.fullmatch(value))
+        assert delivery.envelope_address(value) == smtplib.quoteaddr(value), value
+    assert plain > 300  # the quick path was taken often
+
+
 def test_the_relay_receives_the_envelope_smtplib_would_send(app: Flask, relay: FaultySMTPServer):
     """MAIL FROM is the sender without its display name and RCPT TO the recipient, both
     quoted once here instead of parsed by smtplib at every e-mail."""
