@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "LiveServer",
@@ -502,9 +503,15 @@ class SMTPServer:
     matching ``(mail_from, rcpt_tos)``. ``stop()`` then ``start()`` reuses the same port.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, tls: Any = None, implicit_tls: bool = False
+    ) -> None:
+        """``tls``: an ``ssl.SSLContext`` of the server's certificate, offered by STARTTLS
+        (``implicit_tls``: from the first byte, as ``smtps://``)."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self._cond = threading.Condition()
@@ -512,7 +519,15 @@ class SMTPServer:
 
     @property
     def url(self) -> str:
-        return f"smtp://{self.host}:{self.port}"
+        return self.url_for(self.host)
+
+    def url_for(self, name: str) -> str:
+        """The relay's URL under another name of this machine (``localhost``, its hostname)."""
+        if self.tls is not None and self.implicit_tls:
+            return f"smtps://{name}:{self.port}"
+        if self.tls is not None:
+            return f"smtp://{name}:{self.port}?starttls=1"
+        return f"smtp://{name}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -529,12 +544,16 @@ class SMTPServer:
             return self
         from aiosmtpd.controller import Controller
 
+        encryption: dict[str, Any] = {}
+        if self.tls is not None:
+            encryption = {"ssl_context" if self.implicit_tls else "tls_context": self.tls}
         controller = Controller(
             _CollectingHandler(self),
             hostname=self.host,
             port=self.port,
             enable_SMTPUTF8=True,
             ready_timeout=10,
+            **encryption,
         )
         controller.start()
         self._controller = controller

@@ -48,6 +48,7 @@ from sqlalchemy import case, update
 from authserver.config import Settings
 from authserver.db import Database
 from authserver.leases import Outbox
+from authserver.mail import relay_tls
 from authserver.mail.message import SMTPUTF8_OPTION, address, needs_smtputf8, render
 from authserver.mail.pace import late
 from authserver.mail.rendering import FACTS, WAITING, bodies
@@ -167,12 +168,14 @@ class _TimeoutConnection(flask_mail.Connection):
     def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
         mail = self.mail
         host: smtplib.SMTP | smtplib.SMTP_SSL
+        # smtplib checks no certificate unless given a context (relay_tls.py).
         if mail.use_ssl:
-            host = _EnvelopeSSL(mail.server, mail.port, timeout=SMTP_TIMEOUT)
+            context = relay_tls.context_for(mail.server)
+            host = _EnvelopeSSL(mail.server, mail.port, timeout=SMTP_TIMEOUT, context=context)
         else:
             host = _Envelope(mail.server, mail.port, timeout=SMTP_TIMEOUT)
         if mail.use_tls:
-            host.starttls()
+            host.starttls(context=relay_tls.context_for(mail.server))
         if mail.username and mail.password:
             host.login(mail.username, mail.password)
         return host
@@ -391,7 +394,9 @@ def _record_failure(
     if permanent:
         log.warning("mail %s refused for good by the relay: marked failed", mail_id)
     else:
-        log.warning("mail %s not delivered (attempt failed): %s", mail_id, type(exc).__name__)
+        log.warning(
+            "mail %s not delivered (attempt failed): %s", mail_id, relay_tls.failure_detail(exc)
+        )
 
 
 def deliver_due(
