@@ -174,11 +174,25 @@ class _TimeoutConnection(flask_mail.Connection):
             host = _EnvelopeSSL(mail.server, mail.port, timeout=SMTP_TIMEOUT, context=context)
         else:
             host = _Envelope(mail.server, mail.port, timeout=SMTP_TIMEOUT)
-        if mail.use_tls:
-            host.starttls(context=relay_tls.context_for(mail.server))
-        if mail.username and mail.password:
-            host.login(mail.username, mail.password)
+        try:
+            if mail.use_tls:
+                try:
+                    host.starttls(context=relay_tls.context_for(mail.server))
+                except smtplib.SMTPNotSupportedError as exc:
+                    raise RelayWithoutTLS(str(exc)) from None
+            if mail.username and mail.password:
+                host.login(mail.username, mail.password)
+        except BaseException:
+            host.close()
+            raise
         return host
+
+
+class RelayWithoutTLS(smtplib.SMTPException):
+    """``?starttls=1`` and the relay (or a machine on the way) does not offer STARTTLS.
+    Nothing is sent in clear; the relay's failure, not a mail's: retried later like a relay
+    that does not answer (smtplib's SMTPNotSupportedError would have failed each mail of the
+    batch for good, as for an address the relay cannot carry)."""
 
 
 def message_id(mail: Outgoing, domain: str) -> str:

@@ -177,3 +177,37 @@ def test_which_relays_are_checked(host: str, checked: bool):
     assert relay_tls.verifies(host) is checked
     assert (context.verify_mode == ssl.CERT_REQUIRED) is checked
     assert context.check_hostname is checked
+
+
+def test_a_relay_that_no_longer_offers_starttls_keeps_the_mail_for_later(
+    app: Flask, authority, caplog
+):
+    """``?starttls=1`` and a relay (or a machine on the way) that does not offer it: nothing
+    goes in clear, and the mail is not failed for good either: it is the relay's fault, not
+    the mail's, and it leaves once the relay offers TLS again."""
+    worker_of(app).stop()
+    plain = SMTPServer().start()
+    url = plain.url + "?starttls=1"
+    try:
+        queue(get_database(app), ["client@entreprise.fr", "autre@entreprise.fr"])
+        with caplog.at_level(logging.WARNING, logger="authserver.mail.delivery"):
+            assert deliver(app, url) == (0, 1)
+        assert plain.messages == []
+        assert statuses(app) == ["pending", "pending"]
+        assert any("RelayWithoutTLS" in r.getMessage() for r in caplog.records)
+    finally:
+        plain.stop()
+
+    # The relay offers STARTTLS again, on the same port.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(authority[1], authority[2])
+    relay = SMTPServer(plain.port, tls=context).start()
+    try:
+        with get_database(app).session_scope() as session:  # due now, not after its backoff
+            for row in session.scalars(select(OutboxMail)):
+                row.next_attempt_at = row.created_at
+        assert deliver(app, url) == (2, 0)
+        assert len(relay.wait_for(2)) == 2
+        assert statuses(app) == ["sent", "sent"]
+    finally:
+        relay.stop()
