@@ -429,3 +429,54 @@ def test_a_transaction_committing_late_on_postgresql(postgres, pg_template, make
         slow.close()
     (alert,) = on_accounts(run(app))
     assert alert.details["failures"] == 10
+
+
+def test_a_run_over_many_events_leaves_the_write_lock_to_the_logins(app):
+    """On SQLite one write lock serves every login. A run used to take it first (to be the
+    only run) and read up to 100,000 events under it: every login of the server waited for
+    the whole run, up to 1.6 s under load. Now the run reads first and takes the lock only
+    to move its mark and write its alerts."""
+    import sqlite3
+
+    users = [add_user(app, f"employeur.{i}") for i in range(20)]
+    rows = [
+        {
+            "user_id": users[i % 20],
+            "ip": f"198.51.100.{i % 20}",  # one address per account: a few alerts to write
+            "outcome": "success" if i % 3 else "failure",
+            "created_at": NOW - timedelta(seconds=i % 3000),
+        }
+        for i in range(40_000)
+    ]
+    add_events(app, rows)
+    path = get_database(app).engine.url.database
+    done = threading.Event()
+    took: list[float] = []
+
+    def detection() -> None:
+        started = time.monotonic()
+        try:
+            run(app)
+        finally:
+            took.append(time.monotonic() - started)
+            done.set()
+
+    login = sqlite3.connect(path, timeout=0, isolation_level=None)
+    thread = threading.Thread(target=detection)
+    thread.start()
+    longest = 0.0
+    blocked_since: float | None = None
+    while not done.is_set():
+        try:
+            login.execute("BEGIN IMMEDIATE")  # a login's write turn
+            login.execute("COMMIT")
+            blocked_since = None
+        except sqlite3.OperationalError:
+            now = time.monotonic()
+            blocked_since = blocked_since or now
+            longest = max(longest, now - blocked_since)
+        time.sleep(0.001)
+    thread.join()
+    login.close()
+    assert took[0] > 0.2, "the run read too little to tell"
+    assert longest < 0.1, f"logins waited {longest:.3f} s of a {took[0]:.3f} s run"
