@@ -211,3 +211,13 @@ def test_a_relay_that_no_longer_offers_starttls_keeps_the_mail_for_later(
         assert statuses(app) == ["sent", "sent"]
     finally:
         relay.stop()
+
+
+def test_a_context_is_made_once_until_the_trusted_authorities_change(monkeypatch, authority):
+    """Loading the trusted authorities takes milliseconds: not at every delivery round."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    first = relay_tls.context_for("relay.entreprise.fr")
+    assert relay_tls.context_for("relay.entreprise.fr") is first
+    assert relay_tls.context_for("localhost") is not first
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority[0]))
+    assert relay_tls.context_for("relay.entreprise.fr") is not first
