@@ -95,14 +95,27 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
 
 @pytest.fixture(params=["starttls", "smtps"])
 def relay(request: pytest.FixtureRequest, authority) -> Iterator[SMTPServer]:
-    _, certificate, key = authority
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certificate, key)
-    server = SMTPServer(tls=context, implicit_tls=request.param == "smtps").start()
+    server = SMTPServer(tls=server_side(authority), implicit_tls=request.param == "smtps")
+    server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def server_side(authority: tuple[Path, Path, Path]) -> ssl.SSLContext:
+    """The relay's TLS context: its certificate and key, issued by the test authority."""
+    _, certificate, key = authority
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certificate, key)
+    return context
+
+
+def due_now(app: Flask) -> None:
+    """Every mail of the outbox due at once, not after its retry's backoff."""
+    with get_database(app).session_scope() as session:
+        for row in session.scalars(select(OutboxMail)):
+            row.next_attempt_at = row.created_at
 
 
 def deliver(app: Flask, url: str) -> tuple[int, int]:
@@ -142,9 +155,7 @@ def test_an_untrusted_certificate_keeps_the_mail_until_its_authority_is_trusted(
 
     # The operator trusts the private authority: the same mail leaves.
     monkeypatch.setenv("SSL_CERT_FILE", str(authority[0]))
-    with get_database(app).session_scope() as session:  # due now, not after its backoff
-        for row in session.scalars(select(OutboxMail)):
-            row.next_attempt_at = row.created_at
+    due_now(app)
     assert deliver(app, url) == (1, 0)
     assert [m["To"] for m in relay.wait_for(1)] == ["client@entreprise.fr"]
     assert statuses(app) == ["sent"]
@@ -199,13 +210,9 @@ def test_a_relay_that_no_longer_offers_starttls_keeps_the_mail_for_later(
         plain.stop()
 
     # The relay offers STARTTLS again, on the same port.
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(authority[1], authority[2])
-    relay = SMTPServer(plain.port, tls=context).start()
+    relay = SMTPServer(plain.port, tls=server_side(authority)).start()
     try:
-        with get_database(app).session_scope() as session:  # due now, not after its backoff
-            for row in session.scalars(select(OutboxMail)):
-                row.next_attempt_at = row.created_at
+        due_now(app)
         assert deliver(app, url) == (2, 0)
         assert len(relay.wait_for(2)) == 2
         assert statuses(app) == ["sent", "sent"]

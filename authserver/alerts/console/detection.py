@@ -136,11 +136,10 @@ class _Mark:
 
 
 def _read_mark(session: Session) -> _Mark:
-    last_id = session.scalar(select(DetectorState.last_id).where(DetectorState.name == STATE_NAME))
-    exists = last_id is not None or session.scalar(
-        select(func.count()).where(DetectorState.name == STATE_NAME)
-    )
-    return _Mark(last_id, bool(exists))
+    row = session.execute(
+        select(DetectorState.last_id).where(DetectorState.name == STATE_NAME)
+    ).first()
+    return _Mark(row[0] if row is not None else None, row is not None)
 
 
 def _move_mark(session: Session, read: _Mark, settled: int, now: datetime) -> bool:
